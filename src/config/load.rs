@@ -1,0 +1,191 @@
+//! Reading a config file and reporting failures as `PATH:LINE:COLUMN: message`.
+
+use std::fmt;
+use std::path::Path;
+
+use super::schema::Settings;
+use super::values::with_scope;
+
+/// A config that could not be used, with where the problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file as the user named it.
+    pub path: String,
+    /// 1-based line and column of the offending node, when the parser knows it.
+    pub location: Option<(usize, usize)>,
+    /// What is wrong, as a sentence.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.location {
+            Some((line, column)) => write!(f, "{}:{line}:{column}: {}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let label = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: label.clone(),
+        location: None,
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    parse_str(&text, &label)
+}
+
+/// Validates config text; `label` names it in errors.
+pub fn parse_str(text: &str, label: &str) -> Result<Settings, ConfigError> {
+    let blank = |line: &str| line.trim().is_empty() || line.trim_start().starts_with('#');
+    if text.lines().all(blank) {
+        return Err(ConfigError {
+            path: label.to_string(),
+            location: Some((1, 1)),
+            message: "the config file is empty: it needs at least `services:`".to_string(),
+        });
+    }
+    with_scope(|| serde_yaml_ng::from_str::<Settings>(text)).map_err(|e| from_yaml(e, label))
+}
+
+fn from_yaml(error: serde_yaml_ng::Error, label: &str) -> ConfigError {
+    let location = error.location().map(|l| (l.line(), l.column()));
+    let full = error.to_string();
+    // The parser appends " at line L column C"; the location already leads our line.
+    let message = match full.rfind(" at line ") {
+        Some(at) if location.is_some() => full[..at].to_string(),
+        _ => full,
+    };
+    ConfigError {
+        path: label.to_string(),
+        location: location.or(Some((1, 1))),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+listen: 127.0.0.1:8080
+services:
+  - name: service1
+    hosts: [Service1.My-Company.com]
+    backends:
+      - url: http://127.0.0.1:9001
+      - url: http://127.0.0.1:9002
+        weight: 3
+  - name: service2
+    hosts: [service2.my-company.com]
+    strategy: random
+    auth: none
+    timeout: 5s
+    backends:
+      - url: http://127.0.0.1:9003
+";
+
+    fn error_of(text: &str) -> String {
+        parse_str(text, "app.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_full_config_parses_with_defaults() {
+        let s = parse_str(GOOD, "app.yaml").unwrap();
+        assert_eq!(s.services.len(), 2);
+        assert_eq!(s.services[0].hosts[0].0, "service1.my-company.com");
+        assert_eq!(s.services[0].strategy, super::super::Strategy::RoundRobin);
+        assert_eq!(s.services[0].auth, super::super::ServiceAuth::Required);
+        assert_eq!(s.services[0].backends[1].weight.0, 3);
+        assert_eq!(s.services[1].timeout, std::time::Duration::from_secs(5));
+        assert_eq!(s.limits.max_connections, 10_000);
+        assert_eq!(s.database.url, "sqlite://data/gatehouse.db");
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_line_and_column() {
+        let text = GOOD.replace("    timeout: 5s\n", "    timeout: 5s\n    retires: 3\n");
+        let err = error_of(&text);
+        assert!(err.starts_with("app.yaml:14:5: "), "{err}");
+        assert!(err.contains("unknown field `retires`"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_host_is_reported_at_the_second_claim() {
+        let text = GOOD.replace("[service2.my-company.com]", "[SERVICE1.my-company.com]");
+        let err = error_of(&text);
+        assert!(err.starts_with("app.yaml:10:13: "), "{err}");
+        assert!(
+            err.contains("duplicate host `service1.my-company.com`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn empty_backend_list_is_reported_at_the_list() {
+        let text = "services:\n  - name: a\n    hosts: [a.com]\n    backends: []\n";
+        let err = error_of(text);
+        assert!(err.starts_with("app.yaml:4:15: "), "{err}");
+        assert!(err.contains("must not be empty"), "{err}");
+    }
+
+    #[test]
+    fn bad_url_is_reported_at_the_url() {
+        let text = GOOD.replace("http://127.0.0.1:9003", "ftp://127.0.0.1:9003");
+        let err = error_of(&text);
+        assert!(err.starts_with("app.yaml:15:14: "), "{err}");
+        assert!(err.contains("scheme `ftp`"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_reported_at_the_value() {
+        let text = GOOD.replace("timeout: 5s", "timeout: 5 seconds");
+        let err = error_of(&text);
+        assert!(err.starts_with("app.yaml:13:14: "), "{err}");
+        assert!(err.contains("invalid duration `5 seconds`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_strategy_is_reported_with_the_choices() {
+        let text = GOOD.replace("strategy: random", "strategy: fastest");
+        let err = error_of(&text);
+        assert!(err.starts_with("app.yaml:11:15: "), "{err}");
+        assert!(err.contains("unknown variant `fastest`"), "{err}");
+        assert!(err.contains("round_robin"), "{err}");
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_a_location() {
+        let err = error_of("services: [\n");
+        assert!(err.starts_with("app.yaml:2:1: "), "{err}");
+    }
+
+    #[test]
+    fn empty_file_is_an_error() {
+        for empty in ["", "\n", "# only a comment\n"] {
+            let err = error_of(empty);
+            assert_eq!(
+                err,
+                "app.yaml:1:1: the config file is empty: it needs at least `services:`"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let err = load(Path::new("/nonexistent/gatehouse.yaml")).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("/nonexistent/gatehouse.yaml: cannot read"));
+    }
+
+    #[test]
+    fn the_scope_does_not_leak_between_parses() {
+        parse_str(GOOD, "a").unwrap();
+        parse_str(GOOD, "b").unwrap();
+    }
+}

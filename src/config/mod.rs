@@ -1,0 +1,17 @@
+//! Configuration: YAML → validated, typed [`Settings`].
+//!
+//! Three steps (STYLE.md): `schema` holds the serde structs (`deny_unknown_fields`), whose scalar
+//! fields are the checked types of `values`; every rule is a small named function in `rules`;
+//! `load` parses a file and turns any failure into `PATH:LINE:COLUMN: message`.
+
+mod load;
+mod rules;
+mod schema;
+mod values;
+
+pub use load::{load, parse_str, ConfigError};
+pub use schema::{
+    AccountsPageAccess, AuthLimits, AuthSettings, BackendSettings, DatabaseSettings, JwtAlgorithm,
+    JwtSettings, Limits, ServiceAuth, ServiceSettings, Settings, Strategy, TlsSettings,
+};
+pub use values::{BackendUrl, HostName, ServiceName, Weight};

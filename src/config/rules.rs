@@ -1,0 +1,306 @@
+//! One named function per validation rule; the value types and `load` call them.
+//!
+//! Each returns the message a user sees after `PATH:LINE:COLUMN:`, so it names the fix.
+
+use std::time::Duration;
+
+/// Largest weight a backend may have; keeps the weighted schedule small (see `balancer`).
+pub(crate) const MAX_WEIGHT: u32 = 100;
+
+/// Parses `250ms`, `5s`, `15m`, `1h`: a whole number followed by a unit, greater than zero.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let bad = || {
+        format!("invalid duration `{text}`: write a whole number and a unit: 250ms, 5s, 15m or 1h")
+    };
+    let amount: u64 = digits.parse().map_err(|_| bad())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(amount),
+        "s" => Duration::from_secs(amount),
+        "m" => Duration::from_secs(amount.saturating_mul(60)),
+        "h" => Duration::from_secs(amount.saturating_mul(3600)),
+        _ => return Err(bad()),
+    };
+    if duration.is_zero() {
+        return Err(format!(
+            "invalid duration `{text}`: must be greater than zero"
+        ));
+    }
+    Ok(duration)
+}
+
+/// A backend URL must be `http://host:port` with nothing after the authority.
+pub(crate) fn check_backend_url(text: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("invalid backend url `{text}`: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => {
+            return Err(format!(
+                "unsupported backend url scheme `{other}` in `{text}`: only http:// is supported"
+            ))
+        }
+        None => {
+            return Err(format!(
+                "backend url `{text}` needs a scheme: write http://{text}"
+            ))
+        }
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("backend url `{text}` has no host"))?;
+    if authority.host().is_empty() || authority.as_str().contains('@') {
+        return Err(format!(
+            "backend url `{text}` must be http://host:port without credentials"
+        ));
+    }
+    if uri.path() != "/" || uri.query().is_some() {
+        return Err(format!(
+            "backend url `{text}` must not have a path or query: requests keep their own path"
+        ));
+    }
+    Ok(uri)
+}
+
+/// A host a service claims: a DNS name or IPv4 address, matched case-insensitively, no port.
+pub(crate) fn check_host(text: &str) -> Result<String, String> {
+    let host = text.trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() || host.len() > 253 {
+        return Err(format!(
+            "invalid host `{text}`: must be 1 to 253 characters"
+        ));
+    }
+    if host.contains(':') {
+        return Err(format!(
+            "invalid host `{text}`: hosts match without a port, remove `:{}`",
+            host.rsplit(':').next().unwrap_or_default()
+        ));
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if !host.split('.').all(label_ok) {
+        return Err(format!(
+            "invalid host `{text}`: use letters, digits, `-` and `.` (e.g. service1.my-company.com)"
+        ));
+    }
+    Ok(host)
+}
+
+/// A service name becomes a metrics label, so it is short and plain; `control` is the control plane's.
+pub(crate) fn check_service_name(text: &str) -> Result<String, String> {
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if text.is_empty() || text.len() > 64 || !plain {
+        return Err(format!(
+            "invalid service name `{text}`: use 1 to 64 of a-z, 0-9, `_` and `-`"
+        ));
+    }
+    if text == "control" {
+        return Err("the service name `control` is reserved for the control plane".to_string());
+    }
+    Ok(text.to_string())
+}
+
+/// Weights are relative shares between 1 and [`MAX_WEIGHT`].
+pub(crate) fn check_weight(weight: u64) -> Result<u32, String> {
+    match u32::try_from(weight) {
+        Ok(w) if (1..=MAX_WEIGHT).contains(&w) => Ok(w),
+        _ => Err(format!(
+            "invalid weight {weight}: must be between 1 and {MAX_WEIGHT}"
+        )),
+    }
+}
+
+/// A list that must hold at least one item (`what` names it in the message).
+pub(crate) fn check_not_empty<T>(items: &[T], what: &str) -> Result<(), String> {
+    if items.is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    Ok(())
+}
+
+/// Each host belongs to exactly one service, or routing would be ambiguous.
+pub(crate) fn check_unique_host(
+    seen: &mut std::collections::HashSet<String>,
+    host: &str,
+) -> Result<(), String> {
+    if !seen.insert(host.to_string()) {
+        return Err(format!(
+            "duplicate host `{host}`: each host may be claimed by only one service"
+        ));
+    }
+    Ok(())
+}
+
+/// Service names label metrics and logs, so two services cannot share one.
+pub(crate) fn check_unique_service_name(
+    seen: &mut std::collections::HashSet<String>,
+    name: &str,
+) -> Result<(), String> {
+    if !seen.insert(name.to_string()) {
+        return Err(format!("duplicate service name `{name}`"));
+    }
+    Ok(())
+}
+
+/// An EdDSA token key cannot be derived from a shared secret; it needs its key file.
+pub(crate) fn check_jwt_key(algorithm_is_eddsa: bool, has_key_file: bool) -> Result<(), String> {
+    if algorithm_is_eddsa && !has_key_file {
+        return Err(
+            "auth.jwt.algorithm EdDSA needs key_file (a PEM Ed25519 private key)".to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// The database URL must name a store Gatehouse speaks.
+pub(crate) fn check_database_url(text: &str) -> Result<(), String> {
+    let known = ["sqlite:", "postgres://", "postgresql://"];
+    if !known.iter().any(|prefix| text.starts_with(prefix)) {
+        return Err(format!(
+            "unsupported database url `{}`: use sqlite://PATH or postgres://USER@HOST:PORT/DB",
+            text.split('@').next_back().unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn parses_durations_in_each_unit() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn rejects_bad_duration() {
+        for bad in ["5", "s", "5 sec", "-1s", "1.5s", "10d", ""] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains("invalid duration"), "{bad}: {err}");
+        }
+        assert!(parse_duration("0s")
+            .unwrap_err()
+            .contains("greater than zero"));
+    }
+
+    #[test]
+    fn accepts_http_backend_url() {
+        let uri = check_backend_url("http://127.0.0.1:9001").unwrap();
+        assert_eq!(uri.authority().unwrap().as_str(), "127.0.0.1:9001");
+    }
+
+    #[test]
+    fn rejects_bad_backend_url_and_scheme() {
+        assert!(check_backend_url("ftp://x:1")
+            .unwrap_err()
+            .contains("scheme `ftp`"));
+        assert!(check_backend_url("127.0.0.1:9001")
+            .unwrap_err()
+            .contains("needs a scheme"));
+        assert!(check_backend_url("http://")
+            .unwrap_err()
+            .contains("invalid backend url"));
+        assert!(check_backend_url("http://x:1/api")
+            .unwrap_err()
+            .contains("path"));
+        assert!(check_backend_url("http://u:p@x:1")
+            .unwrap_err()
+            .contains("credentials"));
+        assert!(check_backend_url("http://a b")
+            .unwrap_err()
+            .contains("invalid backend url"));
+    }
+
+    #[test]
+    fn host_is_lowercased_and_trailing_dot_dropped() {
+        assert_eq!(
+            check_host("Service1.My-Company.COM."),
+            Ok("service1.my-company.com".into())
+        );
+        assert_eq!(check_host("127.0.0.1"), Ok("127.0.0.1".into()));
+    }
+
+    #[test]
+    fn rejects_host_with_port_or_bad_characters() {
+        assert!(check_host("a.com:8080")
+            .unwrap_err()
+            .contains("without a port"));
+        assert!(check_host("a_b.com").unwrap_err().contains("invalid host"));
+        assert!(check_host("a..com").unwrap_err().contains("invalid host"));
+        assert!(check_host("").unwrap_err().contains("1 to 253"));
+    }
+
+    #[test]
+    fn rejects_bad_or_reserved_service_name() {
+        assert!(check_service_name("Service 1")
+            .unwrap_err()
+            .contains("invalid service name"));
+        assert!(check_service_name("control")
+            .unwrap_err()
+            .contains("reserved"));
+        assert_eq!(check_service_name("service_1"), Ok("service_1".into()));
+    }
+
+    #[test]
+    fn rejects_weight_out_of_range() {
+        assert!(check_weight(0).is_err());
+        assert!(check_weight(101).is_err());
+        assert_eq!(check_weight(3), Ok(3));
+    }
+
+    #[test]
+    fn rejects_empty_backend_list() {
+        let err = check_not_empty::<u8>(&[], "backends").unwrap_err();
+        assert_eq!(err, "backends must not be empty");
+    }
+
+    #[test]
+    fn rejects_duplicate_host_across_services() {
+        let mut seen = HashSet::new();
+        check_unique_host(&mut seen, "a.com").unwrap();
+        assert!(check_unique_host(&mut seen, "a.com")
+            .unwrap_err()
+            .contains("duplicate host"));
+    }
+
+    #[test]
+    fn rejects_duplicate_service_name() {
+        let mut seen = HashSet::new();
+        check_unique_service_name(&mut seen, "s").unwrap();
+        assert!(check_unique_service_name(&mut seen, "s").is_err());
+    }
+
+    #[test]
+    fn rejects_eddsa_without_key_file() {
+        assert!(check_jwt_key(true, false).is_err());
+        assert!(check_jwt_key(true, true).is_ok());
+        assert!(check_jwt_key(false, false).is_ok());
+    }
+
+    #[test]
+    fn rejects_unknown_database_and_hides_credentials() {
+        let err = check_database_url("mysql://root:hunter2@db/x").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(check_database_url("sqlite://data/g.db").is_ok());
+        assert!(check_database_url("postgres://app@127.0.0.1:5432/g").is_ok());
+    }
+}

@@ -1,0 +1,297 @@
+//! The config file's shape (DESIGN.md §3). Unknown keys are errors; defaults live here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::rules;
+use super::values::{BackendUrl, Dur, HostName, NonEmpty, ServiceName, Weight};
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Proxy and control plane listener.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// When set, `/metrics` is served only here (with `/health` and `/ready`).
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
+    /// TLS on `listen` (rustls).
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// The account store.
+    #[serde(default)]
+    pub database: DatabaseSettings,
+    /// Connection-level limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Login, tokens and the accounts page.
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// Host-routed backend pools; required, though `[]` (control plane only) is allowed.
+    pub services: Vec<ServiceSettings>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+
+/// Certificate and key files (PEM) for TLS on `listen`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Where accounts live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawDatabase")]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (created if missing) or `postgres://…`; `DATABASE_URL` overrides it.
+    pub url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    #[serde(default = "default_database_url")]
+    url: String,
+}
+
+impl TryFrom<RawDatabase> for DatabaseSettings {
+    type Error = String;
+    fn try_from(raw: RawDatabase) -> Result<Self, String> {
+        rules::check_database_url(&raw.url)?;
+        Ok(DatabaseSettings { url: raw.url })
+    }
+}
+
+fn default_database_url() -> String {
+    "sqlite://data/gatehouse.db".to_string()
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: default_database_url(),
+        }
+    }
+}
+
+/// Bounds that protect the process from slow or numerous clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// A client must send complete request headers within this time (slowloris).
+    #[serde(with = "dur")]
+    pub header_read_timeout: Duration,
+    /// Connections served at once; further clients wait in the accept backlog.
+    pub max_connections: usize,
+    /// On SIGTERM, how long in-flight requests may take to finish before the process exits.
+    #[serde(with = "dur")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Authentication settings shared by every service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Token format and lifetime.
+    pub jwt: JwtSettings,
+    /// Who may see `/accounts` and its page.
+    pub accounts_page: AccountsPageAccess,
+    /// Per-client rate limits on login and registration.
+    pub limits: AuthLimits,
+}
+
+/// How tokens are signed. The key comes from `GATEHOUSE_JWT_SECRET`, `secret_file` or `key_file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawJwt")]
+pub struct JwtSettings {
+    /// Signing algorithm, pinned on verification.
+    pub algorithm: JwtAlgorithm,
+    /// `iss` claim written and required.
+    pub issuer: String,
+    /// Token lifetime.
+    pub ttl: Duration,
+    /// File holding the HS256 secret (≥ 32 bytes).
+    pub secret_file: Option<PathBuf>,
+    /// PEM Ed25519 private key for EdDSA.
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    #[serde(default)]
+    algorithm: JwtAlgorithm,
+    #[serde(default = "default_issuer")]
+    issuer: String,
+    #[serde(default = "default_ttl")]
+    ttl: Dur,
+    #[serde(default)]
+    secret_file: Option<PathBuf>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+}
+
+impl TryFrom<RawJwt> for JwtSettings {
+    type Error = String;
+    fn try_from(raw: RawJwt) -> Result<Self, String> {
+        rules::check_jwt_key(raw.algorithm == JwtAlgorithm::EdDSA, raw.key_file.is_some())?;
+        Ok(JwtSettings {
+            algorithm: raw.algorithm,
+            issuer: raw.issuer,
+            ttl: raw.ttl.0,
+            secret_file: raw.secret_file,
+            key_file: raw.key_file,
+        })
+    }
+}
+
+fn default_issuer() -> String {
+    "gatehouse".to_string()
+}
+
+fn default_ttl() -> Dur {
+    Dur(Duration::from_secs(15 * 60))
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        JwtSettings {
+            algorithm: JwtAlgorithm::default(),
+            issuer: default_issuer(),
+            ttl: default_ttl().0,
+            secret_file: None,
+            key_file: None,
+        }
+    }
+}
+
+/// Token signing algorithms Gatehouse issues and accepts (one at a time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with a shared secret.
+    #[default]
+    HS256,
+    /// Ed25519 signatures; the public key is published as JWKS.
+    EdDSA,
+}
+
+/// Access to the accounts list and page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountsPageAccess {
+    /// Anyone.
+    Public,
+    /// Any logged-in account.
+    #[default]
+    Authenticated,
+    /// Admin accounts only.
+    Admin,
+}
+
+/// Attempts per minute per client IP (login also per account); 0 turns a limit off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthLimits {
+    /// `POST /login` attempts per minute.
+    pub login_per_minute: u32,
+    /// `POST /account` attempts per minute.
+    pub register_per_minute: u32,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        AuthLimits {
+            login_per_minute: 10,
+            register_per_minute: 30,
+        }
+    }
+}
+
+/// One host-routed backend pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// Unique name, used in metrics and logs.
+    pub name: ServiceName,
+    /// Host names routed here (case-insensitive, port ignored).
+    pub hosts: NonEmpty<HostName>,
+    /// How a backend is picked.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Whether a valid token is needed.
+    #[serde(default)]
+    pub auth: ServiceAuth,
+    /// Upstream servers.
+    pub backends: NonEmpty<BackendSettings>,
+    /// Longest wait for a backend's response headers before answering 504.
+    #[serde(default = "default_timeout", with = "dur")]
+    pub timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Load-balancing strategy of a service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Strict rotation (weighted smoothly when weights differ).
+    #[default]
+    RoundRobin,
+    /// Uniform (or weighted) random choice.
+    Random,
+}
+
+/// A service's authentication policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceAuth {
+    /// Every request needs a valid bearer token.
+    #[default]
+    Required,
+    /// Open: proxied without a token.
+    None,
+}
+
+/// One upstream server of a service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSettings {
+    /// `http://host:port`.
+    pub url: BackendUrl,
+    /// Relative share of traffic.
+    #[serde(default)]
+    pub weight: Weight,
+}
+
+/// `#[serde(with = "dur")]` for plain `Duration` fields.
+mod dur {
+    use super::Dur;
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Dur::deserialize(d).map(|d| d.0)
+    }
+}

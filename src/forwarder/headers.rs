@@ -1,0 +1,178 @@
+//! Header rewrite between client and backend (RFC 9110 §7.6.1, DESIGN.md §5).
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one hop's connection and never travel past a proxy.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Identity headers only Gatehouse may set; a client's copy is always dropped.
+pub(crate) const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+pub(crate) const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes hop-by-hop headers, `Upgrade`, and every header the `Connection` header names.
+///
+/// `Host` survives even when named: the backend needs it and dropping it would let a client
+/// make the upstream request fall back to the backend's own authority.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .filter(|name| name != header::HOST)
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// Drops client-sent identity headers, including `X_Forwarded_User`-style spellings that
+/// CGI-like backends would fold into the same variable.
+pub(crate) fn strip_identity(headers: &mut HeaderMap) {
+    headers.remove(X_FORWARDED_USER);
+    headers.remove(X_FORWARDED_EMAIL);
+    let underscored = headers.keys().any(|name| name.as_str().contains('_'));
+    if underscored {
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| {
+                let folded = name.as_str().replace('_', "-");
+                folded == X_FORWARDED_USER.as_str() || folded == X_FORWARDED_EMAIL.as_str()
+            })
+            .cloned()
+            .collect();
+        for name in spoofed {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Appends the peer to `X-Forwarded-For` and sets `X-Forwarded-Proto` and `-Host`.
+pub(crate) fn add_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    proto: &'static str,
+    host: Option<&HeaderValue>,
+) {
+    let mut chain = String::new();
+    for value in headers.get_all(&X_FORWARDED_FOR) {
+        if let Ok(value) = value.to_str() {
+            chain.push_str(value);
+            chain.push_str(", ");
+        }
+    }
+    use std::fmt::Write;
+    let _ = write!(chain, "{peer}");
+    let chain = HeaderValue::try_from(chain).expect("IP addresses and visible ASCII are valid");
+    headers.insert(X_FORWARDED_FOR, chain);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn connection_named_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "close, X-Foo"),
+            ("x-foo", "1"),
+            ("x-bar", "2"),
+            ("keep-alive", "5"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert!(
+            h.get("x-foo").is_none()
+                && h.get("connection").is_none()
+                && h.get("keep-alive").is_none()
+        );
+        assert_eq!(h["x-bar"], "2");
+    }
+
+    #[test]
+    fn connection_cannot_remove_host() {
+        let mut h = map(&[("connection", "host"), ("host", "a.com")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h["host"], "a.com");
+    }
+
+    #[test]
+    fn transfer_encoding_and_upgrade_are_hop_by_hop() {
+        let mut h = map(&[
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_removed_in_any_spelling() {
+        let mut h = map(&[
+            ("x-forwarded-user", "admin"),
+            ("X_Forwarded_Email", "a@b.c"),
+            ("x_other", "kept"),
+        ]);
+        strip_identity(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x_other"], "kept");
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_peer() {
+        let mut h = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ]);
+        let host = HeaderValue::from_static("a.com:8080");
+        add_forwarded(&mut h, "192.0.2.7".parse().unwrap(), "http", Some(&host));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "a.com:8080");
+    }
+
+    #[test]
+    fn forwarded_for_starts_a_chain() {
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, "::1".parse().unwrap(), "https", None);
+        assert_eq!(h["x-forwarded-for"], "::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+}

@@ -1,0 +1,86 @@
+//! One request from arrival to response: route, apply the service's policy, forward.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header::HeaderName, HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::config::ServiceAuth;
+use crate::control;
+use crate::error::{ProxyBody, ProxyError};
+use crate::forwarder::ClientInfo;
+use crate::server::access_log::{self, AccessRecord};
+use crate::state::AppState;
+
+/// Correlates a request across client, proxy logs and backend.
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Which pool answered, for the access log.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub service: Option<Box<str>>,
+    pub backend: Option<String>,
+}
+
+/// Answers one request; every failure becomes its JSON error response here, logged once.
+pub async fn handle(
+    state: Arc<AppState>,
+    mut request: Request<Incoming>,
+    client: ClientInfo,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let request_id = ensure_request_id(&mut request, &state);
+    let record = access_log::enabled().then(|| AccessRecord::start(&request, client, started));
+    let mut outcome = Outcome::default();
+    let mut response = match handle_inner(&state, request, client, &mut outcome).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(%error, service = outcome.service.as_deref(), "request failed");
+            error.into_response()
+        }
+    };
+    response.headers_mut().insert(X_REQUEST_ID, request_id);
+    match record {
+        Some(record) => record.finish(response, outcome),
+        None => response,
+    }
+}
+
+async fn handle_inner(
+    state: &AppState,
+    request: Request<Incoming>,
+    client: ClientInfo,
+    outcome: &mut Outcome,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let routes = state.routes.load();
+    let Some(service) = routes.route(&request) else {
+        return control::handle(request).await;
+    };
+    let service = Arc::clone(service);
+    drop(routes);
+    outcome.service = Some(service.name.clone());
+    if service.auth == ServiceAuth::Required {
+        // Token verification arrives with the account store; until then a protected service
+        // fails closed rather than passing anyone through.
+        return Err(ProxyError::MissingToken);
+    }
+    let (response, index) = state.forwarder.forward(&service, request, client).await?;
+    if access_log::enabled() {
+        outcome.backend = Some(service.backends[index].authority.to_string());
+    }
+    Ok(response.map(|body| body.boxed_unsync()))
+}
+
+/// Keeps the client's `X-Request-Id` (passed to the backend too) or assigns a new one.
+fn ensure_request_id(request: &mut Request<Incoming>, state: &AppState) -> HeaderValue {
+    if let Some(id) = request.headers().get(X_REQUEST_ID) {
+        if !id.is_empty() && id.len() <= 200 {
+            return id.clone();
+        }
+    }
+    let id = state.request_ids.next();
+    request.headers_mut().insert(X_REQUEST_ID, id.clone());
+    id
+}

@@ -1,0 +1,46 @@
+//! Gatehouse: an authenticating reverse proxy and load balancer.
+//!
+//! # Layout
+//! The request path, in order:
+//! - `server`: listeners, per-connection HTTP/1.1 + h2c, connection cap, drain, access log.
+//! - `handler`: one request end to end: route, policy, forward, error → response.
+//! - `router`: Host header → service; anything else → `control`.
+//! - `service`: a service's runtime form: policy, backends, balancer.
+//! - `balancer`: strategies (round-robin, random) over a weighted schedule.
+//! - `forwarder`: pooled upstream client, header rewrite, failover on refused connections.
+//! - `control`: control-plane endpoints (`/health`, …).
+//! - `error`: `ProxyError`, its status mapping and JSON error bodies.
+//! - `config`: YAML → validated `Settings`, errors as `PATH:LINE:COLUMN: message`.
+//! - `state`: the live snapshot (`ArcSwap`) and what requests share.
+//! - `reload`: SIGHUP → new snapshot, swapped only if it builds.
+
+pub mod balancer;
+pub mod config;
+mod control;
+pub mod error;
+pub mod forwarder;
+mod handler;
+pub mod reload;
+pub mod router;
+pub mod server;
+pub mod service;
+pub mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use config::Settings;
+pub use state::AppState;
+
+/// Runs the proxy on an already-bound listener until `shutdown` completes, then drains.
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let options = server::ServerOptions::from(&settings.limits);
+    let state = Arc::new(AppState::new(&settings));
+    server::serve(listener, state, options, shutdown).await
+}

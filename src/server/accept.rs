@@ -1,0 +1,120 @@
+//! The accept loop: one task per connection, a connection cap, header-read timeout, and a
+//! bounded graceful drain when the shutdown future completes.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::Limits;
+use crate::forwarder::ClientInfo;
+use crate::handler;
+use crate::state::AppState;
+
+/// Accept errors such as EMFILE are retried after this pause instead of spinning.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Connection-level settings of one listener.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time a client has to send complete request headers.
+    pub header_read_timeout: Duration,
+    /// How long in-flight requests may run after shutdown begins.
+    pub shutdown_timeout: Duration,
+}
+
+impl From<&Limits> for ServerOptions {
+    fn from(limits: &Limits) -> Self {
+        ServerOptions {
+            max_connections: limits.max_connections,
+            header_read_timeout: limits.header_read_timeout,
+            shutdown_timeout: limits.shutdown_timeout,
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` completes, then stops accepting and lets in-flight
+/// requests finish for at most `shutdown_timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let builder = Arc::new(connection_builder(&options));
+    let permits = Arc::new(Semaphore::new(options.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        // Waiting for a permit before accepting leaves excess clients in the kernel backlog.
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let client = ClientInfo {
+            peer,
+            proto: state.proto,
+        };
+        let state = Arc::clone(&state);
+        let service = service_fn(move |request| {
+            let state = Arc::clone(&state);
+            async move {
+                Ok::<_, std::convert::Infallible>(handler::handle(state, request, client).await)
+            }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, error = %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        connections = graceful.count(),
+        "shutting down: draining in-flight requests"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(options.shutdown_timeout) => {
+            tracing::warn!(timeout = ?options.shutdown_timeout, "drain timed out; closing the remaining connections");
+        }
+    }
+    Ok(())
+}
+
+fn connection_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}

@@ -1,0 +1,6 @@
+//! Listeners and connections: accept with a cap, serve HTTP/1.1 and h2c, drain on shutdown.
+
+mod accept;
+pub(crate) mod access_log;
+
+pub use accept::{serve, ServerOptions};

@@ -1,0 +1,51 @@
+//! A service as the request path sees it: its policy, its backends and its balancer, built once
+//! per config snapshot.
+
+use std::time::Duration;
+
+use http::uri::Authority;
+
+use crate::balancer::Balancer;
+use crate::config::{ServiceAuth, ServiceSettings};
+
+/// One upstream server.
+#[derive(Debug)]
+pub struct Backend {
+    /// `host:port`, the target of upstream requests.
+    pub authority: Authority,
+}
+
+/// A routed pool of backends with its policy.
+#[derive(Debug)]
+pub struct Service {
+    /// Name from the config (metrics and logs).
+    pub name: Box<str>,
+    /// Whether a token is required.
+    pub auth: ServiceAuth,
+    /// How long to wait for a backend's response headers.
+    pub timeout: Duration,
+    /// The pool, in config order.
+    pub backends: Box<[Backend]>,
+    /// Chooses from `backends`.
+    pub balancer: Balancer,
+}
+
+impl Service {
+    /// Builds the runtime form of a validated service.
+    pub fn from_settings(settings: &ServiceSettings) -> Self {
+        let weights: Vec<u32> = settings.backends.iter().map(|b| b.weight.0).collect();
+        Service {
+            name: settings.name.0.as_str().into(),
+            auth: settings.auth,
+            timeout: settings.timeout,
+            backends: settings
+                .backends
+                .iter()
+                .map(|b| Backend {
+                    authority: b.url.authority().clone(),
+                })
+                .collect(),
+            balancer: Balancer::new(settings.strategy, &weights),
+        }
+    }
+}

@@ -33,8 +33,13 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// A backend URL must be `http://host:port` with nothing after the authority.
+/// A backend URL must be `http://host[:port]` with nothing after the authority; the port, when
+/// written, must be a real one (the URI parser would otherwise accept `:99999` and the connector
+/// silently fall back to port 80).
 pub(crate) fn check_backend_url(text: &str) -> Result<http::Uri, String> {
+    if text.contains('#') {
+        return Err(format!("backend url `{text}` must not have a fragment"));
+    }
     let uri: http::Uri = text
         .parse()
         .map_err(|e| format!("invalid backend url `{text}`: {e}"))?;
@@ -59,12 +64,37 @@ pub(crate) fn check_backend_url(text: &str) -> Result<http::Uri, String> {
             "backend url `{text}` must be http://host:port without credentials"
         ));
     }
+    check_backend_host(authority.host()).map_err(|e| format!("backend url `{text}`: {e}"))?;
+    check_port(&authority.as_str()[authority.host().len()..])
+        .map_err(|e| format!("backend url `{text}`: {e}"))?;
     if uri.path() != "/" || uri.query().is_some() {
         return Err(format!(
             "backend url `{text}` must not have a path or query: requests keep their own path"
         ));
     }
     Ok(uri)
+}
+
+fn check_backend_host(host: &str) -> Result<(), String> {
+    if host.starts_with('[') {
+        let inner = host.trim_start_matches('[').trim_end_matches(']');
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .map(drop)
+            .map_err(|_| format!("invalid IPv6 address `{host}`"));
+    }
+    check_host(host).map(drop)
+}
+
+/// `rest` is what follows the host in the authority: empty (port 80) or `:PORT`, 1 to 65535.
+fn check_port(rest: &str) -> Result<(), String> {
+    let Some(port) = rest.strip_prefix(':') else {
+        return Ok(());
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && !port.starts_with('+') => Ok(()),
+        _ => Err(format!("invalid port `{port}`: must be 1 to 65535")),
+    }
 }
 
 /// A host a service claims: a DNS name or IPv4 address, matched case-insensitively, no port.

@@ -8,23 +8,48 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::sync::Notify;
 
-/// Holds the client's body until the first backend that really connects starts reading it.
+/// The client's body failed (bad chunking, cut short): the client's fault, not the backend's.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body could not be read: {0}")]
+pub(crate) struct ClientBodyError(#[source] pub hyper::Error);
+
+#[derive(Debug)]
+struct Shared {
+    body: Mutex<Option<Incoming>>,
+    sent: Notify,
+}
+
+/// Holds the client's body until the first backend that really connects starts reading it,
+/// and tells the forwarder when it has been sent in full.
 #[derive(Debug, Clone)]
-pub(crate) struct BodySlot(Arc<Mutex<Option<Incoming>>>);
+pub(crate) struct BodySlot(Arc<Shared>);
 
 impl BodySlot {
     pub(crate) fn new(body: Incoming) -> Self {
-        BodySlot(Arc::new(Mutex::new(Some(body))))
+        BodySlot(Arc::new(Shared {
+            body: Mutex::new(Some(body)),
+            sent: Notify::new(),
+        }))
     }
 
     /// Whether the body is still unread (so another attempt can send it).
     pub(crate) fn is_unread(&self) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.0
+            .body
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Completes once the whole body has been handed to the upstream connection.
+    pub(crate) async fn sent(&self) {
+        self.0.sent.notified().await;
     }
 
     fn take(&self) -> Option<Incoming> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.0.body.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -35,8 +60,8 @@ pub(crate) enum UpstreamBody {
     Empty,
     /// Not yet read from the slot.
     Pending { slot: BodySlot, hint: SizeHint },
-    /// Being streamed.
-    Streaming(Incoming),
+    /// Being streamed; the slot is told when it ends.
+    Streaming { body: Incoming, slot: BodySlot },
 }
 
 impl UpstreamBody {
@@ -50,19 +75,34 @@ impl UpstreamBody {
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientBodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         loop {
             match &mut *self {
                 UpstreamBody::Empty => return Poll::Ready(None),
-                UpstreamBody::Streaming(body) => return Pin::new(body).poll_frame(cx),
+                UpstreamBody::Streaming { body, slot } => {
+                    let polled = Pin::new(&mut *body).poll_frame(cx);
+                    // hyper stops polling once `is_end_stream` says so, so the last data frame
+                    // can be the end too.
+                    let done = match &polled {
+                        Poll::Ready(None) => true,
+                        Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                        _ => false,
+                    };
+                    if done {
+                        // notify_one keeps a permit, so a waiter that arrives later still wakes.
+                        slot.0.sent.notify_one();
+                    }
+                    return polled.map_err(ClientBodyError);
+                }
                 UpstreamBody::Pending { slot, .. } => {
+                    let slot = slot.clone();
                     *self = match slot.take() {
-                        Some(body) => UpstreamBody::Streaming(body),
+                        Some(body) => UpstreamBody::Streaming { body, slot },
                         None => UpstreamBody::Empty,
                     };
                 }
@@ -74,7 +114,7 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Empty => true,
             UpstreamBody::Pending { .. } => false,
-            UpstreamBody::Streaming(body) => body.is_end_stream(),
+            UpstreamBody::Streaming { body, .. } => body.is_end_stream(),
         }
     }
 
@@ -82,7 +122,7 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Empty => SizeHint::with_exact(0),
             UpstreamBody::Pending { hint, .. } => *hint,
-            UpstreamBody::Streaming(body) => body.size_hint(),
+            UpstreamBody::Streaming { body, .. } => body.size_hint(),
         }
     }
 }

@@ -11,13 +11,13 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{header, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::{Client, Error as ClientError};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::balancer::attempt_order;
 use crate::error::ProxyError;
-use crate::service::Service;
-use body::{BodySlot, UpstreamBody};
+use crate::service::{Backend, Service};
+use body::{BodySlot, ClientBodyError, UpstreamBody};
 
 /// How long one TCP connect to a backend may take before the next backend is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,6 +45,13 @@ impl Default for Forwarder {
     }
 }
 
+/// The request as it will be sent to whichever backend takes it.
+struct Outgoing {
+    parts: http::request::Parts,
+    path: PathAndQuery,
+    body: Option<(BodySlot, http_body::SizeHint)>,
+}
+
 impl Forwarder {
     /// A client with keep-alive pooling, `TCP_NODELAY` and a bounded connect time.
     pub fn new() -> Self {
@@ -66,19 +73,52 @@ impl Forwarder {
         request: Request<Incoming>,
         client: ClientInfo,
     ) -> Result<(Response<Incoming>, usize), ProxyError> {
-        let attempts = self.try_backends(service, request, client);
-        match tokio::time::timeout(service.timeout, attempts).await {
-            Ok(result) => result,
-            Err(_) => Err(ProxyError::UpstreamTimeout(service.timeout)),
+        let outgoing = Outgoing::new(request, client);
+        let first = service.balancer.pick();
+        for index in attempt_order(first, service.backends.len()) {
+            let backend = &service.backends[index];
+            match self.attempt(service, backend, &outgoing).await {
+                Ok(mut response) => {
+                    headers::strip_hop_by_hop(response.headers_mut());
+                    return Ok((response, index));
+                }
+                Err(Attempt::Refused(error)) => {
+                    tracing::warn!(service = &*service.name, backend = %backend.authority, %error, "backend refused the connection, trying the next");
+                }
+                Err(Attempt::Failed(error)) => return Err(error),
+            }
         }
+        Err(ProxyError::AllBackendsFailed(service.name.to_string()))
     }
 
-    async fn try_backends(
+    /// One try against one backend. `service.timeout` bounds the wait for response headers and
+    /// starts once the request body has been sent, so a slow upload is not blamed on the backend.
+    async fn attempt(
         &self,
         service: &Service,
-        request: Request<Incoming>,
-        client: ClientInfo,
-    ) -> Result<(Response<Incoming>, usize), ProxyError> {
+        backend: &Backend,
+        outgoing: &Outgoing,
+    ) -> Result<Response<Incoming>, Attempt> {
+        let upstream = outgoing.to(backend)?;
+        let response = self.client.request(upstream);
+        tokio::pin!(response);
+        if let Some((slot, _)) = &outgoing.body {
+            tokio::select! {
+                result = &mut response => return result.map_err(|e| Attempt::classify(e, service, backend, outgoing)),
+                () = slot.sent() => {}
+            }
+        }
+        match tokio::time::timeout(service.timeout, response).await {
+            Ok(result) => result.map_err(|e| Attempt::classify(e, service, backend, outgoing)),
+            Err(_) => Err(Attempt::Failed(ProxyError::UpstreamTimeout(
+                service.timeout,
+            ))),
+        }
+    }
+}
+
+impl Outgoing {
+    fn new(request: Request<Incoming>, client: ClientInfo) -> Self {
         let (mut parts, incoming) = request.into_parts();
         rewrite_request_headers(&mut parts, client);
         let path = parts
@@ -86,51 +126,67 @@ impl Forwarder {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let slot = (!http_body::Body::is_end_stream(&incoming)).then(|| {
+        let body = (!http_body::Body::is_end_stream(&incoming)).then(|| {
             let hint = http_body::Body::size_hint(&incoming);
             (BodySlot::new(incoming), hint)
         });
+        Outgoing { parts, path, body }
+    }
 
-        let first = service.balancer.pick();
-        let mut last_error = None;
-        for index in attempt_order(first, service.backends.len()) {
-            let backend = &service.backends[index];
-            let uri = Uri::builder()
-                .scheme(Scheme::HTTP)
-                .authority(backend.authority.clone())
-                .path_and_query(path.clone())
-                .build()
-                .map_err(|e| ProxyError::Internal(e.to_string()))?;
-            let body = match &slot {
-                Some((slot, hint)) => UpstreamBody::pending(slot, *hint),
-                None => UpstreamBody::Empty,
-            };
-            let mut upstream = Request::new(body);
-            *upstream.method_mut() = parts.method.clone();
-            *upstream.uri_mut() = uri;
-            *upstream.headers_mut() = parts.headers.clone();
-            match self.client.request(upstream).await {
-                Ok(mut response) => {
-                    headers::strip_hop_by_hop(response.headers_mut());
-                    return Ok((response, index));
-                }
-                Err(error)
-                    if error.is_connect() && slot.as_ref().is_none_or(|(s, _)| s.is_unread()) =>
-                {
-                    tracing::warn!(service = &*service.name, backend = %backend.authority, %error, "backend refused the connection, trying the next");
-                    last_error = Some(error);
-                }
-                Err(error) => {
-                    tracing::warn!(service = &*service.name, backend = %backend.authority, error = %error_chain(&error), "backend request failed");
-                    return Err(ProxyError::Upstream(format!(
-                        "backend {} failed",
-                        backend.authority
-                    )));
-                }
-            }
+    /// The upstream request for `backend`. Headers are copied because a refused attempt
+    /// consumes its request and the next backend needs them again.
+    fn to(&self, backend: &Backend) -> Result<Request<UpstreamBody>, Attempt> {
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(backend.authority.clone())
+            .path_and_query(self.path.clone())
+            .build()
+            .map_err(|e| Attempt::Failed(ProxyError::Internal(e.to_string())))?;
+        let body = match &self.body {
+            Some((slot, hint)) => UpstreamBody::pending(slot, *hint),
+            None => UpstreamBody::Empty,
+        };
+        let mut upstream = Request::new(body);
+        *upstream.method_mut() = self.parts.method.clone();
+        *upstream.uri_mut() = uri;
+        *upstream.headers_mut() = self.parts.headers.clone();
+        Ok(upstream)
+    }
+
+    fn body_unread(&self) -> bool {
+        self.body.as_ref().is_none_or(|(slot, _)| slot.is_unread())
+    }
+}
+
+/// How one attempt ended, when it did not produce a response.
+enum Attempt {
+    /// Nothing was sent; the next backend may be tried.
+    Refused(ClientError),
+    /// The request is over.
+    Failed(ProxyError),
+}
+
+impl Attempt {
+    fn classify(
+        error: ClientError,
+        service: &Service,
+        backend: &Backend,
+        outgoing: &Outgoing,
+    ) -> Self {
+        if error.is_connect() && outgoing.body_unread() {
+            return Attempt::Refused(error);
         }
-        tracing::debug!(?last_error, "every backend refused");
-        Err(ProxyError::AllBackendsFailed(service.name.to_string()))
+        if let Some(body_error) = find_cause::<ClientBodyError>(&error) {
+            tracing::debug!(service = &*service.name, error = %body_error, "client body failed");
+            return Attempt::Failed(ProxyError::BadRequest(
+                "the request body was malformed or cut short",
+            ));
+        }
+        tracing::warn!(service = &*service.name, backend = %backend.authority, error = %error_chain(&error), "backend request failed");
+        Attempt::Failed(ProxyError::Upstream(format!(
+            "backend {} failed",
+            backend.authority
+        )))
     }
 }
 
@@ -149,6 +205,20 @@ fn rewrite_request_headers(parts: &mut http::request::Parts, client: ClientInfo)
     }
     let host = headers.get(header::HOST).cloned();
     headers::add_forwarded(headers, client.peer.ip(), client.proto, host.as_ref());
+}
+
+/// The first error of type `T` in `error`'s chain of causes.
+fn find_cause<'e, T: std::error::Error + 'static>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e T> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// The error and its causes on one line, for logs.

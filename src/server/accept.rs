@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::preface;
 use crate::config::Limits;
 use crate::forwarder::ClientInfo;
 use crate::handler;
@@ -20,6 +21,9 @@ use crate::state::AppState;
 
 /// Accept errors such as EMFILE are retried after this pause instead of spinning.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connection-level settings of one listener.
 #[derive(Debug, Clone)]
@@ -72,6 +76,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let header_read_timeout = options.header_read_timeout;
         let client = ClientInfo {
             peer,
             proto: state.proto,
@@ -83,15 +88,18 @@ pub async fn serve(
                 Ok::<_, std::convert::Infallible>(handler::handle(state, request, client).await)
             }
         });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let builder = Arc::clone(&builder);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let _permit = permit;
+            if !preface::arrives(&stream, header_read_timeout).await {
+                tracing::debug!(%peer, "no request within the header read timeout; closing");
+                return;
+            }
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %error, "connection ended with an error");
             }
-            drop(permit);
         });
     }
     drop(listener);
@@ -115,6 +123,11 @@ fn connection_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    // Pings find peers that vanished without closing, so their slots are freed.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
     builder
 }

@@ -2,5 +2,6 @@
 
 mod accept;
 pub(crate) mod access_log;
+mod preface;
 
 pub use accept::{serve, ServerOptions};

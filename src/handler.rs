@@ -12,7 +12,7 @@ use crate::control;
 use crate::error::{ProxyBody, ProxyError};
 use crate::forwarder::ClientInfo;
 use crate::server::access_log::{self, AccessRecord};
-use crate::state::AppState;
+use crate::state::{AppState, Worker};
 
 /// Correlates a request across client, proxy logs and backend.
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -26,15 +26,15 @@ pub(crate) struct Outcome {
 
 /// Answers one request; every failure becomes its JSON error response here, logged once.
 pub async fn handle(
-    state: Arc<AppState>,
+    worker: Arc<Worker>,
     mut request: Request<Incoming>,
-    client: ClientInfo,
+    client: Arc<ClientInfo>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
-    let request_id = ensure_request_id(&mut request, &state);
-    let record = access_log::enabled().then(|| AccessRecord::start(&request, client, started));
+    let request_id = ensure_request_id(&mut request, &worker.state);
+    let record = access_log::enabled().then(|| AccessRecord::start(&request, &client, started));
     let mut outcome = Outcome::default();
-    let mut response = match handle_inner(&state, request, client, &mut outcome).await {
+    let mut response = match handle_inner(&worker, request, &client, &mut outcome).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(%error, service = outcome.service.as_deref(), "request failed");
@@ -49,12 +49,12 @@ pub async fn handle(
 }
 
 async fn handle_inner(
-    state: &AppState,
+    worker: &Worker,
     request: Request<Incoming>,
-    client: ClientInfo,
+    client: &ClientInfo,
     outcome: &mut Outcome,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let routes = state.routes.load();
+    let routes = worker.state.routes.load();
     let Some(service) = routes.route(&request) else {
         return control::handle(request).await;
     };
@@ -66,7 +66,7 @@ async fn handle_inner(
         // fails closed rather than passing anyone through.
         return Err(ProxyError::MissingToken);
     }
-    let (response, index) = state.forwarder.forward(&service, request, client).await?;
+    let (response, index) = worker.forwarder.forward(&service, request, client).await?;
     if access_log::enabled() {
         outcome.backend = Some(service.backends[index].authority.to_string());
     }

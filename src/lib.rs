@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! The request path, in order:
-//! - `server`: listeners, per-connection HTTP/1.1 + h2c, connection cap, drain, access log.
+//! - `server`: worker threads, per-connection HTTP/1.1 + h2c, connection cap, drain, access log.
 //! - `handler`: one request end to end: route, policy, forward, error → response.
 //! - `router`: Host header → service; anything else → `control`.
 //! - `service`: a service's runtime form: policy, backends, balancer.
@@ -35,6 +35,8 @@ pub use config::Settings;
 pub use state::AppState;
 
 /// Runs the proxy on an already-bound listener until `shutdown` completes, then drains.
+///
+/// The calling runtime serves as the first of `settings.workers` workers.
 pub async fn run(
     listener: TcpListener,
     settings: Settings,
@@ -42,5 +44,6 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let options = server::ServerOptions::from(&settings.limits);
     let state = Arc::new(AppState::new(&settings));
-    server::serve(listener, state, options, shutdown).await
+    let workers = settings.workers.resolve();
+    server::serve_workers(listener, state, options, workers, shutdown).await
 }

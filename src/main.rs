@@ -1,11 +1,13 @@
 //! The `gatehouse` command: parse arguments, set up logging, load the config, bind, serve.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use tokio::net::{TcpListener, TcpSocket};
 use tracing_subscriber::EnvFilter;
 
 use gatehouse::server::{self, ServerOptions};
@@ -89,24 +91,44 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+/// Pending connections the kernel queues while every worker is busy (std's default is 128).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let settings = config::load(&config_path)?;
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        services = settings.services.len(),
-        version = env!("CARGO_PKG_VERSION"),
-        "gatehouse started"
-    );
-    let state = Arc::new(AppState::new(&settings));
-    tokio::spawn(reload::on_sighup(config_path, Arc::clone(&state)));
-    let options = ServerOptions::from(&settings.limits);
-    server::serve(listener, state, options, shutdown_signal()).await?;
-    tracing::info!("gatehouse stopped");
-    Ok(())
+    let workers = settings.workers.resolve();
+    // This thread is worker 0; `serve_workers` starts the others, each on its own runtime.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let listener = bind(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        tracing::info!(
+            listen = %listener.local_addr()?,
+            workers,
+            services = settings.services.len(),
+            version = env!("CARGO_PKG_VERSION"),
+            "gatehouse started"
+        );
+        let state = Arc::new(AppState::new(&settings));
+        tokio::spawn(reload::on_sighup(config_path, Arc::clone(&state)));
+        let options = ServerOptions::from(&settings.limits);
+        server::serve_workers(listener, state, options, workers, shutdown_signal()).await?;
+        tracing::info!("gatehouse stopped");
+        Ok(())
+    })
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -197,3 +197,51 @@ async fn stopping_the_in_process_proxy_drains_and_returns_ok() {
         "the listener is still open after run returned"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_workers_serve_concurrent_clients_and_all_drain_on_stop() {
+    let addrs = backends(2).await;
+    let config = ConfigYaml::new()
+        .workers(3)
+        .limit("shutdown_timeout", "5s")
+        .service(ServiceYaml::open("app", "app.test").backends(&addrs));
+    let proxy = Proxy::start(&config).await;
+
+    // Separate clients, so connections land on whichever worker accepts them.
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let client = Client::http1(proxy.addr);
+        tasks.push(tokio::spawn(async move {
+            let reply = client.get("app.test", &format!("/c{i}")).await;
+            (
+                reply.status,
+                reply.json()["path"].as_str().map(str::to_string),
+            )
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (status, path) = task.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(path.as_deref(), Some(format!("/c{i}").as_str()));
+    }
+
+    let slow: Vec<_> = (0..3)
+        .map(|_| {
+            let client = Client::http1(proxy.addr);
+            tokio::spawn(async move { client.get("app.test", "/slow/1").await.status })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addr = proxy.addr;
+    proxy
+        .stop()
+        .await
+        .expect("every worker drains and returns Ok");
+    for task in slow {
+        assert_eq!(task.await.unwrap(), 200, "an in-flight request was cut off");
+    }
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "a worker still listens"
+    );
+}

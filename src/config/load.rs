@@ -104,6 +104,20 @@ services:
         assert_eq!(s.services[1].timeout, std::time::Duration::from_secs(5));
         assert_eq!(s.limits.max_connections, 10_000);
         assert_eq!(s.database.url, "sqlite://data/gatehouse.db");
+        assert_eq!(s.workers, super::super::Workers::Auto);
+    }
+
+    #[test]
+    fn workers_take_auto_or_a_count() {
+        let with = |w: &str| parse_str(&format!("workers: {w}\n{GOOD}"), "app.yaml");
+        assert_eq!(with("auto").unwrap().workers, super::super::Workers::Auto);
+        assert_eq!(with("3").unwrap().workers, super::super::Workers::Count(3));
+        let err = with("many").unwrap_err().to_string();
+        assert!(err.starts_with("app.yaml:1:10: "), "{err}");
+        assert!(with("0")
+            .unwrap_err()
+            .to_string()
+            .contains("auto or 1 to 1024"));
     }
 
     #[test]

@@ -14,4 +14,4 @@ pub use schema::{
     AccountsPageAccess, AuthLimits, AuthSettings, BackendSettings, DatabaseSettings, JwtAlgorithm,
     JwtSettings, Limits, ServiceAuth, ServiceSettings, Settings, Strategy, TlsSettings,
 };
-pub use values::{BackendUrl, HostName, ServiceName, Weight};
+pub use values::{BackendUrl, HostName, ServiceName, Weight, Workers};

@@ -154,6 +154,19 @@ pub(crate) fn check_weight(weight: u64) -> Result<u32, String> {
     }
 }
 
+/// Worker threads beyond this only add context switches.
+pub(crate) const MAX_WORKERS: u64 = 1024;
+
+/// A worker count is 1 to [`MAX_WORKERS`].
+pub(crate) fn check_workers(count: u64) -> Result<usize, String> {
+    if (1..=MAX_WORKERS).contains(&count) {
+        return Ok(count as usize);
+    }
+    Err(format!(
+        "invalid workers {count}: must be auto or 1 to {MAX_WORKERS}"
+    ))
+}
+
 /// A list that must hold at least one item (`what` names it in the message).
 pub(crate) fn check_not_empty<T>(items: &[T], what: &str) -> Result<(), String> {
     if items.is_empty() {
@@ -295,6 +308,13 @@ mod tests {
         assert!(check_weight(0).is_err());
         assert!(check_weight(101).is_err());
         assert_eq!(check_weight(3), Ok(3));
+    }
+
+    #[test]
+    fn rejects_worker_count_out_of_range() {
+        assert!(check_workers(0).unwrap_err().contains("auto or 1 to 1024"));
+        assert!(check_workers(5000).is_err());
+        assert_eq!(check_workers(4), Ok(4));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::rules;
-use super::values::{BackendUrl, Dur, HostName, NonEmpty, ServiceName, Weight};
+use super::values::{BackendUrl, Dur, HostName, NonEmpty, ServiceName, Weight, Workers};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -16,6 +16,9 @@ pub struct Settings {
     /// Proxy and control plane listener.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Worker threads, each with its own event loop: `auto` (one per CPU) or a count.
+    #[serde(default)]
+    pub workers: Workers,
     /// When set, `/metrics` is served only here (with `/health` and `/ready`).
     #[serde(default)]
     pub admin_listen: Option<SocketAddr>,

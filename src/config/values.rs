@@ -161,6 +161,55 @@ impl<'de> Deserialize<'de> for Weight {
     }
 }
 
+/// Worker threads: `auto` (one per CPU the process may use) or a count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Workers {
+    /// One per available CPU (respects affinity and cgroup CPU limits).
+    #[default]
+    Auto,
+    /// Exactly this many.
+    Count(usize),
+}
+
+impl Workers {
+    /// The number of worker threads to run.
+    pub fn resolve(self) -> usize {
+        match self {
+            Workers::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Workers::Count(n) => n,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Workers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Workers;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`auto` or a number of worker threads")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Workers, E> {
+                match v {
+                    "auto" => Ok(Workers::Auto),
+                    _ => Err(E::custom(format!(
+                        "invalid workers `{v}`: write auto or a number"
+                    ))),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Workers, E> {
+                rules::check_workers(v)
+                    .map(Workers::Count)
+                    .map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Workers, E> {
+                self.visit_u64(u64::try_from(v).unwrap_or(0))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A YAML sequence that must not be empty; the error points at the sequence itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NonEmpty<T>(pub Vec<T>);

@@ -28,6 +28,13 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// `Host` survives even when named: the backend needs it and dropping it would let a client
 /// make the upstream request fall back to the backend's own authority.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the (few) headers usually finds none, sparing a hash lookup per name.
+    let any = headers
+        .keys()
+        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name));
+    if !any {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -69,28 +76,36 @@ pub(crate) fn strip_identity(headers: &mut HeaderMap) {
 }
 
 /// Appends the peer to `X-Forwarded-For` and sets `X-Forwarded-Proto` and `-Host`.
+///
+/// `peer` is the client's IP already rendered (once per connection, not per request).
 pub(crate) fn add_forwarded(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &HeaderValue,
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let mut chain = String::new();
-    for value in headers.get_all(&X_FORWARDED_FOR) {
-        if let Ok(value) = value.to_str() {
-            chain.push_str(value);
-            chain.push_str(", ");
+    let chain = if headers.contains_key(&X_FORWARDED_FOR) {
+        let mut chain = Vec::with_capacity(64);
+        for value in headers.get_all(&X_FORWARDED_FOR) {
+            chain.extend_from_slice(value.as_bytes());
+            chain.extend_from_slice(b", ");
         }
-    }
-    use std::fmt::Write;
-    let _ = write!(chain, "{peer}");
-    let chain = HeaderValue::try_from(chain).expect("IP addresses and visible ASCII are valid");
+        chain.extend_from_slice(peer.as_bytes());
+        HeaderValue::from_bytes(&chain).expect("joined from valid header values")
+    } else {
+        peer.clone()
+    };
     headers.insert(X_FORWARDED_FOR, chain);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
         None => headers.remove(X_FORWARDED_HOST),
     };
+}
+
+/// The client's IP as a header value, for [`add_forwarded`].
+pub(crate) fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(ip.to_string()).expect("an IP address is a valid header value")
 }
 
 #[cfg(test)]
@@ -123,6 +138,13 @@ mod tests {
                 && h.get("keep-alive").is_none()
         );
         assert_eq!(h["x-bar"], "2");
+    }
+
+    #[test]
+    fn ordinary_headers_pass_untouched() {
+        let mut h = map(&[("host", "a.com"), ("accept", "*/*"), ("x-foo", "1")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 3);
     }
 
     #[test]
@@ -162,7 +184,8 @@ mod tests {
             ("x-forwarded-for", "10.0.0.2"),
         ]);
         let host = HeaderValue::from_static("a.com:8080");
-        add_forwarded(&mut h, "192.0.2.7".parse().unwrap(), "http", Some(&host));
+        let peer = ip_header_value("192.0.2.7".parse().unwrap());
+        add_forwarded(&mut h, &peer, "http", Some(&host));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.com:8080");
@@ -171,7 +194,8 @@ mod tests {
     #[test]
     fn forwarded_for_starts_a_chain() {
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, "::1".parse().unwrap(), "https", None);
+        let peer = ip_header_value("::1".parse().unwrap());
+        add_forwarded(&mut h, &peer, "https", None);
         assert_eq!(h["x-forwarded-for"], "::1");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

@@ -24,13 +24,27 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle upstream connections are kept this long for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// What the forwarder needs to know about the client side of a request.
-#[derive(Debug, Clone, Copy)]
+/// What the forwarder needs to know about the client side of a request; built once per
+/// connection.
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
     /// `http` or `https`, as the client connected.
     pub proto: &'static str,
+    /// The peer's IP rendered for `X-Forwarded-For`.
+    peer_ip: HeaderValue,
+}
+
+impl ClientInfo {
+    /// Describes a client connected from `peer` over `proto`.
+    pub fn new(peer: SocketAddr, proto: &'static str) -> Self {
+        ClientInfo {
+            peer,
+            proto,
+            peer_ip: headers::ip_header_value(peer.ip()),
+        }
+    }
 }
 
 /// The upstream HTTP client, shared by every service (one pool keyed by backend).
@@ -71,7 +85,7 @@ impl Forwarder {
         &self,
         service: &Service,
         request: Request<Incoming>,
-        client: ClientInfo,
+        client: &ClientInfo,
     ) -> Result<(Response<Incoming>, usize), ProxyError> {
         let outgoing = Outgoing::new(request, client);
         let first = service.balancer.pick();
@@ -118,7 +132,7 @@ impl Forwarder {
 }
 
 impl Outgoing {
-    fn new(request: Request<Incoming>, client: ClientInfo) -> Self {
+    fn new(request: Request<Incoming>, client: &ClientInfo) -> Self {
         let (mut parts, incoming) = request.into_parts();
         rewrite_request_headers(&mut parts, client);
         let path = parts
@@ -192,7 +206,7 @@ impl Attempt {
 
 /// Prepares the client's headers for the backend: hop-by-hop and spoofed identity headers out,
 /// `X-Forwarded-*` in, and the client's host kept as `Host`.
-fn rewrite_request_headers(parts: &mut http::request::Parts, client: ClientInfo) {
+fn rewrite_request_headers(parts: &mut http::request::Parts, client: &ClientInfo) {
     let headers = &mut parts.headers;
     headers::strip_hop_by_hop(headers);
     headers::strip_identity(headers);
@@ -204,7 +218,7 @@ fn rewrite_request_headers(parts: &mut http::request::Parts, client: ClientInfo)
         }
     }
     let host = headers.get(header::HOST).cloned();
-    headers::add_forwarded(headers, client.peer.ip(), client.proto, host.as_ref());
+    headers::add_forwarded(headers, &client.peer_ip, client.proto, host.as_ref());
 }
 
 /// The first error of type `T` in `error`'s chain of causes.

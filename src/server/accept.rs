@@ -17,7 +17,7 @@ use super::preface;
 use crate::config::Limits;
 use crate::forwarder::ClientInfo;
 use crate::handler;
-use crate::state::AppState;
+use crate::state::{AppState, Worker};
 
 /// Accept errors such as EMFILE are retried after this pause instead of spinning.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -46,16 +46,28 @@ impl From<&Limits> for ServerOptions {
     }
 }
 
-/// Serves `listener` until `shutdown` completes, then stops accepting and lets in-flight
-/// requests finish for at most `shutdown_timeout`.
+/// Serves `listener` on the current runtime until `shutdown` completes, then stops accepting
+/// and lets in-flight requests finish for at most `shutdown_timeout`.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let builder = Arc::new(connection_builder(&options));
     let permits = Arc::new(Semaphore::new(options.max_connections));
+    serve_worker(listener, state, options, permits, shutdown).await
+}
+
+/// As [`serve`], with the connection cap shared by several workers.
+pub(super) async fn serve_worker(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    options: ServerOptions,
+    permits: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let builder = Arc::new(connection_builder(&options));
+    let worker = Arc::new(Worker::new(state));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -77,15 +89,12 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let header_read_timeout = options.header_read_timeout;
-        let client = ClientInfo {
-            peer,
-            proto: state.proto,
-        };
-        let state = Arc::clone(&state);
+        let client = Arc::new(ClientInfo::new(peer, worker.state.proto));
+        let worker = Arc::clone(&worker);
         let service = service_fn(move |request| {
-            let state = Arc::clone(&state);
+            let (worker, client) = (Arc::clone(&worker), Arc::clone(&client));
             async move {
-                Ok::<_, std::convert::Infallible>(handler::handle(state, request, client).await)
+                Ok::<_, std::convert::Infallible>(handler::handle(worker, request, client).await)
             }
         });
         let watcher = graceful.watcher();

@@ -34,7 +34,7 @@ pub(crate) struct AccessRecord {
 }
 
 impl AccessRecord {
-    pub(crate) fn start<B>(request: &Request<B>, client: ClientInfo, started: Instant) -> Self {
+    pub(crate) fn start<B>(request: &Request<B>, client: &ClientInfo, started: Instant) -> Self {
         AccessRecord {
             method: request.method().clone(),
             host: request_host(request).unwrap_or_default().to_string(),

@@ -3,5 +3,7 @@
 mod accept;
 pub(crate) mod access_log;
 mod preface;
+mod workers;
 
 pub use accept::{serve, ServerOptions};
+pub use workers::serve_workers;

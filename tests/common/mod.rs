@@ -177,6 +177,7 @@ impl ServiceYaml {
 #[derive(Debug, Clone, Default)]
 pub struct ConfigYaml {
     listen: Option<SocketAddr>,
+    workers: Option<usize>,
     limits: Vec<(String, String)>,
     services: Vec<ServiceYaml>,
 }
@@ -190,6 +191,12 @@ impl ConfigYaml {
     /// Sets `listen` (only the binary uses it; `gatehouse::run` takes a bound listener).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(addr);
+        self
+    }
+
+    /// Sets `workers` (threads, each with its own runtime and upstream pool).
+    pub fn workers(mut self, count: usize) -> Self {
+        self.workers = Some(count);
         self
     }
 
@@ -210,6 +217,9 @@ impl ConfigYaml {
         let mut out = String::new();
         if let Some(listen) = self.listen {
             out.push_str(&format!("listen: {listen}\n"));
+        }
+        if let Some(workers) = self.workers {
+            out.push_str(&format!("workers: {workers}\n"));
         }
         if !self.limits.is_empty() {
             out.push_str("limits:\n");

@@ -13,7 +13,7 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
 /// `fail_to_proxy`): the backend (502/504), the client (4xx), nothing to send to (503), or us (500).
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("no route for {0}")]
+    #[error("nothing is served at {0} on this host")]
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,

@@ -2,54 +2,16 @@
 
 mod common;
 
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
 use common::binary::Gatehouse;
 use common::{backends, empty, ConfigYaml, ServiceYaml};
 use http::Request;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, SizeHint};
 
 const GIB: u64 = 1 << 30;
-const CHUNK_LEN: usize = 64 * 1024;
-static CHUNK: [u8; CHUNK_LEN] = [b'u'; CHUNK_LEN];
 /// The proxy's peak resident memory must stay under this after moving 1 GiB.
 const RSS_LIMIT: u64 = 100 * 1024 * 1024;
-
-/// A request body of `remaining` bytes produced 64 KiB at a time from one static buffer.
-struct Generated {
-    remaining: u64,
-}
-
-impl Body for Generated {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = self.get_mut();
-        if this.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        let len = this.remaining.min(CHUNK_LEN as u64) as usize;
-        this.remaining -= len as u64;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&CHUNK[..len])))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
-}
 
 /// The binary in front of one backend, with a service timeout long enough for a debug build to
 /// push 1 GiB before the backend's answer (it replies after reading the whole upload).
@@ -91,7 +53,7 @@ async fn a_1_gib_upload_streams_through_the_binary_in_bounded_memory() {
     let request = Request::post("/upload")
         .header("host", "bulk.test")
         .body(
-            Generated { remaining: GIB }
+            gatehouse_backend::generated_body(GIB)
                 .map_err(|never| match never {})
                 .boxed(),
         )

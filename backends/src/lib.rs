@@ -29,6 +29,15 @@ use tokio::net::TcpListener;
 
 use crate::handler::Backend;
 
+/// A body of `len` bytes of `x`, produced 64 KiB at a time from one static buffer, so tests can
+/// push gigabytes without holding them in memory.
+pub fn generated_body(
+    len: u64,
+) -> impl hyper::body::Body<Data = bytes::Bytes, Error = std::convert::Infallible> + Send + 'static
+{
+    body::ResponseBody::generated(len)
+}
+
 /// How long to pause after an accept error such as `EMFILE`: retrying at
 /// once would spin on the same error, while a short pause lets in-flight
 /// connections finish and free descriptors.

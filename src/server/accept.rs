@@ -46,19 +46,9 @@ impl From<&Limits> for ServerOptions {
     }
 }
 
-/// Serves `listener` on the current runtime until `shutdown` completes, then stops accepting
-/// and lets in-flight requests finish for at most `shutdown_timeout`.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    options: ServerOptions,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
-    let permits = Arc::new(Semaphore::new(options.max_connections));
-    serve_worker(listener, state, options, permits, shutdown).await
-}
-
-/// As [`serve`], with the connection cap shared by several workers.
+/// One worker: serves `listener` on the current runtime until `shutdown` completes, then
+/// stops accepting and lets in-flight requests finish for at most `shutdown_timeout`.
+/// `permits` is the connection cap, shared by all workers.
 pub(super) async fn serve_worker(
     listener: TcpListener,
     state: Arc<AppState>,

@@ -5,5 +5,5 @@ pub(crate) mod access_log;
 mod preface;
 mod workers;
 
-pub use accept::{serve, ServerOptions};
+pub use accept::ServerOptions;
 pub use workers::serve_workers;

@@ -15,7 +15,8 @@ use super::accept::{serve_worker, ServerOptions};
 use crate::state::AppState;
 
 /// Serves `listener` with `workers` threads (this one included) until `shutdown` completes,
-/// then every worker drains as [`super::serve`] does; returns when all have finished.
+/// then every worker stops accepting and drains its in-flight requests (bounded by
+/// `shutdown_timeout`); returns when all have finished.
 pub async fn serve_workers(
     listener: TcpListener,
     state: Arc<AppState>,

@@ -1,8 +1,9 @@
-//! The request body sent upstream: streamed, yet recoverable while no byte has been read, so a
-//! refused connection can be retried on the next backend with the same body.
+//! The request body sent upstream: the client's body as it streams in, telling the forwarder
+//! when it has been sent in full (the backend's response deadline starts then), and marking
+//! its errors as the client's.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -15,61 +16,25 @@ use tokio::sync::Notify;
 #[error("the request body could not be read: {0}")]
 pub(crate) struct ClientBodyError(#[source] pub hyper::Error);
 
-#[derive(Debug)]
-struct Shared {
-    body: Mutex<Option<Incoming>>,
-    sent: Notify,
-}
-
-/// Holds the client's body until the first backend that really connects starts reading it,
-/// and tells the forwarder when it has been sent in full.
-#[derive(Debug, Clone)]
-pub(crate) struct BodySlot(Arc<Shared>);
-
-impl BodySlot {
-    pub(crate) fn new(body: Incoming) -> Self {
-        BodySlot(Arc::new(Shared {
-            body: Mutex::new(Some(body)),
-            sent: Notify::new(),
-        }))
-    }
-
-    /// Whether the body is still unread (so another attempt can send it).
-    pub(crate) fn is_unread(&self) -> bool {
-        self.0
-            .body
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-    }
-
-    /// Completes once the whole body has been handed to the upstream connection.
-    pub(crate) async fn sent(&self) {
-        self.0.sent.notified().await;
-    }
-
-    fn take(&self) -> Option<Incoming> {
-        self.0.body.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
-
 /// The body of an upstream request.
 #[derive(Debug)]
-pub(crate) enum UpstreamBody {
-    /// No body (most GETs): nothing to keep for a retry.
-    Empty,
-    /// Not yet read from the slot.
-    Pending { slot: BodySlot, hint: SizeHint },
-    /// Being streamed; the slot is told when it ends.
-    Streaming { body: Incoming, slot: BodySlot },
+pub(crate) struct UpstreamBody {
+    body: Incoming,
+    /// Present when there is a body to wait for.
+    sent: Option<Arc<Notify>>,
 }
 
 impl UpstreamBody {
-    pub(crate) fn pending(slot: &BodySlot, hint: SizeHint) -> Self {
-        UpstreamBody::Pending {
-            slot: slot.clone(),
-            hint,
-        }
+    /// Wraps the client's body; the returned notify fires once it has been sent, if it has one.
+    pub(crate) fn new(body: Incoming) -> (Self, Option<Arc<Notify>>) {
+        let sent = (!body.is_end_stream()).then(|| Arc::new(Notify::new()));
+        (
+            UpstreamBody {
+                body,
+                sent: sent.clone(),
+            },
+            sent,
+        )
     }
 }
 
@@ -81,48 +46,27 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
-        loop {
-            match &mut *self {
-                UpstreamBody::Empty => return Poll::Ready(None),
-                UpstreamBody::Streaming { body, slot } => {
-                    let polled = Pin::new(&mut *body).poll_frame(cx);
-                    // hyper stops polling once `is_end_stream` says so, so the last data frame
-                    // can be the end too.
-                    let done = match &polled {
-                        Poll::Ready(None) => true,
-                        Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
-                        _ => false,
-                    };
-                    if done {
-                        // notify_one keeps a permit, so a waiter that arrives later still wakes.
-                        slot.0.sent.notify_one();
-                    }
-                    return polled.map_err(ClientBodyError);
-                }
-                UpstreamBody::Pending { slot, .. } => {
-                    let slot = slot.clone();
-                    *self = match slot.take() {
-                        Some(body) => UpstreamBody::Streaming { body, slot },
-                        None => UpstreamBody::Empty,
-                    };
-                }
-            }
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        // hyper stops polling once `is_end_stream` says so, so the last data frame can be the
+        // end too.
+        let done = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
+            _ => false,
+        };
+        if let (true, Some(sent)) = (done, &this.sent) {
+            // notify_one keeps a permit, so a waiter that arrives later still wakes.
+            sent.notify_one();
         }
+        polled.map_err(ClientBodyError)
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            UpstreamBody::Empty => true,
-            UpstreamBody::Pending { .. } => false,
-            UpstreamBody::Streaming { body, .. } => body.is_end_stream(),
-        }
+        self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            UpstreamBody::Empty => SizeHint::with_exact(0),
-            UpstreamBody::Pending { hint, .. } => *hint,
-            UpstreamBody::Streaming { body, .. } => body.size_hint(),
-        }
+        self.body.size_hint()
     }
 }

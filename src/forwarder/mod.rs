@@ -3,26 +3,20 @@
 
 mod body;
 pub(crate) mod headers;
+mod pool;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, Error as ClientError};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Notify;
 
 use crate::balancer::attempt_order;
 use crate::error::ProxyError;
 use crate::service::{Backend, Service};
-use body::{BodySlot, ClientBodyError, UpstreamBody};
-
-/// How long one TCP connect to a backend may take before the next backend is tried.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle upstream connections are kept this long for reuse.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+use body::{ClientBodyError, UpstreamBody};
+use pool::{Pool, Sender};
 
 /// What the forwarder needs to know about the client side of a request; built once per
 /// connection.
@@ -47,57 +41,64 @@ impl ClientInfo {
     }
 }
 
-/// The upstream HTTP client, shared by every service (one pool keyed by backend).
-#[derive(Debug, Clone)]
+/// One worker's upstream side: its keep-alive connections to every backend.
+#[derive(Debug, Default)]
 pub struct Forwarder {
-    client: Client<HttpConnector, UpstreamBody>,
+    pool: Pool,
 }
 
-impl Default for Forwarder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The request as it will be sent to whichever backend takes it.
-struct Outgoing {
-    parts: http::request::Parts,
-    path: PathAndQuery,
-    body: Option<(BodySlot, http_body::SizeHint)>,
+/// How one attempt ended, when it did not produce a response.
+enum Attempt {
+    /// Nothing was sent; the request comes back for the next backend (boxed: this is the
+    /// rare path, and it keeps the common result small).
+    Refused(Box<Request<UpstreamBody>>, std::io::Error),
+    /// The request is over.
+    Failed(ProxyError),
 }
 
 impl Forwarder {
-    /// A client with keep-alive pooling, `TCP_NODELAY` and a bounded connect time.
+    /// A forwarder with an empty pool; create it on the runtime that will use it.
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        Forwarder { client }
+        Self::default()
     }
 
     /// Forwards `request` to one of `service`'s backends; returns the response and the index of
-    /// the backend that produced it.
+    /// the backend that produced it. A backend that refuses the connection is skipped for the
+    /// next (each tried at most once).
     pub async fn forward(
         &self,
         service: &Service,
         request: Request<Incoming>,
         client: &ClientInfo,
     ) -> Result<(Response<Incoming>, usize), ProxyError> {
-        let outgoing = Outgoing::new(request, client);
-        let first = service.balancer.pick();
-        for index in attempt_order(first, service.backends.len()) {
+        let (mut parts, incoming) = request.into_parts();
+        rewrite_request_headers(&mut parts, client);
+        let needs_host = !parts.headers.contains_key(header::HOST);
+        let (body, sent) = UpstreamBody::new(incoming);
+        let mut upstream = Request::new(body);
+        *upstream.method_mut() = parts.method;
+        *upstream.uri_mut() = origin_form(&parts.uri);
+        *upstream.headers_mut() = parts.headers;
+
+        for index in attempt_order(service.balancer.pick(), service.backends.len()) {
             let backend = &service.backends[index];
-            match self.attempt(service, backend, &outgoing).await {
+            if needs_host {
+                // HTTP/1.0 without Host: name the backend, as a direct client would.
+                if let Ok(host) = HeaderValue::from_str(backend.authority.as_str()) {
+                    upstream.headers_mut().insert(header::HOST, host);
+                }
+            }
+            match self
+                .attempt(service, backend, upstream, sent.as_deref())
+                .await
+            {
                 Ok(mut response) => {
                     headers::strip_hop_by_hop(response.headers_mut());
                     return Ok((response, index));
                 }
-                Err(Attempt::Refused(error)) => {
+                Err(Attempt::Refused(request, error)) => {
                     tracing::warn!(service = &*service.name, backend = %backend.authority, %error, "backend refused the connection, trying the next");
+                    upstream = *request;
                 }
                 Err(Attempt::Failed(error)) => return Err(error),
             }
@@ -111,97 +112,88 @@ impl Forwarder {
         &self,
         service: &Service,
         backend: &Backend,
-        outgoing: &Outgoing,
+        request: Request<UpstreamBody>,
+        sent: Option<&Notify>,
     ) -> Result<Response<Incoming>, Attempt> {
-        let upstream = outgoing.to(backend)?;
-        let response = self.client.request(upstream);
-        tokio::pin!(response);
-        if let Some((slot, _)) = &outgoing.body {
+        let sender = match self.pool.checkout(&backend.authority).await {
+            Ok(sender) => sender,
+            Err(error) => return Err(Attempt::Refused(Box::new(request), error)),
+        };
+        let exchange = self.exchange(service, backend, sender, request);
+        tokio::pin!(exchange);
+        if let Some(sent) = sent {
             tokio::select! {
-                result = &mut response => return result.map_err(|e| Attempt::classify(e, service, backend, outgoing)),
-                () = slot.sent() => {}
+                result = &mut exchange => return result,
+                () = sent.notified() => {}
             }
         }
-        match tokio::time::timeout(service.timeout, response).await {
-            Ok(result) => result.map_err(|e| Attempt::classify(e, service, backend, outgoing)),
+        match tokio::time::timeout(service.timeout, exchange).await {
+            Ok(result) => result,
             Err(_) => Err(Attempt::Failed(ProxyError::UpstreamTimeout(
                 service.timeout,
             ))),
         }
     }
-}
 
-impl Outgoing {
-    fn new(request: Request<Incoming>, client: &ClientInfo) -> Self {
-        let (mut parts, incoming) = request.into_parts();
-        rewrite_request_headers(&mut parts, client);
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let body = (!http_body::Body::is_end_stream(&incoming)).then(|| {
-            let hint = http_body::Body::size_hint(&incoming);
-            (BodySlot::new(incoming), hint)
-        });
-        Outgoing { parts, path, body }
-    }
-
-    /// The upstream request for `backend`. Headers are copied because a refused attempt
-    /// consumes its request and the next backend needs them again.
-    fn to(&self, backend: &Backend) -> Result<Request<UpstreamBody>, Attempt> {
-        let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(backend.authority.clone())
-            .path_and_query(self.path.clone())
-            .build()
-            .map_err(|e| Attempt::Failed(ProxyError::Internal(e.to_string())))?;
-        let body = match &self.body {
-            Some((slot, hint)) => UpstreamBody::pending(slot, *hint),
-            None => UpstreamBody::Empty,
-        };
-        let mut upstream = Request::new(body);
-        *upstream.method_mut() = self.parts.method.clone();
-        *upstream.uri_mut() = uri;
-        *upstream.headers_mut() = self.parts.headers.clone();
-        Ok(upstream)
-    }
-
-    fn body_unread(&self) -> bool {
-        self.body.as_ref().is_none_or(|(slot, _)| slot.is_unread())
-    }
-}
-
-/// How one attempt ended, when it did not produce a response.
-enum Attempt {
-    /// Nothing was sent; the next backend may be tried.
-    Refused(ClientError),
-    /// The request is over.
-    Failed(ProxyError),
-}
-
-impl Attempt {
-    fn classify(
-        error: ClientError,
+    /// Sends the request and parks the connection again once response headers are in. A parked
+    /// connection the backend closed meanwhile hands the request back unsent; it then goes out
+    /// on a fresh connection.
+    async fn exchange(
+        &self,
         service: &Service,
         backend: &Backend,
-        outgoing: &Outgoing,
-    ) -> Self {
-        if error.is_connect() && outgoing.body_unread() {
-            return Attempt::Refused(error);
+        mut sender: Sender,
+        mut request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, Attempt> {
+        let mut fresh = false;
+        loop {
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.pool.park(&backend.authority, sender);
+                    return Ok(response);
+                }
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if !fresh => {
+                        request = unsent;
+                        sender = match pool::connect(&backend.authority).await {
+                            Ok(sender) => sender,
+                            Err(e) => return Err(Attempt::Refused(Box::new(request), e)),
+                        };
+                        fresh = true;
+                    }
+                    Some(unsent) => {
+                        let closed = std::io::Error::other(error.into_error());
+                        return Err(Attempt::Refused(Box::new(unsent), closed));
+                    }
+                    None => return Err(failed(service, backend, &error.into_error())),
+                },
+            }
         }
-        if let Some(body_error) = find_cause::<ClientBodyError>(&error) {
-            tracing::debug!(service = &*service.name, error = %body_error, "client body failed");
-            return Attempt::Failed(ProxyError::BadRequest(
-                "the request body was malformed or cut short",
-            ));
-        }
-        tracing::warn!(service = &*service.name, backend = %backend.authority, error = %error_chain(&error), "backend request failed");
-        Attempt::Failed(ProxyError::Upstream(format!(
-            "backend {} failed",
-            backend.authority
-        )))
     }
+}
+
+/// Upstream requests carry only path and query (origin-form, RFC 9112 §3.2.1).
+fn origin_form(uri: &Uri) -> Uri {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::from(path)
+}
+
+/// Maps a failed exchange: the client's broken body is a 400, anything else the backend's 502.
+fn failed(service: &Service, backend: &Backend, error: &hyper::Error) -> Attempt {
+    if let Some(body_error) = find_cause::<ClientBodyError>(error) {
+        tracing::debug!(service = &*service.name, error = %body_error, "client body failed");
+        return Attempt::Failed(ProxyError::BadRequest(
+            "the request body was malformed or cut short",
+        ));
+    }
+    tracing::warn!(service = &*service.name, backend = %backend.authority, error = %error_chain(error), "backend request failed");
+    Attempt::Failed(ProxyError::Upstream(format!(
+        "backend {} failed",
+        backend.authority
+    )))
 }
 
 /// Prepares the client's headers for the backend: hop-by-hop and spoofed identity headers out,

@@ -73,7 +73,6 @@ impl Forwarder {
     ) -> Result<(Response<Incoming>, usize), ProxyError> {
         let (mut parts, incoming) = request.into_parts();
         rewrite_request_headers(&mut parts, client);
-        let needs_host = !parts.headers.contains_key(header::HOST);
         let (body, sent) = UpstreamBody::new(incoming);
         let mut upstream = Request::new(body);
         *upstream.method_mut() = parts.method;
@@ -82,12 +81,6 @@ impl Forwarder {
 
         for index in attempt_order(service.balancer.pick(), service.backends.len()) {
             let backend = &service.backends[index];
-            if needs_host {
-                // HTTP/1.0 without Host: name the backend, as a direct client would.
-                if let Ok(host) = HeaderValue::from_str(backend.authority.as_str()) {
-                    upstream.headers_mut().insert(header::HOST, host);
-                }
-            }
             match self
                 .attempt(service, backend, upstream, sent.as_deref())
                 .await
@@ -197,7 +190,8 @@ fn failed(service: &Service, backend: &Backend, error: &hyper::Error) -> Attempt
 }
 
 /// Prepares the client's headers for the backend: hop-by-hop and spoofed identity headers out,
-/// `X-Forwarded-*` in, and the client's host kept as `Host`.
+/// `X-Forwarded-*` in, and the client's host kept as `Host` (a routed request always has one:
+/// the router matched it).
 fn rewrite_request_headers(parts: &mut http::request::Parts, client: &ClientInfo) {
     let headers = &mut parts.headers;
     headers::strip_hop_by_hop(headers);

@@ -5,7 +5,7 @@ mod common;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use common::binary::{free_addr, Gatehouse, TempDir, GATEHOUSE};
+use common::binary::{free_addr, run_to_exit, Gatehouse, TempDir};
 use common::{backends, raw_exchange, read_until_closed, ConfigYaml, ServiceYaml};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -148,12 +148,7 @@ fn serve_with_an_invalid_config_exits_1_naming_the_location() {
         ),
     );
 
-    let output = std::process::Command::new(GATEHOUSE)
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .expect("run gatehouse serve");
+    let output = run_to_exit("serve", &path);
 
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -171,12 +166,7 @@ fn serve_exits_1_when_the_listen_address_is_taken() {
     let addr = taken.local_addr().unwrap();
     let path = dir.write("taken.yaml", &format!("listen: {addr}\nservices: []\n"));
 
-    let output = std::process::Command::new(GATEHOUSE)
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .expect("run gatehouse serve");
+    let output = run_to_exit("serve", &path);
 
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

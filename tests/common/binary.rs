@@ -55,12 +55,17 @@ pub fn free_addr() -> SocketAddr {
 
 /// Runs `gatehouse check --config PATH` to completion.
 pub fn check(path: &Path) -> Output {
+    run_to_exit("check", path)
+}
+
+/// Runs `gatehouse SUBCOMMAND --config PATH` to completion (for commands expected to exit).
+pub fn run_to_exit(subcommand: &str, path: &Path) -> Output {
     Command::new(GATEHOUSE)
-        .arg("check")
+        .arg(subcommand)
         .arg("--config")
         .arg(path)
         .output()
-        .expect("run gatehouse check")
+        .unwrap_or_else(|e| panic!("run gatehouse {subcommand}: {e}"))
 }
 
 /// A running `gatehouse` process; killed on drop if it is still running.

@@ -20,7 +20,7 @@ pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-i
 /// Which pool answered, for the access log.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
-    pub service: Option<Box<str>>,
+    pub service: Option<Arc<str>>,
     pub backend: Option<String>,
 }
 

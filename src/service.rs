@@ -1,6 +1,7 @@
 //! A service as the request path sees it: its policy, its backends and its balancer, built once
 //! per config snapshot.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::Authority;
@@ -18,8 +19,8 @@ pub struct Backend {
 /// A routed pool of backends with its policy.
 #[derive(Debug)]
 pub struct Service {
-    /// Name from the config (metrics and logs).
-    pub name: Box<str>,
+    /// Name from the config (metrics and logs); shared so a request can keep it cheaply.
+    pub name: Arc<str>,
     /// Whether a token is required.
     pub auth: ServiceAuth,
     /// How long to wait for a backend's response headers.

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use super::body::UpstreamBody;
 
 /// How long one TCP connect to a backend may take before the next backend is tried.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Parked connections unused this long are closed (backends time out idle ones too).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Parked connections kept per backend; beyond this a finished connection is closed.

@@ -1,7 +1,7 @@
 //! Thread per core: several single-threaded runtimes accept from one listening socket, like
 //! nginx workers. Each keeps its connections and its upstream pool to itself, so a request
 //! never crosses threads; measured against one multi-threaded runtime this cut proxy CPU per
-//! request by about a quarter (see the proxy-core commit).
+//! request by about a quarter (figures in the commit that introduced it).
 
 use std::future::Future;
 use std::io;

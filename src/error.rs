@@ -19,6 +19,24 @@ pub enum ProxyError {
     MethodNotAllowed,
     #[error("authentication required")]
     MissingToken,
+    #[error("{0}")]
+    InvalidToken(crate::auth::TokenError),
+    #[error("this account may not access {0}")]
+    Forbidden(String),
+    #[error("{1}")]
+    InvalidField(&'static str, String),
+    #[error("{0}")]
+    Taken(&'static str),
+    #[error("the request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("email or password is wrong")]
+    InvalidCredentials,
+    #[error("too many attempts; retry in {0} s")]
+    RateLimited(u64),
+    #[error("the account store is unavailable")]
+    StoreUnavailable,
     #[error("the request is malformed: {0}")]
     BadRequest(&'static str),
     #[error("no healthy backend for service {0}")]
@@ -39,8 +57,16 @@ impl ProxyError {
         match self {
             ProxyError::NotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::MissingToken => StatusCode::UNAUTHORIZED,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MissingToken
+            | ProxyError::InvalidToken(_)
+            | ProxyError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::BadRequest(_) | ProxyError::InvalidField(..) => StatusCode::BAD_REQUEST,
+            ProxyError::Taken(_) => StatusCode::CONFLICT,
+            ProxyError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NoHealthyBackend(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::AllBackendsFailed(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -54,7 +80,16 @@ impl ProxyError {
             ProxyError::NotFound(_) => "not_found",
             ProxyError::MethodNotAllowed => "method_not_allowed",
             ProxyError::MissingToken => "missing_token",
+            ProxyError::InvalidToken(_) => "invalid_token",
+            ProxyError::Forbidden(_) => "forbidden",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::InvalidField(code, _) => code,
+            ProxyError::Taken(code) => code,
+            ProxyError::PayloadTooLarge(_) => "payload_too_large",
+            ProxyError::UnsupportedMediaType => "unsupported_media_type",
+            ProxyError::InvalidCredentials => "invalid_credentials",
+            ProxyError::RateLimited(_) => "rate_limited",
+            ProxyError::StoreUnavailable => "store_unavailable",
             ProxyError::NoHealthyBackend(_) => "no_healthy_backend",
             ProxyError::AllBackendsFailed(_) => "bad_gateway",
             ProxyError::Upstream(_) => "bad_gateway",
@@ -69,14 +104,35 @@ impl ProxyError {
             self.status(),
             &serde_json::json!({ "error": self.code(), "message": self.to_string() }),
         );
-        if let ProxyError::MissingToken = self {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let headers = response.headers_mut();
+        match self {
+            ProxyError::MissingToken => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ProxyError::InvalidToken(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, INVALID_TOKEN_CHALLENGE);
+            }
+            ProxyError::RateLimited(secs) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            _ => {}
         }
         response
     }
 }
+
+impl From<crate::auth::AuthError> for ProxyError {
+    fn from(error: crate::auth::AuthError) -> Self {
+        match error {
+            crate::auth::AuthError::Missing => ProxyError::MissingToken,
+            crate::auth::AuthError::Token(error) => ProxyError::InvalidToken(error),
+        }
+    }
+}
+
+/// RFC 6750 §3.1: the token was presented but is not acceptable.
+const INVALID_TOKEN_CHALLENGE: HeaderValue =
+    HeaderValue::from_static("Bearer error=\"invalid_token\"");
 
 /// A response with a JSON body built from `value`.
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
@@ -115,6 +171,50 @@ mod tests {
         let response = ProxyError::MissingToken.into_response();
         assert_eq!(response.status(), 401);
         assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+    #[test]
+    fn invalid_token_maps_to_401_with_invalid_token_challenge() {
+        let response = ProxyError::InvalidToken(crate::auth::TokenError::Expired).into_response();
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
+    }
+    #[test]
+    fn wrong_role_maps_to_403() {
+        assert_eq!(ProxyError::Forbidden("s".into()).status(), 403);
+    }
+    #[test]
+    fn invalid_field_maps_to_400_with_its_code() {
+        let err = ProxyError::InvalidField("invalid_email", "bad".into());
+        assert_eq!((err.status().as_u16(), err.code()), (400, "invalid_email"));
+    }
+    #[test]
+    fn taken_maps_to_409() {
+        assert_eq!(ProxyError::Taken("email_taken").status(), 409);
+    }
+    #[test]
+    fn oversized_body_maps_to_413() {
+        assert_eq!(ProxyError::PayloadTooLarge(16).status(), 413);
+    }
+    #[test]
+    fn non_json_body_maps_to_415() {
+        assert_eq!(ProxyError::UnsupportedMediaType.status(), 415);
+    }
+    #[test]
+    fn wrong_credentials_map_to_401() {
+        assert_eq!(ProxyError::InvalidCredentials.status(), 401);
+    }
+    #[test]
+    fn throttled_maps_to_429_with_retry_after() {
+        let response = ProxyError::RateLimited(7).into_response();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+    }
+    #[test]
+    fn store_outage_maps_to_503() {
+        assert_eq!(ProxyError::StoreUnavailable.status(), 503);
     }
     #[test]
     fn malformed_request_maps_to_400() {

@@ -7,11 +7,13 @@ use http::{header::HeaderName, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::auth::{Auth, Identity};
 use crate::config::ServiceAuth;
 use crate::control;
 use crate::error::{ProxyBody, ProxyError};
 use crate::forwarder::ClientInfo;
 use crate::server::access_log::{self, AccessRecord};
+use crate::service::Service;
 use crate::state::{AppState, Worker};
 
 /// Correlates a request across client, proxy logs and backend.
@@ -56,21 +58,39 @@ async fn handle_inner(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let routes = worker.state.routes.load();
     let Some(service) = routes.route(&request) else {
-        return control::handle(request).await;
+        return control::handle(request, &worker.state, client).await;
     };
     let service = Arc::clone(service);
     drop(routes);
     outcome.service = Some(service.name.clone());
-    if service.auth == ServiceAuth::Required {
-        // Token verification arrives with the account store; until then a protected service
-        // fails closed rather than passing anyone through.
-        return Err(ProxyError::MissingToken);
-    }
-    let (response, index) = worker.forwarder.forward(&service, request, client).await?;
+    let identity = match service.auth {
+        ServiceAuth::Required => Some(authorize(&worker.state.auth, &service, &request)?),
+        ServiceAuth::None => None,
+    };
+    let (response, index) = worker
+        .forwarder
+        .forward(&service, request, client, identity.as_deref())
+        .await?;
     if access_log::enabled() {
         outcome.backend = Some(service.backends[index].authority.to_string());
     }
     Ok(response.map(|body| body.boxed_unsync()))
+}
+
+/// The request's verified identity, if its role may use `service`. CPU only: revocations are
+/// checked against memory, not the store.
+fn authorize<B>(
+    auth: &Auth,
+    service: &Service,
+    request: &Request<B>,
+) -> Result<Arc<Identity>, ProxyError> {
+    let identity = auth.authenticate(request.headers())?;
+    if let Some(roles) = &service.roles {
+        if !roles.contains(&identity.claims.role) {
+            return Err(ProxyError::Forbidden(service.name.to_string()));
+        }
+    }
+    Ok(identity)
 }
 
 /// Keeps the client's `X-Request-Id` (passed to the backend too) or assigns a new one.

@@ -5,15 +5,20 @@
 //! - `server`: worker threads, per-connection HTTP/1.1 + h2c, connection cap, drain, access log.
 //! - `handler`: one request end to end: route, policy, forward, error → response.
 //! - `router`: Host header → service; anything else → `control`.
+//! - `auth`: JWT issue/verify, argon2id, revocation deny-lists, login throttling.
 //! - `service`: a service's runtime form: policy, backends, balancer.
 //! - `balancer`: strategies (round-robin, random) over a weighted schedule.
 //! - `forwarder`: pooled upstream client, header rewrite, failover on refused connections.
-//! - `control`: control-plane endpoints (`/health`, …).
+//! - `control`: control-plane endpoints (`/account`, `/login`, `/logout`, `/accounts`, `/health`, …).
 //! - `error`: `ProxyError`, its status mapping and JSON error bodies.
 //! - `config`: YAML → validated `Settings`, errors as `PATH:LINE:COLUMN: message`.
 //! - `state`: the live snapshot (`ArcSwap`) and what requests share.
 //! - `reload`: SIGHUP → new snapshot, swapped only if it builds.
+//! - `admin`: `gatehouse accounts create|list|disable|seed`.
+//! - `store`: the account store (SQLite or PostgreSQL) behind the `AccountStore` trait.
 
+pub mod admin;
+pub mod auth;
 pub mod balancer;
 pub mod config;
 mod control;
@@ -25,6 +30,7 @@ pub mod router;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +40,13 @@ use tokio::net::TcpListener;
 pub use config::Settings;
 pub use state::AppState;
 
+/// Starts everything but the listener: keys, the account store (opened and migrated) and the
+/// revocation feed; then the state requests share.
+pub async fn start(settings: &Settings) -> Result<Arc<AppState>, auth::StartError> {
+    let auth = auth::Auth::start(&settings.auth, &settings.database.url).await?;
+    Ok(Arc::new(AppState::new(settings, Arc::new(auth))))
+}
+
 /// Runs the proxy on an already-bound listener until `shutdown` completes, then drains.
 ///
 /// The calling runtime serves as the first of `settings.workers` workers.
@@ -42,8 +55,18 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let state = start(&settings).await.map_err(std::io::Error::other)?;
+    serve(listener, state, &settings, shutdown).await
+}
+
+/// Serves an already started `state` on `listener` until `shutdown` completes, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    settings: &Settings,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let options = server::ServerOptions::from(&settings.limits);
-    let state = Arc::new(AppState::new(&settings));
     let workers = settings.workers.resolve();
     server::serve_workers(listener, state, options, workers, shutdown).await
 }

@@ -11,7 +11,8 @@ use tokio::net::{TcpListener, TcpSocket};
 use tracing_subscriber::EnvFilter;
 
 use gatehouse::server::{self, ServerOptions};
-use gatehouse::{config, reload, AppState};
+use gatehouse::store::{self, AccountStore};
+use gatehouse::{admin, config, reload, Settings};
 
 /// Authenticating reverse proxy and load balancer.
 #[derive(Debug, Parser)]
@@ -33,6 +34,46 @@ enum Command {
     Serve,
     /// Validate a config file: exit 0, or 1 printing PATH:LINE:COLUMN: what is wrong.
     Check,
+    /// Administer accounts in the store (`DATABASE_URL` or the config's `database.url`).
+    Accounts {
+        #[command(subcommand)]
+        action: AccountsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountsCommand {
+    /// Create an account; the password is read from stdin (first line).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: String,
+        /// Give the account the admin role.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from stdin (the default; the flag makes scripts explicit).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts (tab-separated), optionally only those matching a search term.
+    List {
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Disable an account and revoke every token it holds, on every replica.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Populate the store with COUNT test accounts.
+    Seed {
+        #[arg(long)]
+        count: usize,
+        /// Read their shared password from stdin instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -43,6 +84,9 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Accounts { action }) = cli.command {
+        return report(accounts(cli.config.as_deref(), action));
+    }
     let Some(config_path) = cli.config.clone() else {
         eprintln!("error: --config PATH is required");
         return ExitCode::from(2);
@@ -51,16 +95,106 @@ fn main() -> ExitCode {
         Command::Check => check(&config_path),
         Command::Serve => {
             init_logging(cli.log_format);
-            match serve(config_path) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    tracing::error!("{error:#}");
-                    eprintln!("gatehouse: {error:#}");
-                    ExitCode::FAILURE
-                }
+            let served = serve(config_path);
+            if let Err(error) = &served {
+                tracing::error!("{error:#}");
             }
+            report(served)
+        }
+        Command::Accounts { .. } => unreachable!("handled above"),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gatehouse: {error:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Loads the config and applies the environment's overrides (DESIGN.md §2).
+fn load_settings(path: &Path) -> anyhow::Result<Settings> {
+    let mut settings = config::load(path)?;
+    if let Some(url) = env_var("DATABASE_URL")? {
+        settings.database.url = url;
+    }
+    if let Some(secret) = env_var("GATEHOUSE_JWT_SECRET")? {
+        settings.auth.jwt.set_secret_override(secret.into_bytes());
+    }
+    Ok(settings)
+}
+
+/// A set, non-empty environment variable.
+fn env_var(name: &str) -> anyhow::Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(value) if value.is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!("{name} is not valid UTF-8"),
+    }
+}
+
+fn accounts(config: Option<&Path>, action: AccountsCommand) -> anyhow::Result<()> {
+    let url = match (env_var("DATABASE_URL")?, config) {
+        (Some(url), _) => url,
+        (None, Some(path)) => load_settings(path)?.database.url,
+        (None, None) => anyhow::bail!("set DATABASE_URL or pass --config PATH"),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let store: Arc<dyn AccountStore> = store::open(&url)
+            .await
+            .with_context(|| format!("cannot open {}", store::redact(&url)))?
+            .into();
+        match action {
+            AccountsCommand::Create {
+                email,
+                username,
+                admin,
+                ..
+            } => {
+                let password = read_password()?;
+                admin::create(&*store, &email, &username, password, admin).await?
+            }
+            AccountsCommand::List { search } => admin::list(&*store, search).await?,
+            AccountsCommand::Disable { email } => admin::disable(&*store, &email).await?,
+            AccountsCommand::Seed {
+                count,
+                password_stdin,
+            } => {
+                let password = if password_stdin {
+                    read_password()?
+                } else {
+                    let generated = format!("{:024x}", rand_password());
+                    println!("password of every seeded account: {generated}");
+                    generated
+                };
+                admin::seed(store, count, password).await?
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The first line of stdin, without its line ending.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprint!("password (shown as typed; pipe it in to hide it): ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn rand_password() -> u128 {
+    rand::random::<u128>() >> 32
 }
 
 fn check(path: &Path) -> ExitCode {
@@ -95,7 +229,7 @@ fn init_logging(format: LogFormat) {
 const LISTEN_BACKLOG: u32 = 4096;
 
 fn serve(config_path: PathBuf) -> anyhow::Result<()> {
-    let settings = config::load(&config_path)?;
+    let settings = load_settings(&config_path)?;
     let workers = settings.workers.resolve();
     // This thread is worker 0; `serve_workers` starts the others, each on its own runtime.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -103,6 +237,9 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async {
+        // Keys and the store first: a bad secret or an unreachable database stops the start
+        // before the port accepts anyone.
+        let state = gatehouse::start(&settings).await?;
         let listener = bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         tracing::info!(
@@ -112,7 +249,6 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             version = env!("CARGO_PKG_VERSION"),
             "gatehouse started"
         );
-        let state = Arc::new(AppState::new(&settings));
         tokio::spawn(reload::on_sighup(config_path, Arc::clone(&state)));
         let options = ServerOptions::from(&settings.limits);
         server::serve_workers(listener, state, options, workers, shutdown_signal()).await?;

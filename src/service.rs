@@ -8,6 +8,7 @@ use http::uri::Authority;
 
 use crate::balancer::Balancer;
 use crate::config::{ServiceAuth, ServiceSettings};
+use crate::store::Role;
 
 /// One upstream server.
 #[derive(Debug)]
@@ -23,6 +24,10 @@ pub struct Service {
     pub name: Arc<str>,
     /// Whether a token is required.
     pub auth: ServiceAuth,
+    /// Roles allowed through, when restricted.
+    pub roles: Option<Box<[Role]>>,
+    /// Whether the client's `Authorization` header is passed to the backends.
+    pub forward_authorization: bool,
     /// How long to wait for a backend's response headers.
     pub timeout: Duration,
     /// The pool, in config order.
@@ -38,6 +43,8 @@ impl Service {
         Service {
             name: settings.name.0.as_str().into(),
             auth: settings.auth,
+            roles: settings.roles.as_ref().map(|roles| roles.0.clone().into()),
+            forward_authorization: settings.forward_authorization,
             timeout: settings.timeout,
             backends: settings
                 .backends

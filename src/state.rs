@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 
+use crate::auth::Auth;
 use crate::config::Settings;
 use crate::forwarder::Forwarder;
 use crate::router::Router;
@@ -19,11 +20,13 @@ pub struct AppState {
     pub request_ids: RequestIds,
     /// `http` or `https`, as clients connect to `listen`.
     pub proto: &'static str,
+    /// Tokens, accounts and the store (not reloaded: a change needs a restart).
+    pub auth: Arc<Auth>,
 }
 
 impl AppState {
-    /// State for a freshly loaded config.
-    pub fn new(settings: &Settings) -> Self {
+    /// State for a freshly loaded config, with its authentication side already started.
+    pub fn new(settings: &Settings, auth: Arc<Auth>) -> Self {
         AppState {
             routes: ArcSwap::from_pointee(Router::build(settings)),
             request_ids: RequestIds::new(),
@@ -32,6 +35,7 @@ impl AppState {
             } else {
                 "http"
             },
+            auth,
         }
     }
 }

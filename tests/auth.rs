@@ -1,4 +1,4 @@
-//! Services that require a token fail closed until login exists: 401, and no backend contact.
+//! Services that require a token fail closed without one: 401, and no backend contact.
 
 mod common;
 

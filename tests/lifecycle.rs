@@ -164,7 +164,8 @@ fn serve_exits_1_when_the_listen_address_is_taken() {
     let dir = TempDir::new("serve-taken");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let path = dir.write("taken.yaml", &format!("listen: {addr}\nservices: []\n"));
+    let config = ConfigYaml::new().listen(addr);
+    let path = dir.write("taken.yaml", &config.render());
 
     let output = run_to_exit("serve", &path);
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::rules;
 use super::values::{BackendUrl, Dur, HostName, NonEmpty, ServiceName, Weight, Workers};
+use crate::store::Role;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +138,31 @@ pub struct JwtSettings {
     pub secret_file: Option<PathBuf>,
     /// PEM Ed25519 private key for EdDSA.
     pub key_file: Option<PathBuf>,
+    /// The HS256 secret from `GATEHOUSE_JWT_SECRET`, set by the binary (never read from YAML:
+    /// secrets do not belong in config files).
+    secret_override: Option<Secret>,
+}
+
+impl JwtSettings {
+    /// The secret given by the environment, which wins over `secret_file`.
+    pub fn secret_override(&self) -> Option<&[u8]> {
+        self.secret_override.as_ref().map(|s| s.0.as_slice())
+    }
+
+    /// Sets the secret given by the environment.
+    pub fn set_secret_override(&mut self, secret: Vec<u8>) {
+        self.secret_override = Some(Secret(secret));
+    }
+}
+
+/// Key material that must never reach a log line.
+#[derive(Clone)]
+struct Secret(Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} bytes>)", self.0.len())
+    }
 }
 
 #[derive(Deserialize)]
@@ -164,6 +190,7 @@ impl TryFrom<RawJwt> for JwtSettings {
             ttl: raw.ttl.0,
             secret_file: raw.secret_file,
             key_file: raw.key_file,
+            secret_override: None,
         })
     }
 }
@@ -184,6 +211,7 @@ impl Default for JwtSettings {
             ttl: default_ttl().0,
             secret_file: None,
             key_file: None,
+            secret_override: None,
         }
     }
 }
@@ -246,6 +274,13 @@ pub struct ServiceSettings {
     pub auth: ServiceAuth,
     /// Upstream servers.
     pub backends: NonEmpty<BackendSettings>,
+    /// Only accounts with one of these roles may pass (403 otherwise); absent = any account.
+    #[serde(default)]
+    pub roles: Option<NonEmpty<Role>>,
+    /// Whether the client's `Authorization` header reaches the backends (off: the token is
+    /// Gatehouse's business, and backends get `X-Forwarded-User`/`-Email` instead).
+    #[serde(default)]
+    pub forward_authorization: bool,
     /// Longest wait for a backend's response headers before answering 504.
     #[serde(default = "default_timeout", with = "dur")]
     pub timeout: Duration,

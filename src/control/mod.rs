@@ -1,22 +1,94 @@
 //! The control plane: requests for any host no service claims.
+//!
+//! - `account`: `POST /account` (register) and `GET /accounts` (list).
+//! - `session`: `POST /login`, `POST /logout`, `GET /.well-known/jwks.json`.
+//! - `health`: `GET /health`.
+//! - `body`, `validate`: JSON bodies and field rules shared by the handlers.
 
+mod account;
+mod body;
 mod health;
+mod session;
+mod validate;
 
-use http::{Method, Request, Response};
+use http::{header, HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
 
 use crate::error::{ProxyBody, ProxyError};
+use crate::forwarder::ClientInfo;
+use crate::state::AppState;
+
+pub(crate) use validate::{
+    email as validate_email, password as validate_password, username as validate_username,
+};
 
 /// Answers a control-plane request.
-pub async fn handle<B>(request: Request<B>) -> Result<Response<ProxyBody>, ProxyError> {
-    match request.uri().path() {
-        "/health" => only_get(&request).map(|()| health::health()),
+pub async fn handle(
+    request: Request<Incoming>,
+    state: &AppState,
+    client: &ClientInfo,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let allow = allow_header(request.uri().path());
+    match dispatch(request, state, client).await {
+        Err(error @ ProxyError::MethodNotAllowed) => {
+            let mut response = error.into_response();
+            if let Some(allow) = allow {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            Ok(response)
+        }
+        other => other,
+    }
+}
+
+async fn dispatch(
+    request: Request<Incoming>,
+    state: &AppState,
+    client: &ClientInfo,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let auth = &state.auth;
+    let path = request.uri().path();
+    match path {
+        "/health" => only(&request, &[Method::GET, Method::HEAD]).map(|()| health::health()),
+        "/account" => {
+            only(&request, &[Method::POST])?;
+            account::register(auth, request, client).await
+        }
+        "/login" => {
+            only(&request, &[Method::POST])?;
+            session::login(auth, request, client).await
+        }
+        "/logout" => {
+            only(&request, &[Method::POST])?;
+            session::logout(auth, &request).await
+        }
+        "/accounts" => {
+            only(&request, &[Method::GET, Method::HEAD])?;
+            account::list(auth, &request).await
+        }
+        "/.well-known/jwks.json" => {
+            only(&request, &[Method::GET, Method::HEAD])?;
+            session::jwks(auth, path)
+        }
         path => Err(ProxyError::NotFound(path.to_string())),
     }
 }
 
-fn only_get<B>(request: &Request<B>) -> Result<(), ProxyError> {
-    match *request.method() {
-        Method::GET | Method::HEAD => Ok(()),
-        _ => Err(ProxyError::MethodNotAllowed),
+/// `Ok` for the allowed methods, else 405 (`handle` adds the `Allow` header).
+fn only<B>(request: &Request<B>, allowed: &[Method]) -> Result<(), ProxyError> {
+    if allowed.contains(request.method()) {
+        Ok(())
+    } else {
+        Err(ProxyError::MethodNotAllowed)
     }
+}
+
+/// The methods a control-plane path accepts, for the `Allow` header of a 405 (RFC 9110 §15.5.6).
+fn allow_header(path: &str) -> Option<HeaderValue> {
+    let methods = match path {
+        "/health" | "/accounts" | "/.well-known/jwks.json" => "GET, HEAD",
+        "/account" | "/login" | "/logout" => "POST",
+        _ => return None,
+    };
+    Some(HeaderValue::from_static(methods))
 }

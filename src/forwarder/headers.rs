@@ -4,6 +4,8 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::auth::Identity;
+
 /// Headers that describe one hop's connection and never travel past a proxy.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
@@ -72,6 +74,16 @@ pub(crate) fn strip_identity(headers: &mut HeaderMap) {
         for name in spoofed {
             headers.remove(name);
         }
+    }
+}
+
+/// Tells the backend who the authenticated user is, and keeps the token from it unless the
+/// service asks for it. Runs after [`strip_identity`], so only Gatehouse's values arrive.
+pub(crate) fn add_identity(headers: &mut HeaderMap, identity: &Identity, keep_authorization: bool) {
+    headers.insert(X_FORWARDED_USER, identity.user.clone());
+    headers.insert(X_FORWARDED_EMAIL, identity.email.clone());
+    if !keep_authorization {
+        headers.remove(header::AUTHORIZATION);
     }
 }
 

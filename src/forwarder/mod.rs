@@ -12,6 +12,7 @@ use http::{header, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use tokio::sync::Notify;
 
+use crate::auth::Identity;
 use crate::balancer::attempt_order;
 use crate::error::ProxyError;
 use crate::service::{Backend, Service};
@@ -62,17 +63,21 @@ impl Forwarder {
         Self::default()
     }
 
-    /// Forwards `request` to one of `service`'s backends; returns the response and the index of
-    /// the backend that produced it. A backend that refuses the connection is skipped for the
+    /// Forwards `request` to one of `service`'s backends, as `identity` when authenticated;
+    /// returns the response and the index of the backend that produced it. A backend that refuses the connection is skipped for the
     /// next (each tried at most once).
     pub async fn forward(
         &self,
         service: &Service,
         request: Request<Incoming>,
         client: &ClientInfo,
+        identity: Option<&Identity>,
     ) -> Result<(Response<Incoming>, usize), ProxyError> {
         let (mut parts, incoming) = request.into_parts();
         rewrite_request_headers(&mut parts, client);
+        if let Some(identity) = identity {
+            headers::add_identity(&mut parts.headers, identity, service.forward_authorization);
+        }
         let (body, sent) = UpstreamBody::new(incoming);
         let mut upstream = Request::new(body);
         *upstream.method_mut() = parts.method;

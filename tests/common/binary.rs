@@ -14,6 +14,7 @@ use super::raw_exchange;
 pub const GATEHOUSE: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 /// A directory under Cargo's per-target temp dir, removed on drop.
+#[derive(Debug)]
 pub struct TempDir(PathBuf);
 
 impl TempDir {
@@ -61,6 +62,8 @@ pub fn check(path: &Path) -> Output {
 /// Runs `gatehouse SUBCOMMAND --config PATH` to completion (for commands expected to exit).
 pub fn run_to_exit(subcommand: &str, path: &Path) -> Output {
     Command::new(GATEHOUSE)
+        .env_remove("DATABASE_URL")
+        .env_remove("GATEHOUSE_JWT_SECRET")
         .arg(subcommand)
         .arg("--config")
         .arg(path)
@@ -81,17 +84,35 @@ pub struct Gatehouse {
 impl Gatehouse {
     /// Starts `gatehouse ARGS --config PATH` with the config `config(listen)` and waits until
     /// `/health` answers. A port taken between choosing and binding it is retried.
+    ///
+    /// The process gets the test JWT secret and its own SQLite store through the environment
+    /// (`GATEHOUSE_JWT_SECRET`, `DATABASE_URL`), so it never depends on files of a config
+    /// builder that is gone by then.
     pub async fn start(args: &[&str], config: impl Fn(SocketAddr) -> String) -> Self {
+        Self::start_with_env(args, &[], config).await
+    }
+
+    /// [`Gatehouse::start`] with extra environment variables, which win over the defaults
+    /// (e.g. `("DATABASE_URL", postgres_url)` for replicas sharing one store).
+    pub async fn start_with_env(
+        args: &[&str],
+        env: &[(&str, &str)],
+        config: impl Fn(SocketAddr) -> String,
+    ) -> Self {
         for _ in 0..5 {
             let dir = TempDir::new("gatehouse");
             let addr = free_addr();
             let config_path = dir.write("gatehouse.yaml", &config(addr));
             let log = dir.path().join("stderr.log");
+            let own_store = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
             let child = Command::new(GATEHOUSE)
                 .args(args)
                 .arg("--config")
                 .arg(&config_path)
                 .env("RUST_LOG", "info")
+                .env("GATEHOUSE_JWT_SECRET", super::TEST_JWT_SECRET)
+                .env("DATABASE_URL", own_store)
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(File::create(&log).expect("create log file"))

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)] // Each test crate uses a different subset.
 
+pub mod accounts;
 pub mod binary;
+pub mod postgres;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
@@ -173,19 +175,91 @@ impl ServiceYaml {
     }
 }
 
-/// A whole config file.
-#[derive(Debug, Clone, Default)]
+/// The HS256 secret every test config signs with (tests forge tokens with it).
+pub const TEST_JWT_SECRET: &str = "test-secret-0123456789abcdef-0123456789";
+
+/// A whole config file. Each one gets its own directory holding its SQLite account store and
+/// JWT secret file, so tests never share accounts.
+#[derive(Debug, Clone)]
 pub struct ConfigYaml {
     listen: Option<SocketAddr>,
     workers: Option<usize>,
     limits: Vec<(String, String)>,
     services: Vec<ServiceYaml>,
+    database: Option<String>,
+    jwt: Vec<(String, String)>,
+    auth: Vec<(String, String)>,
+    auth_limits: Vec<(String, String)>,
+    dir: Arc<binary::TempDir>,
+}
+
+impl Default for ConfigYaml {
+    fn default() -> Self {
+        let dir = binary::TempDir::new("config");
+        let secret = dir.write("jwt-secret", TEST_JWT_SECRET);
+        ConfigYaml {
+            listen: None,
+            workers: None,
+            limits: Vec::new(),
+            services: Vec::new(),
+            database: None,
+            jwt: vec![("secret_file".into(), secret.display().to_string())],
+            auth: Vec::new(),
+            // Tests register and log in far faster than people; throttling has its own tests.
+            auth_limits: vec![
+                ("login_per_minute".into(), "0".into()),
+                ("register_per_minute".into(), "0".into()),
+            ],
+            dir: Arc::new(dir),
+        }
+    }
 }
 
 impl ConfigYaml {
-    /// No services, no limits, default listen address.
+    /// No services, no limits, default listen address, a fresh SQLite store, the test secret.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Uses this account store instead of the config's own SQLite file.
+    pub fn database(mut self, url: &str) -> Self {
+        self.database = Some(url.to_string());
+        self
+    }
+
+    /// The account store URL the config uses.
+    pub fn database_url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.dir.path().join("gatehouse.db").display()
+            )
+        })
+    }
+
+    /// The config's own directory (store, secret; free for other files).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Sets an `auth.jwt` key (replacing an earlier value), e.g. `("ttl", "2s")`.
+    pub fn jwt(mut self, key: &str, value: &str) -> Self {
+        self.jwt.retain(|(k, _)| k != key);
+        self.jwt.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets an `auth` key, e.g. `("accounts_page", "admin")`.
+    pub fn auth(mut self, key: &str, value: &str) -> Self {
+        self.auth.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets an `auth.limits` key (replacing the test default of 0 = off).
+    pub fn auth_limit(mut self, key: &str, value: &str) -> Self {
+        self.auth_limits.retain(|(k, _)| k != key);
+        self.auth_limits.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// Sets `listen` (only the binary uses it; `gatehouse::run` takes a bound listener).
@@ -227,6 +301,18 @@ impl ConfigYaml {
                 out.push_str(&format!("  {key}: {value}\n"));
             }
         }
+        out.push_str(&format!("database:\n  url: {}\n", self.database_url()));
+        out.push_str("auth:\n  jwt:\n");
+        for (key, value) in &self.jwt {
+            out.push_str(&format!("    {key}: {value}\n"));
+        }
+        for (key, value) in &self.auth {
+            out.push_str(&format!("  {key}: {value}\n"));
+        }
+        out.push_str("  limits:\n");
+        for (key, value) in &self.auth_limits {
+            out.push_str(&format!("    {key}: {value}\n"));
+        }
         if self.services.is_empty() {
             out.push_str("services: []\n");
         } else {
@@ -248,6 +334,10 @@ pub struct Proxy {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
+    /// The account store it uses.
+    pub database_url: String,
+    /// The config's directory (its SQLite store) lives as long as the proxy.
+    _dir: Arc<binary::TempDir>,
 }
 
 impl Proxy {
@@ -260,14 +350,22 @@ impl Proxy {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
+        let state = gatehouse::start(&settings)
+            .await
+            .unwrap_or_else(|e| panic!("gatehouse did not start: {e}\n{text}"));
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(gatehouse::run(listener, settings, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(async move {
+            gatehouse::serve(listener, state, &settings, async move {
+                let _ = rx.await;
+            })
+            .await
+        });
         Proxy {
             addr,
             shutdown: Some(tx),
             task: Some(task),
+            database_url: config.database_url(),
+            _dir: Arc::clone(&config.dir),
         }
     }
 

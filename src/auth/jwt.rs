@@ -1,0 +1,347 @@
+//! Access tokens: issued at login, verified on every proxied request (CPU only).
+//!
+//! The algorithm is pinned to the configured one, so `alg: none` or an HS256 token made with an
+//! EdDSA public key as its secret is refused before any signature check.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{JwtAlgorithm, JwtSettings};
+use crate::store::{Credentials, Role};
+
+/// Tokens longer than this are refused before parsing: no honest token comes near it.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Clock skew tolerated between replicas on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
+/// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash output size).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// What a token says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Account id.
+    pub sub: String,
+    /// Username, forwarded as `X-Forwarded-User`.
+    pub username: String,
+    /// Email, forwarded as `X-Forwarded-Email`.
+    pub email: String,
+    /// Account role.
+    pub role: Role,
+    /// Issuer; must match `auth.jwt.issuer`.
+    pub iss: String,
+    /// Issued at (Unix seconds).
+    pub iat: u64,
+    /// Not before (Unix seconds).
+    pub nbf: u64,
+    /// Expiry (Unix seconds).
+    pub exp: u64,
+    /// Token id, the key of the logout deny-list.
+    pub jti: String,
+    /// The account's token generation when issued; older than the current one means revoked.
+    #[serde(rename = "gen")]
+    pub generation: i64,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Malformed, wrongly signed, wrong algorithm or issuer, oversized, or not yet valid.
+    #[error("the token is invalid")]
+    Invalid,
+    /// Past its `exp`.
+    #[error("the token has expired")]
+    Expired,
+    /// Logged out, or its account was disabled.
+    #[error("the token has been revoked")]
+    Revoked,
+}
+
+/// The key material could not be set up; `serve` refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("no JWT secret: set GATEHOUSE_JWT_SECRET (at least {MIN_SECRET_BYTES} bytes) or auth.jwt.secret_file")]
+    Missing,
+    #[error("the JWT secret from {0} is {1} bytes; at least {MIN_SECRET_BYTES} are required")]
+    TooShort(&'static str, usize),
+    #[error("cannot read {0}: {1}")]
+    Unreadable(String, std::io::Error),
+    #[error("{0} is not a PEM Ed25519 private key: {1}")]
+    BadKey(String, jsonwebtoken::errors::Error),
+}
+
+/// Signing and verification keys with the pinned validation rules.
+pub struct TokenKeys {
+    header: Header,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    ttl: Duration,
+    jwks: Option<JwkSet>,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("TokenKeys")
+            .field("algorithm", &self.header.alg)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenKeys {
+    /// Keys from the config; `env_secret` (`GATEHOUSE_JWT_SECRET`) wins over `secret_file`.
+    pub fn from_settings(jwt: &JwtSettings, env_secret: Option<&[u8]>) -> Result<Self, KeyError> {
+        match jwt.algorithm {
+            JwtAlgorithm::HS256 => {
+                let secret = hs256_secret(jwt, env_secret)?;
+                Ok(Self::hs256(&secret, &jwt.issuer, jwt.ttl))
+            }
+            JwtAlgorithm::EdDSA => {
+                let path = jwt.key_file.as_deref().ok_or(KeyError::Missing)?;
+                Self::eddsa(path, &jwt.issuer, jwt.ttl)
+            }
+        }
+    }
+
+    /// HS256 keys from a secret already checked for length.
+    pub fn hs256(secret: &[u8], issuer: &str, ttl: Duration) -> Self {
+        let encoding = EncodingKey::from_secret(secret);
+        let decoding = DecodingKey::from_secret(secret);
+        Self::assemble(Algorithm::HS256, encoding, decoding, None, issuer, ttl)
+    }
+
+    fn eddsa(path: &Path, issuer: &str, ttl: Duration) -> Result<Self, KeyError> {
+        let shown = path.display().to_string();
+        let pem =
+            std::fs::read(path).map_err(|error| KeyError::Unreadable(shown.clone(), error))?;
+        let encoding =
+            EncodingKey::from_ed_pem(&pem).map_err(|e| KeyError::BadKey(shown.clone(), e))?;
+        let jwk =
+            ed25519_jwk(encoding.as_bytes()).map_err(|e| KeyError::BadKey(shown.clone(), e))?;
+        let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| KeyError::BadKey(shown, e))?;
+        let jwks = JwkSet { keys: vec![jwk] };
+        Ok(Self::assemble(
+            Algorithm::EdDSA,
+            encoding,
+            decoding,
+            Some(jwks),
+            issuer,
+            ttl,
+        ))
+    }
+
+    fn assemble(
+        algorithm: Algorithm,
+        encoding: EncodingKey,
+        decoding: DecodingKey,
+        jwks: Option<JwkSet>,
+        issuer: &str,
+        ttl: Duration,
+    ) -> Self {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
+        let mut header = Header::new(algorithm);
+        header.kid = jwks
+            .as_ref()
+            .and_then(|set| set.keys.first())
+            .and_then(|key| key.common.key_id.clone());
+        TokenKeys {
+            header,
+            encoding,
+            decoding,
+            validation,
+            issuer: issuer.to_string(),
+            ttl,
+            jwks,
+        }
+    }
+
+    /// Token lifetime, the `expires_in` of a login.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The public keys as a JWKS document (EdDSA only; an HS256 secret is never published).
+    pub fn jwks(&self) -> Option<&JwkSet> {
+        self.jwks.as_ref()
+    }
+
+    /// A fresh signed token for `account`, valid from now for the configured lifetime.
+    pub fn issue(&self, credentials: &Credentials) -> Result<(String, Claims), TokenError> {
+        let now = unix_now();
+        let account = &credentials.account;
+        let claims = Claims {
+            sub: account.id.clone(),
+            username: account.username.clone(),
+            email: account.email.clone(),
+            role: account.role,
+            iss: self.issuer.clone(),
+            iat: now,
+            nbf: now,
+            exp: now + self.ttl.as_secs(),
+            jti: format!("{:032x}", rand::random::<u128>()),
+            generation: credentials.token_generation,
+        };
+        let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
+            .map_err(|_| TokenError::Invalid)?;
+        Ok((token, claims))
+    }
+
+    /// Checks signature, algorithm, issuer, `exp` and `nbf`; revocation is checked by the caller.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Invalid);
+        }
+        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
+            Ok(data) => Ok(data.claims),
+            Err(error) => match error.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(TokenError::Expired),
+                _ => Err(TokenError::Invalid),
+            },
+        }
+    }
+}
+
+fn hs256_secret(jwt: &JwtSettings, env_secret: Option<&[u8]>) -> Result<Vec<u8>, KeyError> {
+    let (secret, source) = match (env_secret, &jwt.secret_file) {
+        (Some(secret), _) => (secret.to_vec(), "GATEHOUSE_JWT_SECRET"),
+        (None, Some(path)) => {
+            let mut bytes = std::fs::read(path)
+                .map_err(|error| KeyError::Unreadable(path.display().to_string(), error))?;
+            // Files written by `echo` or editors end in a newline that is not part of the secret.
+            while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                bytes.pop();
+            }
+            (bytes, "auth.jwt.secret_file")
+        }
+        (None, None) => return Err(KeyError::Missing),
+    };
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(KeyError::TooShort(source, secret.len()));
+    }
+    Ok(secret)
+}
+
+/// The public JWK of a PKCS#8 Ed25519 private key (v1 as `openssl genpkey` writes it, or v2
+/// with the public key embedded; jsonwebtoken's own conversion accepts only v1).
+fn ed25519_jwk(pkcs8: &[u8]) -> Result<Jwk, jsonwebtoken::errors::Error> {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    use base64::engine::{general_purpose::URL_SAFE_NO_PAD, Engine};
+    use jsonwebtoken::jwk::{
+        AlgorithmParameters, CommonParameters, EllipticCurve, KeyAlgorithm, OctetKeyPairParameters,
+        OctetKeyPairType, PublicKeyUse,
+    };
+    let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+        .map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidEddsaKey)?;
+    let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+    let mut jwk = Jwk {
+        common: CommonParameters {
+            public_key_use: Some(PublicKeyUse::Signature),
+            key_algorithm: Some(KeyAlgorithm::EdDSA),
+            ..Default::default()
+        },
+        algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+            key_type: OctetKeyPairType::OctetKeyPair,
+            curve: EllipticCurve::Ed25519,
+            x,
+        }),
+    };
+    jwk.common.key_id = Some(key_id(&jwk));
+    Ok(jwk)
+}
+
+/// A stable key id: the RFC 7638 thumbprint, so replicas with the same key agree on it.
+fn key_id(jwk: &Jwk) -> String {
+    jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+        .unwrap_or_else(|_| "gatehouse".to_string())
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Account;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn credentials() -> Credentials {
+        Credentials {
+            account: Account {
+                id: "acc-1".into(),
+                username: "alice".into(),
+                email: "alice@example.com".into(),
+                role: Role::User,
+                created_at_ms: 0,
+            },
+            password_hash: String::new(),
+            disabled: false,
+            token_generation: 3,
+        }
+    }
+
+    fn keys() -> TokenKeys {
+        TokenKeys::hs256(SECRET, "gatehouse", Duration::from_secs(900))
+    }
+
+    #[test]
+    fn issued_tokens_verify_with_every_claim() {
+        let keys = keys();
+        let (token, claims) = keys.issue(&credentials()).unwrap();
+        let verified = keys.verify(&token).unwrap();
+        assert_eq!(verified, claims);
+        assert_eq!(verified.generation, 3);
+        assert_eq!(verified.exp - verified.iat, 900);
+        assert_eq!(verified.jti.len(), 32);
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_invalid() {
+        let other = TokenKeys::hs256(&[7u8; 32], "gatehouse", Duration::from_secs(60));
+        let (token, _) = other.issue(&credentials()).unwrap();
+        assert_eq!(keys().verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_token_from_another_issuer_is_invalid() {
+        let other = TokenKeys::hs256(SECRET, "someone-else", Duration::from_secs(60));
+        let (token, _) = other.issue(&credentials()).unwrap();
+        assert_eq!(keys().verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn oversized_tokens_are_refused_unparsed() {
+        let token = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(keys().verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let jwt = JwtSettings::default();
+        let error = TokenKeys::from_settings(&jwt, Some(b"short")).unwrap_err();
+        assert!(matches!(
+            error,
+            KeyError::TooShort("GATEHOUSE_JWT_SECRET", 5)
+        ));
+        assert!(matches!(
+            TokenKeys::from_settings(&jwt, None).unwrap_err(),
+            KeyError::Missing
+        ));
+    }
+}

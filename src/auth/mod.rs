@@ -1,0 +1,190 @@
+//! Authentication: tokens, passwords, revocation and throttling, and the [`Auth`] state that
+//! ties them to the account store.
+//!
+//! - `jwt`: token issue and verification with the algorithm pinned.
+//! - `cache`: verified tokens until they expire, so a signature is checked once per token.
+//! - `password`: argon2id on the blocking pool behind a semaphore.
+//! - `revocation`: in-memory deny-lists kept fresh from the store (no database call per request).
+//! - `throttle`: token buckets for login and registration.
+//! - `runtime`: the thread that owns database connections and password hashing.
+
+pub mod cache;
+pub mod jwt;
+pub mod password;
+pub mod revocation;
+mod runtime;
+pub mod throttle;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use http::{header, HeaderMap};
+
+use crate::config::{AccountsPageAccess, AuthSettings};
+use crate::store::{self, AccountStore, StoreError};
+
+pub use cache::{Identity, TokenCache};
+pub use jwt::{Claims, KeyError, TokenError, TokenKeys};
+pub use password::Passwords;
+pub use revocation::Revocations;
+pub use runtime::ControlRuntime;
+pub use throttle::{Throttle, Throttled};
+
+/// Why a request carries no usable identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` token at all.
+    #[error("authentication required")]
+    Missing,
+    /// A token that failed verification or was revoked.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// Everything authentication needs, shared by all workers.
+#[derive(Debug)]
+pub struct Auth {
+    /// Signing and verification keys.
+    pub keys: TokenKeys,
+    /// Tokens already verified.
+    verified: TokenCache,
+    /// Revoked tokens and accounts, kept fresh in the background.
+    pub revocations: Arc<Revocations>,
+    /// Password hashing off the async threads.
+    pub passwords: Arc<Passwords>,
+    /// Login and registration buckets.
+    pub throttle: Arc<Throttle>,
+    /// Where accounts live.
+    pub store: Arc<dyn AccountStore>,
+    /// Who may list accounts.
+    pub accounts_page: AccountsPageAccess,
+    runtime: ControlRuntime,
+}
+
+/// Gatehouse cannot start its authentication side.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("cannot open the account store {url}: {error}")]
+    Store { url: String, error: StoreError },
+    #[error("cannot start the control runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+impl Auth {
+    /// Loads the keys, opens and migrates the store at `database_url`, and starts following
+    /// revocations.
+    pub async fn start(settings: &AuthSettings, database_url: &str) -> Result<Self, StartError> {
+        let keys = TokenKeys::from_settings(&settings.jwt, settings.jwt.secret_override())?;
+        let runtime = ControlRuntime::start()?;
+        let url = database_url.to_string();
+        let store: Arc<dyn AccountStore> = runtime
+            .run(async move { store::open(&url).await })
+            .await
+            .and_then(|opened| opened.map_err(|error| error.to_string()))
+            .map(Arc::from)
+            .map_err(|error| StartError::Store {
+                url: store::redact(database_url),
+                error: StoreError::Unavailable(error),
+            })?;
+        let revocations = Arc::new(Revocations::new());
+        runtime.spawn(revocation::follow(
+            Arc::clone(&store),
+            Arc::clone(&revocations),
+        ));
+        let throttle = Arc::new(Throttle::new(&settings.limits));
+        runtime.spawn(forget_idle_buckets(Arc::clone(&throttle)));
+        let auth = Auth {
+            keys,
+            verified: TokenCache::default(),
+            revocations,
+            passwords: Arc::new(Passwords::new(runtime.cores())),
+            throttle,
+            store,
+            accounts_page: settings.accounts_page,
+            runtime,
+        };
+        tracing::info!(store = auth.store.kind(), "account store ready");
+        Ok(auth)
+    }
+
+    /// The identity of the request's bearer token, verified and not revoked. CPU only: the
+    /// signature is checked once per token (then cached until `exp`), revocation every time.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
+        let token = bearer_token(headers).ok_or(AuthError::Missing)?;
+        let now = jwt::unix_now();
+        let identity = match self.verified.get(token, now) {
+            Some(identity) => identity,
+            None => {
+                let claims = self.keys.verify(token)?;
+                let identity = Arc::new(Identity::new(claims).ok_or(TokenError::Invalid)?);
+                if identity.claims.exp > now {
+                    self.verified.insert(token, Arc::clone(&identity), now);
+                }
+                identity
+            }
+        };
+        self.revocations.check(&identity.claims)?;
+        Ok(identity)
+    }
+
+    /// Runs store and hashing work on the control runtime, away from the proxy's workers;
+    /// `Err` only if that runtime is shutting down.
+    pub async fn run<F>(&self, work: F) -> Result<F::Output, StoreError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime
+            .run(work)
+            .await
+            .map_err(StoreError::Unavailable)
+    }
+}
+
+/// Every minute, drops throttle buckets that have refilled, bounding their memory.
+async fn forget_idle_buckets(throttle: Arc<Throttle>) {
+    let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every_minute.tick().await;
+        throttle.forget_idle();
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header (scheme case-insensitive, RFC 7235).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn with_authorization(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn bearer_tokens_are_found_in_any_scheme_case() {
+        assert_eq!(bearer_token(&with_authorization("Bearer abc")), Some("abc"));
+        assert_eq!(
+            bearer_token(&with_authorization("bearer  abc ")),
+            Some("abc")
+        );
+    }
+
+    #[test]
+    fn other_schemes_and_empty_tokens_are_no_token() {
+        assert_eq!(bearer_token(&with_authorization("Basic abc")), None);
+        assert_eq!(bearer_token(&with_authorization("Bearer ")), None);
+        assert_eq!(bearer_token(&with_authorization("Bearer")), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,249 @@
+//! `POST /account` (register) and `GET /accounts` (the list behind the accounts page).
+
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+
+use super::{body, validate};
+use crate::auth::Auth;
+use crate::config::AccountsPageAccess;
+use crate::error::{json_response, ProxyBody, ProxyError};
+use crate::forwarder::ClientInfo;
+use crate::store::{Account, ListQuery, NewAccount, Role, StoreError, TakenField};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Registration {
+    username: String,
+    email: String,
+    password: String,
+}
+
+/// An account as the API shows it: never the hash, never the role's internals.
+#[derive(Serialize)]
+struct AccountView<'a> {
+    id: &'a str,
+    username: &'a str,
+    email: &'a str,
+    created_at: String,
+}
+
+impl<'a> From<&'a Account> for AccountView<'a> {
+    fn from(account: &'a Account) -> Self {
+        AccountView {
+            id: &account.id,
+            username: &account.username,
+            email: &account.email,
+            created_at: rfc3339(account.created_at_ms),
+        }
+    }
+}
+
+/// `POST /account`: validate, throttle per client, hash, insert; `201` with the account.
+pub(super) async fn register(
+    auth: &Arc<Auth>,
+    request: Request<Incoming>,
+    client: &ClientInfo,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let registration: Registration = body::read_json(request).await?;
+    validate::username(&registration.username)?;
+    validate::email(&registration.email)?;
+    validate::password(&registration.password)?;
+    auth.throttle
+        .register(client.peer.ip())
+        .map_err(|t| ProxyError::RateLimited(t.retry_after_secs))?;
+    let account = create(auth, registration, Role::User).await?;
+    let mut response = json_response(
+        StatusCode::CREATED,
+        &serde_json::to_value(AccountView::from(&account)).unwrap_or_default(),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+async fn create(
+    auth: &Arc<Auth>,
+    registration: Registration,
+    role: Role,
+) -> Result<Account, ProxyError> {
+    let worker = Arc::clone(auth);
+    let outcome = auth
+        .run(async move {
+            let password_hash = worker
+                .passwords
+                .hash(registration.password)
+                .await
+                .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+            let new = NewAccount {
+                username: registration.username,
+                email: registration.email,
+                password_hash,
+                role,
+            };
+            worker.store.create(new).await
+        })
+        .await;
+    match outcome.and_then(|created| created) {
+        Ok(account) => Ok(account),
+        Err(StoreError::Taken(TakenField::Email)) => Err(ProxyError::Taken("email_taken")),
+        Err(StoreError::Taken(TakenField::Username)) => Err(ProxyError::Taken("username_taken")),
+        Err(error) => {
+            tracing::error!(%error, "registration failed");
+            Err(ProxyError::StoreUnavailable)
+        }
+    }
+}
+
+/// `GET /accounts?page=&per_page=&q=`: one page of accounts, as `auth.accounts_page` allows.
+pub(super) async fn list(
+    auth: &Arc<Auth>,
+    request: &Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    allow_listing(auth, request)?;
+    let paging = Paging::parse(request.uri().query().unwrap_or(""))?;
+    let query = ListQuery {
+        search: paging.search.clone(),
+        offset: (paging.page - 1).saturating_mul(paging.per_page),
+        limit: paging.per_page,
+    };
+    let store = Arc::clone(&auth.store);
+    let page = auth
+        .run(async move { store.list(&query).await })
+        .await
+        .and_then(|listed| listed)
+        .map_err(|error| {
+            tracing::error!(%error, "listing accounts failed");
+            ProxyError::StoreUnavailable
+        })?;
+    let accounts: Vec<AccountView> = page.accounts.iter().map(AccountView::from).collect();
+    let mut response = json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "accounts": accounts,
+            "total": page.total,
+            "page": paging.page,
+            "per_page": paging.per_page,
+        }),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `public`: anyone; `authenticated`: a valid token; `admin`: a valid admin token (403 else).
+fn allow_listing<B>(auth: &Auth, request: &Request<B>) -> Result<(), ProxyError> {
+    if auth.accounts_page == AccountsPageAccess::Public {
+        return Ok(());
+    }
+    let identity = auth.authenticate(request.headers())?;
+    if auth.accounts_page == AccountsPageAccess::Admin && identity.claims.role != Role::Admin {
+        return Err(ProxyError::Forbidden("the account list".into()));
+    }
+    Ok(())
+}
+
+/// The list's query string: `page` from 1, `per_page` clamped to 1–100 (default 20), `q`.
+#[derive(Debug, PartialEq, Eq)]
+struct Paging {
+    page: i64,
+    per_page: i64,
+    search: Option<String>,
+}
+
+impl Paging {
+    const DEFAULT_PER_PAGE: i64 = 20;
+    const MAX_PER_PAGE: i64 = 100;
+    const MAX_SEARCH_BYTES: usize = 254;
+
+    fn parse(query: &str) -> Result<Self, ProxyError> {
+        let mut paging = Paging {
+            page: 1,
+            per_page: Self::DEFAULT_PER_PAGE,
+            search: None,
+        };
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "page" => paging.page = number("page", &value)?.max(1),
+                "per_page" => {
+                    paging.per_page = number("per_page", &value)?.clamp(1, Self::MAX_PER_PAGE)
+                }
+                "q" => {
+                    let term = value.trim();
+                    if term.len() > Self::MAX_SEARCH_BYTES {
+                        return Err(ProxyError::InvalidField(
+                            "invalid_query",
+                            format!("q must be at most {} bytes", Self::MAX_SEARCH_BYTES),
+                        ));
+                    }
+                    paging.search = (!term.is_empty()).then(|| term.to_string());
+                }
+                _ => {}
+            }
+        }
+        Ok(paging)
+    }
+}
+
+fn number(name: &str, value: &str) -> Result<i64, ProxyError> {
+    value.trim().parse::<i64>().map_err(|_| {
+        ProxyError::InvalidField("invalid_query", format!("{name} must be a whole number"))
+    })
+}
+
+/// Unix milliseconds as RFC 3339 UTC (`2026-11-22T15:04:05.123Z`).
+fn rfc3339(unix_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_defaults_to_the_first_page_of_twenty() {
+        let paging = Paging::parse("").unwrap();
+        assert_eq!((paging.page, paging.per_page, paging.search), (1, 20, None));
+    }
+
+    #[test]
+    fn per_page_is_clamped_and_page_starts_at_one() {
+        let paging = Paging::parse("page=0&per_page=1000").unwrap();
+        assert_eq!((paging.page, paging.per_page), (1, 100));
+        assert_eq!(Paging::parse("per_page=0").unwrap().per_page, 1);
+        assert_eq!(Paging::parse("per_page=-5").unwrap().per_page, 1);
+    }
+
+    #[test]
+    fn search_terms_are_decoded_and_trimmed() {
+        let paging = Paging::parse("q=%20Al%25ice+").unwrap();
+        assert_eq!(paging.search.as_deref(), Some("Al%ice"));
+        assert_eq!(Paging::parse("q=").unwrap().search, None);
+    }
+
+    #[test]
+    fn non_numeric_paging_is_a_clear_400() {
+        let error = Paging::parse("page=two").unwrap_err();
+        assert_eq!(
+            (error.status().as_u16(), error.code()),
+            (400, "invalid_query")
+        );
+        assert!(Paging::parse(&format!("q={}", "x".repeat(255))).is_err());
+    }
+
+    #[test]
+    fn created_dates_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

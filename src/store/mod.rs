@@ -1,0 +1,246 @@
+//! The account store: one [`AccountStore`] trait over embedded SQLite (the default) and
+//! PostgreSQL (shared by replicas), both created from the same embedded migrations.
+//!
+//! Uniqueness of usernames and emails is the database's job (unique indexes, conflicts mapped to
+//! [`StoreError::Taken`]), never a read-then-write here. Revocations (logged-out tokens, bumped
+//! account generations) are stored too, so every replica can learn them: PostgreSQL pushes them
+//! with `NOTIFY`, SQLite replicas poll [`AccountStore::revocations`].
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// An account as anyone may see it (never the hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Stable id (a UUID), the token's `sub`.
+    pub id: String,
+    /// Unique, as registered.
+    pub username: String,
+    /// Unique case-insensitively, as registered.
+    pub email: String,
+    /// `user` or `admin`.
+    pub role: Role,
+    /// Creation time, Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// What login needs: the account, its hash and its revocation state.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The account itself.
+    pub account: Account,
+    /// PHC-format argon2id hash.
+    pub password_hash: String,
+    /// A disabled account cannot log in and its tokens are rejected.
+    pub disabled: bool,
+    /// Tokens carry the generation they were issued under; a bump revokes all older ones.
+    pub token_generation: i64,
+}
+
+/// A new account, its password already hashed.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// Validated username.
+    pub username: String,
+    /// Validated email (kept as typed; compared case-insensitively).
+    pub email: String,
+    /// PHC-format argon2id hash.
+    pub password_hash: String,
+    /// Role of the new account.
+    pub role: Role,
+}
+
+/// What an account may do beyond proxying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// An ordinary account.
+    User,
+    /// May see the accounts list when `accounts_page: admin`, and services with `roles: [admin]`.
+    Admin,
+}
+
+impl Role {
+    /// The stored and serialised name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored name; anything unknown is an ordinary user (least privilege).
+    pub fn parse(name: &str) -> Role {
+        match name {
+            "admin" => Role::Admin,
+            _ => Role::User,
+        }
+    }
+}
+
+/// One page of the account list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountPage {
+    /// The accounts of the page, oldest first.
+    pub accounts: Vec<Account>,
+    /// How many accounts match the filter in all.
+    pub total: i64,
+}
+
+/// Which page of which accounts.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Case-insensitive substring of username or email; `None` lists all.
+    pub search: Option<String>,
+    /// Rows to skip.
+    pub offset: i64,
+    /// Rows to return.
+    pub limit: i64,
+}
+
+/// A revocation, as stored and as broadcast between replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// A logged-out token: rejected until it would have expired anyway.
+    Token {
+        /// The token's `jti`.
+        jti: String,
+        /// Its `exp`, Unix seconds.
+        expires_at: i64,
+    },
+    /// An account's current state: tokens of an older generation, or of a disabled account,
+    /// are rejected.
+    Account {
+        /// The account id (`sub`).
+        id: String,
+        /// Current token generation.
+        generation: i64,
+        /// Whether the account is disabled.
+        disabled: bool,
+    },
+}
+
+/// Which field a registration collided on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakenField {
+    /// Another account has this username.
+    Username,
+    /// Another account has this email (in any letter case).
+    Email,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write.
+    #[error("{0:?} is already taken")]
+    Taken(TakenField),
+    /// The database could not be reached or answered with an error.
+    #[error("account store unavailable: {0}")]
+    Unavailable(String),
+    /// The URL or schema is unusable.
+    #[error("account store misconfigured: {0}")]
+    Config(String),
+}
+
+/// The live stream of revocations from other replicas (PostgreSQL `LISTEN`).
+#[async_trait]
+pub trait RevocationFeed: Send {
+    /// The next revocation; `Ok(None)` when the connection was lost and notifications may have
+    /// been missed (the caller resynchronises in full, then calls again, which reconnects).
+    async fn next(&mut self) -> Result<Option<Revocation>, StoreError>;
+}
+
+/// Where accounts and revocations live.
+#[async_trait]
+pub trait AccountStore: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`, for logs.
+    fn kind(&self) -> &'static str;
+
+    /// Inserts an account; [`StoreError::Taken`] if the username or email exists.
+    async fn create(&self, account: NewAccount) -> Result<Account, StoreError>;
+
+    /// The account with this email (any letter case), with what login needs.
+    async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError>;
+
+    /// One page of accounts, filtered by `query.search`.
+    async fn list(&self, query: &ListQuery) -> Result<AccountPage, StoreError>;
+
+    /// Disables the account with this email and bumps its token generation (revoking every
+    /// token it holds); returns the new state, or `None` if no such account.
+    async fn disable(&self, email: &str) -> Result<Option<Revocation>, StoreError>;
+
+    /// Records a logged-out token until `expires_at` and tells the other replicas.
+    async fn revoke_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
+
+    /// Every revocation still in force (tokens not yet expired, accounts disabled or with a
+    /// bumped generation); also deletes expired token rows.
+    async fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
+
+    /// A push feed of revocations, or `None` if this store must be polled.
+    async fn feed(&self) -> Result<Option<Box<dyn RevocationFeed>>, StoreError>;
+
+    /// A trivial round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// How long a request may wait for a pooled database connection before the store is reported
+/// unavailable (503) rather than hanging the client.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Opens (and migrates) the store at `url`: `sqlite://PATH` or `postgres://…`.
+pub async fn open(url: &str) -> Result<Box<dyn AccountStore>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Box::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::Config(format!(
+            "unsupported database URL scheme in {}",
+            redact(url)
+        )))
+    }
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_the_password_only() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact("sqlite://data/g.db"), "sqlite://data/g.db");
+    }
+
+    #[test]
+    fn unknown_roles_parse_as_user() {
+        assert_eq!(Role::parse("admin"), Role::Admin);
+        assert_eq!(Role::parse("root"), Role::User);
+    }
+}

@@ -1,0 +1,323 @@
+//! PostgreSQL, shared by replicas: revocations are pushed to every replica with `NOTIFY`.
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
+
+use super::sql::{self, unavailable};
+use super::{
+    Account, AccountPage, AccountStore, Credentials, ListQuery, NewAccount, Revocation,
+    RevocationFeed, StoreError, ACQUIRE_TIMEOUT,
+};
+
+/// The pool per replica; an open revocation feed holds one of these connections for good.
+const MAX_CONNECTIONS: u32 = 16;
+
+/// The `LISTEN`/`NOTIFY` channel revocations travel on.
+const CHANNEL: &str = "gatehouse_revocations";
+
+/// Binds: channel, payload ([`encode`]).
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+
+/// Accounts in a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `postgres://…` and migrates the database.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(|e| sql::open_error(url, e))?;
+        // sqlx holds an advisory lock while migrating, so replicas starting together are safe.
+        sql::MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| sql::migrate_error(url, e))?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+/// Tells the other replicas. Called inside the writing transaction: PostgreSQL delivers the
+/// notice only when it commits, so no replica hears of a write that was rolled back, and no
+/// write commits unannounced.
+async fn notify(tx: &mut PgConnection, revocation: &Revocation) -> Result<(), StoreError> {
+    sqlx::query(NOTIFY)
+        .bind(CHANNEL)
+        .bind(encode(revocation))
+        .execute(tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+#[async_trait]
+impl AccountStore for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn create(&self, account: NewAccount) -> Result<Account, StoreError> {
+        let insert = sql::Insert::new(account);
+        let a = &insert.account;
+        sqlx::query(sql::INSERT_ACCOUNT)
+            .bind(&a.id)
+            .bind(&a.username)
+            .bind(&insert.username_key)
+            .bind(&a.email)
+            .bind(&insert.email_key)
+            .bind(&insert.password_hash)
+            .bind(a.role.as_str())
+            .bind(a.created_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(sql::insert_error)?;
+        Ok(insert.account)
+    }
+
+    async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
+        let row: Option<sql::CredentialsRow> = sqlx::query_as(sql::SELECT_CREDENTIALS)
+            .bind(sql::fold(email))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<AccountPage, StoreError> {
+        let pattern = sql::search_pattern(query.search.as_deref());
+        let rows: Vec<sql::AccountRow> = sqlx::query_as(sql::LIST_ACCOUNTS)
+            .bind(&pattern)
+            .bind(query.limit)
+            .bind(query.offset)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let total: i64 = sqlx::query_scalar(sql::COUNT_ACCOUNTS)
+            .bind(&pattern)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(AccountPage {
+            accounts: rows.into_iter().map(Into::into).collect(),
+            total,
+        })
+    }
+
+    async fn disable(&self, email: &str) -> Result<Option<Revocation>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let row: Option<sql::AccountStateRow> = sqlx::query_as(sql::DISABLE_ACCOUNT)
+            .bind(sql::fold(email))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let Some(revocation) = row.map(Revocation::from) else {
+            return Ok(None); // Dropping `tx` rolls back the no-op.
+        };
+        notify(&mut tx, &revocation).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(revocation))
+    }
+
+    async fn revoke_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query(sql::INSERT_REVOKED_TOKEN)
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let revocation = Revocation::Token {
+            jti: jti.to_string(),
+            expires_at,
+        };
+        notify(&mut tx, &revocation).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        sqlx::query(sql::DELETE_EXPIRED_TOKENS)
+            .bind(sql::now_secs())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let tokens: Vec<sql::TokenRow> = sqlx::query_as(sql::SELECT_REVOKED_TOKENS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let accounts: Vec<sql::AccountStateRow> = sqlx::query_as(sql::SELECT_REVOKED_ACCOUNTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let tokens = tokens.into_iter().map(Revocation::from);
+        Ok(tokens.chain(accounts.into_iter().map(Into::into)).collect())
+    }
+
+    async fn feed(&self) -> Result<Option<Box<dyn RevocationFeed>>, StoreError> {
+        let listener = listen(&self.pool).await?;
+        Ok(Some(Box::new(PgFeed {
+            pool: self.pool.clone(),
+            listener: Some(listener),
+        })))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query(sql::PING)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// A connection of `pool` listening on [`CHANNEL`]. It is taken from the pool for good.
+async fn listen(pool: &PgPool) -> Result<PgListener, StoreError> {
+    let mut listener = PgListener::connect_with(pool).await.map_err(unavailable)?;
+    listener.listen(CHANNEL).await.map_err(unavailable)?;
+    Ok(listener)
+}
+
+/// Revocations from `LISTEN gatehouse_revocations`.
+struct PgFeed {
+    pool: PgPool,
+    /// `None` after an error, until the next call listens again.
+    listener: Option<PgListener>,
+}
+
+#[async_trait]
+impl RevocationFeed for PgFeed {
+    async fn next(&mut self) -> Result<Option<Revocation>, StoreError> {
+        let Some(listener) = &mut self.listener else {
+            // Listen first, then have the caller resync: nothing sent after the resync's
+            // snapshot can be missed.
+            self.listener = Some(listen(&self.pool).await?);
+            return Ok(None);
+        };
+        loop {
+            // `try_recv` (unlike `recv`) reports a lost connection as `Ok(None)`, after
+            // listening again on a new one.
+            match listener.try_recv().await {
+                Ok(Some(notice)) => match decode(notice.payload()) {
+                    Some(revocation) => return Ok(Some(revocation)),
+                    None => tracing::warn!(
+                        payload = notice.payload(),
+                        "skipping an undecodable revocation notice"
+                    ),
+                },
+                Ok(None) => return Ok(None),
+                // sqlx would reconnect silently on the next call (e.g. when its own reconnect
+                // failed, or on a reset connection), hiding the gap; drop it and start over.
+                Err(error) => {
+                    self.listener = None;
+                    return Err(unavailable(error));
+                }
+            }
+        }
+    }
+}
+
+/// The notice payload: `t <expires_at> <jti>` or `a <generation> <0|1> <id>`. The free-form
+/// field comes last, so it may contain anything (even spaces).
+fn encode(revocation: &Revocation) -> String {
+    match revocation {
+        Revocation::Token { jti, expires_at } => format!("t {expires_at} {jti}"),
+        Revocation::Account {
+            id,
+            generation,
+            disabled,
+        } => format!("a {generation} {} {id}", u8::from(*disabled)),
+    }
+}
+
+/// The inverse of [`encode`]; `None` for anything else (another version, another sender).
+fn decode(payload: &str) -> Option<Revocation> {
+    let (kind, rest) = payload.split_once(' ')?;
+    match kind {
+        "t" => {
+            let (expires_at, jti) = rest.split_once(' ')?;
+            Some(Revocation::Token {
+                expires_at: expires_at.parse().ok()?,
+                jti: non_empty(jti)?,
+            })
+        }
+        "a" => {
+            let (generation, rest) = rest.split_once(' ')?;
+            let (disabled, id) = rest.split_once(' ')?;
+            let disabled = match disabled {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            };
+            Some(Revocation::Account {
+                generation: generation.parse().ok()?,
+                disabled,
+                id: non_empty(id)?,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn non_empty(field: &str) -> Option<String> {
+    (!field.is_empty()).then(|| field.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_revocations_round_trip() {
+        let token = Revocation::Token {
+            jti: "j 1".into(),
+            expires_at: 1_700_000_000,
+        };
+        assert_eq!(encode(&token), "t 1700000000 j 1");
+        assert_eq!(decode(&encode(&token)), Some(token));
+    }
+
+    #[test]
+    fn account_revocations_round_trip() {
+        for disabled in [false, true] {
+            let account = Revocation::Account {
+                id: "0190-abc".into(),
+                generation: 3,
+                disabled,
+            };
+            assert_eq!(decode(&encode(&account)), Some(account));
+        }
+        let disabled = Revocation::Account {
+            id: "x".into(),
+            generation: 1,
+            disabled: true,
+        };
+        assert_eq!(encode(&disabled), "a 1 1 x");
+    }
+
+    #[test]
+    fn decode_rejects_garbage() {
+        for payload in [
+            "",
+            " ",
+            "t",
+            "t 1",
+            "t 1 ",
+            "t x j",
+            "a 1 1",
+            "a 1 2 id",
+            "a x 1 id",
+            "a 1 1 ",
+            "x 1 j",
+            "T 1 j",
+            "t 99999999999999999999 j",
+            "\u{0} \u{0}",
+            "a  1 id",
+        ] {
+            assert_eq!(decode(payload), None, "{payload:?}");
+        }
+    }
+}

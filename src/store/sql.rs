@@ -1,0 +1,279 @@
+//! What both backends share: the SQL text, the migrator, row types and error mapping.
+//!
+//! One text serves both databases: sqlx-sqlite binds `$N` placeholders by number (a repeated
+//! `$N` is one parameter, as in PostgreSQL), and every statement here uses only syntax both
+//! accept (`RETURNING` and `ON CONFLICT` need SQLite 3.35+; sqlx bundles a newer one).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::migrate::{MigrateError, Migrator};
+
+use super::{redact, Account, Credentials, NewAccount, Revocation, Role, StoreError, TakenField};
+
+/// The embedded migrations, run by both backends on open (re-running is a no-op).
+pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Binds: id, username, username_key, email, email_key, password_hash, role, created_at.
+pub(super) const INSERT_ACCOUNT: &str = "INSERT INTO accounts \
+     (id, username, username_key, email, email_key, password_hash, role, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Binds: email_key.
+pub(super) const SELECT_CREDENTIALS: &str = "SELECT id, username, email, role, created_at, \
+     password_hash, disabled, token_generation FROM accounts WHERE email_key = $1";
+
+// `$1` is the LIKE pattern or NULL for "no filter". The backslash escape is spelled out
+// because only PostgreSQL defaults to it.
+/// Binds: pattern (or NULL), limit, offset.
+pub(super) const LIST_ACCOUNTS: &str = r"SELECT id, username, email, role, created_at
+     FROM accounts
+     WHERE $1 IS NULL OR username_key LIKE $1 ESCAPE '\' OR email_key LIKE $1 ESCAPE '\'
+     ORDER BY created_at, id LIMIT $2 OFFSET $3";
+
+/// Binds: pattern (or NULL); the same filter as [`LIST_ACCOUNTS`].
+pub(super) const COUNT_ACCOUNTS: &str = r"SELECT COUNT(*) FROM accounts
+     WHERE $1 IS NULL OR username_key LIKE $1 ESCAPE '\' OR email_key LIKE $1 ESCAPE '\'";
+
+// One statement, so two concurrent disables each bump the generation (no lost update).
+/// Binds: email_key.
+pub(super) const DISABLE_ACCOUNT: &str = "UPDATE accounts \
+     SET disabled = TRUE, token_generation = token_generation + 1 \
+     WHERE email_key = $1 RETURNING id, token_generation, disabled";
+
+/// Binds: jti, expires_at. Revoking twice keeps the first row.
+pub(super) const INSERT_REVOKED_TOKEN: &str = "INSERT INTO revoked_tokens (jti, expires_at) \
+     VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING";
+
+/// Binds: now (Unix seconds).
+pub(super) const DELETE_EXPIRED_TOKENS: &str = "DELETE FROM revoked_tokens WHERE expires_at < $1";
+
+/// No binds.
+pub(super) const SELECT_REVOKED_TOKENS: &str = "SELECT jti, expires_at FROM revoked_tokens";
+
+/// No binds.
+pub(super) const SELECT_REVOKED_ACCOUNTS: &str = "SELECT id, token_generation, disabled \
+     FROM accounts WHERE disabled OR token_generation > 0";
+
+/// No binds.
+pub(super) const PING: &str = "SELECT 1";
+
+/// An `accounts` row as listed.
+#[derive(sqlx::FromRow)]
+pub(super) struct AccountRow {
+    id: String,
+    username: String,
+    email: String,
+    role: String,
+    created_at: i64,
+}
+
+impl From<AccountRow> for Account {
+    fn from(row: AccountRow) -> Self {
+        Account {
+            id: row.id,
+            username: row.username,
+            email: row.email,
+            role: Role::parse(&row.role),
+            created_at_ms: row.created_at,
+        }
+    }
+}
+
+/// An `accounts` row with what login needs.
+#[derive(sqlx::FromRow)]
+pub(super) struct CredentialsRow {
+    #[sqlx(flatten)]
+    account: AccountRow,
+    password_hash: String,
+    disabled: bool,
+    token_generation: i64,
+}
+
+impl From<CredentialsRow> for Credentials {
+    fn from(row: CredentialsRow) -> Self {
+        Credentials {
+            account: row.account.into(),
+            password_hash: row.password_hash,
+            disabled: row.disabled,
+            token_generation: row.token_generation,
+        }
+    }
+}
+
+/// An account's revocation state (`id, token_generation, disabled`).
+#[derive(sqlx::FromRow)]
+pub(super) struct AccountStateRow {
+    id: String,
+    token_generation: i64,
+    disabled: bool,
+}
+
+impl From<AccountStateRow> for Revocation {
+    fn from(row: AccountStateRow) -> Self {
+        Revocation::Account {
+            id: row.id,
+            generation: row.token_generation,
+            disabled: row.disabled,
+        }
+    }
+}
+
+/// A `revoked_tokens` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct TokenRow {
+    jti: String,
+    expires_at: i64,
+}
+
+impl From<TokenRow> for Revocation {
+    fn from(row: TokenRow) -> Self {
+        Revocation::Token {
+            jti: row.jti,
+            expires_at: row.expires_at,
+        }
+    }
+}
+
+/// A new account with its id, keys and creation time, ready to bind to [`INSERT_ACCOUNT`].
+pub(super) struct Insert {
+    pub(super) account: Account,
+    pub(super) username_key: String,
+    pub(super) email_key: String,
+    pub(super) password_hash: String,
+}
+
+impl Insert {
+    /// Assigns a time-ordered id (so id order follows creation order) and the folded keys.
+    pub(super) fn new(new: NewAccount) -> Self {
+        Insert {
+            username_key: fold(&new.username),
+            email_key: fold(&new.email),
+            password_hash: new.password_hash,
+            account: Account {
+                id: uuid::Uuid::now_v7().to_string(),
+                username: new.username,
+                email: new.email,
+                role: new.role,
+                created_at_ms: now_ms(),
+            },
+        }
+    }
+}
+
+/// The case-folded key of a username or email. Done here rather than with SQL `lower()`, which
+/// is ASCII-only in SQLite, so both databases compare exactly the same way.
+pub(super) fn fold(value: &str) -> String {
+    value.to_lowercase()
+}
+
+/// The LIKE pattern for a search term: folded, with LIKE's wildcards taken literally.
+pub(super) fn search_pattern(search: Option<&str>) -> Option<String> {
+    let term = fold(search?);
+    let mut pattern = String::with_capacity(term.len() + 2);
+    pattern.push('%');
+    for c in term.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    Some(pattern)
+}
+
+/// Now, Unix milliseconds.
+pub(super) fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Now, Unix seconds (the unit of a token's `exp`).
+pub(super) fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+/// Maps an INSERT failure: a unique violation names the field (PostgreSQL reports the index
+/// as the constraint, SQLite only in the message as `accounts.email_key`); anything else means
+/// the store is unavailable.
+pub(super) fn insert_error(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &error {
+        if db.is_unique_violation() {
+            let name = db.constraint().unwrap_or_else(|| db.message());
+            if name.contains("username_key") {
+                return StoreError::Taken(TakenField::Username);
+            }
+            if name.contains("email_key") {
+                return StoreError::Taken(TakenField::Email);
+            }
+        }
+    }
+    unavailable(error)
+}
+
+/// Any other database failure. Values are always bound, never part of the SQL, so the
+/// message cannot carry a password or hash.
+pub(super) fn unavailable(error: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+/// A failure while opening `url`: says which database, without its password, and scrubs the
+/// URL and password from the driver's message in case it repeats them.
+pub(super) fn open_error(url: &str, error: impl std::fmt::Display) -> StoreError {
+    let redacted = redact(url);
+    let mut message = error.to_string().replace(url, &redacted);
+    if let Some(password) = password(url) {
+        message = message.replace(password, "***");
+    }
+    StoreError::Unavailable(format!("{redacted}: {message}"))
+}
+
+/// A failed migration: the database could not be reached, or its schema is not one these
+/// migrations know (edited or newer migrations applied), which no retry will fix.
+pub(super) fn migrate_error(url: &str, error: MigrateError) -> StoreError {
+    match error {
+        MigrateError::Execute(error) => open_error(url, error),
+        other => StoreError::Config(format!("migrating {}: {other}", redact(url))),
+    }
+}
+
+/// The password in `scheme://user:password@host…`, if any.
+fn password(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let userinfo = &rest[..rest.rfind('@')?];
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_pattern_takes_wildcards_literally() {
+        assert_eq!(search_pattern(Some("A%b_c\\")).unwrap(), r"%a\%b\_c\\%");
+        assert_eq!(search_pattern(None), None);
+    }
+
+    #[test]
+    fn fold_lowercases_beyond_ascii() {
+        assert_eq!(fold("ÉLODIE@Example.COM"), "élodie@example.com");
+    }
+
+    #[test]
+    fn open_error_hides_the_password() {
+        let url = "postgres://app:s3cret@db/x";
+        let error = open_error(url, format!("cannot reach {url} with s3cret"));
+        let message = error.to_string();
+        assert!(!message.contains("s3cret"), "{message}");
+        assert!(message.contains("postgres://app:***@db/x"), "{message}");
+    }
+
+    #[test]
+    fn password_is_found_only_in_userinfo() {
+        assert_eq!(password("postgres://app:pw@h/x"), Some("pw"));
+        assert_eq!(password("postgres://app@h/x"), None);
+        assert_eq!(password("sqlite://data/g.db"), None);
+    }
+}

@@ -1,0 +1,198 @@
+//! The embedded default: one SQLite file, in WAL mode so readers never wait for the writer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteSynchronous;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use super::sql::{self, unavailable};
+use super::{
+    redact, Account, AccountPage, AccountStore, Credentials, ListQuery, NewAccount, Revocation,
+    RevocationFeed, StoreError, ACQUIRE_TIMEOUT,
+};
+
+/// SQLite has one writer at a time; more connections only help concurrent readers.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// How long a write waits for another connection's (or process's) write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accounts in a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens `sqlite://PATH` (or `sqlite:PATH`), creating the file and its directory if
+    /// missing, and migrates it.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let path = file_path(url)?;
+        // Blocking, but once at startup, before anything else runs.
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| sql::open_error(url, e))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL's default (NORMAL) may lose the last commits on power loss; an account we
+            // answered 201 for must survive.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| sql::open_error(url, e))?;
+        sql::MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| sql::migrate_error(url, e))?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+/// The file path of a `sqlite://PATH` or `sqlite:PATH` URL.
+fn file_path(url: &str) -> Result<&str, StoreError> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or_default();
+    if path.is_empty() || path.contains('?') {
+        return Err(StoreError::Config(format!(
+            "expected sqlite://PATH (no query options), got {}",
+            redact(url)
+        )));
+    }
+    Ok(path)
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create(&self, account: NewAccount) -> Result<Account, StoreError> {
+        let insert = sql::Insert::new(account);
+        let a = &insert.account;
+        sqlx::query(sql::INSERT_ACCOUNT)
+            .bind(&a.id)
+            .bind(&a.username)
+            .bind(&insert.username_key)
+            .bind(&a.email)
+            .bind(&insert.email_key)
+            .bind(&insert.password_hash)
+            .bind(a.role.as_str())
+            .bind(a.created_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(sql::insert_error)?;
+        Ok(insert.account)
+    }
+
+    async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
+        let row: Option<sql::CredentialsRow> = sqlx::query_as(sql::SELECT_CREDENTIALS)
+            .bind(sql::fold(email))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<AccountPage, StoreError> {
+        let pattern = sql::search_pattern(query.search.as_deref());
+        let rows: Vec<sql::AccountRow> = sqlx::query_as(sql::LIST_ACCOUNTS)
+            .bind(&pattern)
+            .bind(query.limit)
+            .bind(query.offset)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let total: i64 = sqlx::query_scalar(sql::COUNT_ACCOUNTS)
+            .bind(&pattern)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(AccountPage {
+            accounts: rows.into_iter().map(Into::into).collect(),
+            total,
+        })
+    }
+
+    async fn disable(&self, email: &str) -> Result<Option<Revocation>, StoreError> {
+        let row: Option<sql::AccountStateRow> = sqlx::query_as(sql::DISABLE_ACCOUNT)
+            .bind(sql::fold(email))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn revoke_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query(sql::INSERT_REVOKED_TOKEN)
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        sqlx::query(sql::DELETE_EXPIRED_TOKENS)
+            .bind(sql::now_secs())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let tokens: Vec<sql::TokenRow> = sqlx::query_as(sql::SELECT_REVOKED_TOKENS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let accounts: Vec<sql::AccountStateRow> = sqlx::query_as(sql::SELECT_REVOKED_ACCOUNTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let tokens = tokens.into_iter().map(Revocation::from);
+        Ok(tokens.chain(accounts.into_iter().map(Into::into)).collect())
+    }
+
+    /// SQLite has no push channel: replicas poll [`AccountStore::revocations`].
+    async fn feed(&self) -> Result<Option<Box<dyn RevocationFeed>>, StoreError> {
+        Ok(None)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query(sql::PING)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_path_accepts_both_url_forms() {
+        assert_eq!(file_path("sqlite://data/g.db").unwrap(), "data/g.db");
+        assert_eq!(file_path("sqlite:///var/g.db").unwrap(), "/var/g.db");
+        assert_eq!(file_path("sqlite:g.db").unwrap(), "g.db");
+    }
+
+    #[test]
+    fn file_path_rejects_empty_paths_and_options() {
+        assert!(file_path("sqlite://").is_err());
+        assert!(file_path("sqlite://g.db?mode=ro").is_err());
+    }
+}

@@ -12,6 +12,7 @@ use crate::config::ServiceAuth;
 use crate::control;
 use crate::error::{ProxyBody, ProxyError};
 use crate::forwarder::ClientInfo;
+use crate::metrics;
 use crate::server::access_log::{self, AccessRecord};
 use crate::service::Service;
 use crate::state::{AppState, Worker};
@@ -19,11 +20,30 @@ use crate::state::{AppState, Worker};
 /// Correlates a request across client, proxy logs and backend.
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Which pool answered, for the access log.
+/// Who answered and for whom, for metrics and the access log.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
-    pub service: Option<Arc<str>>,
-    pub backend: Option<String>,
+    /// The routed service; `None` for the control plane.
+    pub service: Option<Arc<Service>>,
+    /// Index of the backend that answered, in `service.backends`.
+    pub backend: Option<usize>,
+    /// The authenticated account, for the access log.
+    pub user: Option<Arc<Identity>>,
+}
+
+impl Outcome {
+    /// The `service` label / log field: the service's name, or `control`.
+    pub fn service_name(&self) -> &str {
+        self.service
+            .as_deref()
+            .map_or(metrics::CONTROL, |s| &*s.name)
+    }
+
+    /// The answering backend's `host:port`, if one answered.
+    pub fn backend_name(&self) -> Option<&str> {
+        let service = self.service.as_deref()?;
+        Some(service.backends[self.backend?].authority.as_str())
+    }
 }
 
 /// Answers one request; every failure becomes its JSON error response here, logged once.
@@ -35,14 +55,20 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = ensure_request_id(&mut request, &worker.state);
     let record = access_log::enabled().then(|| AccessRecord::start(&request, &client, started));
+    let method = metrics::method_slot(request.method());
     let mut outcome = Outcome::default();
     let mut response = match handle_inner(&worker, request, &client, &mut outcome).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::debug!(%error, service = outcome.service.as_deref(), "request failed");
+            tracing::debug!(%error, service = outcome.service_name(), "request failed");
             error.into_response()
         }
     };
+    let counters = match &outcome.service {
+        Some(service) => &service.metrics,
+        None => &*worker.state.metrics.control,
+    };
+    counters.record(method, response.status(), started.elapsed());
     response.headers_mut().insert(X_REQUEST_ID, request_id);
     match record {
         Some(record) => record.finish(response, outcome),
@@ -62,7 +88,7 @@ async fn handle_inner(
     };
     let service = Arc::clone(service);
     drop(routes);
-    outcome.service = Some(service.name.clone());
+    outcome.service = Some(Arc::clone(&service));
     let identity = match service.auth {
         ServiceAuth::Required => Some(authorize(&worker.state.auth, &service, &request)?),
         ServiceAuth::None => None,
@@ -71,9 +97,8 @@ async fn handle_inner(
         .forwarder
         .forward(&service, request, client, identity.as_deref())
         .await?;
-    if access_log::enabled() {
-        outcome.backend = Some(service.backends[index].authority.to_string());
-    }
+    outcome.backend = Some(index);
+    outcome.user = identity;
     Ok(response.map(|body| body.boxed_unsync()))
 }
 

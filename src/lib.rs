@@ -7,11 +7,12 @@
 //! - `router`: Host header → service; anything else → `control`.
 //! - `auth`: JWT issue/verify, argon2id, revocation deny-lists, login throttling.
 //! - `service`: a service's runtime form: policy, backends, balancer.
-//! - `balancer`: strategies (round-robin, random) over a weighted schedule.
+//! - `balancer`: strategies (round-robin, random) over a weighted schedule; backend health.
 //! - `forwarder`: pooled upstream client, header rewrite, failover on refused connections.
 //! - `control`: control-plane endpoints (`/account`, `/login`, `/logout`, `/accounts`, `/health`, …).
 //! - `error`: `ProxyError`, its status mapping and JSON error bodies.
 //! - `config`: YAML → validated `Settings`, errors as `PATH:LINE:COLUMN: message`.
+//! - `metrics`: the Prometheus registry; handles resolved per snapshot, not per request.
 //! - `state`: the live snapshot (`ArcSwap`) and what requests share.
 //! - `reload`: SIGHUP → new snapshot, swapped only if it builds.
 //! - `admin`: `gatehouse accounts create|list|disable|seed`.
@@ -25,6 +26,7 @@ mod control;
 pub mod error;
 pub mod forwarder;
 mod handler;
+pub mod metrics;
 pub mod reload;
 pub mod router;
 pub mod server;
@@ -43,8 +45,9 @@ pub use state::AppState;
 /// Starts everything but the listener: keys, the account store (opened and migrated) and the
 /// revocation feed; then the state requests share.
 pub async fn start(settings: &Settings) -> Result<Arc<AppState>, auth::StartError> {
-    let auth = auth::Auth::start(&settings.auth, &settings.database.url).await?;
-    Ok(Arc::new(AppState::new(settings, Arc::new(auth))))
+    let metrics = metrics::Metrics::new();
+    let auth = auth::Auth::start(&settings.auth, &settings.database.url, metrics.clone()).await?;
+    Ok(Arc::new(AppState::new(settings, Arc::new(auth), metrics)))
 }
 
 /// Runs the proxy on an already-bound listener until `shutdown` completes, then drains.

@@ -249,6 +249,16 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             version = env!("CARGO_PKG_VERSION"),
             "gatehouse started"
         );
+        if let Some(admin) = settings.admin_listen {
+            let listener =
+                bind(admin).with_context(|| format!("cannot listen on {admin} (admin_listen)"))?;
+            tracing::info!(admin_listen = %listener.local_addr()?, "metrics served on the admin listener only");
+            tokio::spawn(server::serve_admin(
+                listener,
+                Arc::clone(&state),
+                std::future::pending(),
+            ));
+        }
         tokio::spawn(reload::on_sighup(config_path, Arc::clone(&state)));
         let options = ServerOptions::from(&settings.limits);
         server::serve_workers(listener, state, options, workers, shutdown_signal()).await?;

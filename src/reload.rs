@@ -7,10 +7,22 @@ use crate::config::{self, ConfigError};
 use crate::router::Router;
 use crate::state::AppState;
 
-/// Re-reads `path` and swaps the routing table; on error the old table keeps serving.
+/// Re-reads `path` and swaps the routing table; on error the old table keeps serving. Either
+/// way the outcome is counted in `gatehouse_config_reloads_total`.
 pub fn reload(path: &Path, state: &AppState) -> Result<(), ConfigError> {
+    let result = swap(path, state);
+    state.metrics.reload(result.is_ok());
+    result
+}
+
+fn swap(path: &Path, state: &AppState) -> Result<(), ConfigError> {
     let settings = config::load(path)?;
-    state.routes.store(Arc::new(Router::build(&settings)));
+    let old = state.routes.load_full();
+    let new = Router::build(&settings, &state.metrics, Some(&old));
+    for (service, backend) in old.departed_backends(&new) {
+        state.metrics.forget_backend(&service, &backend);
+    }
+    state.routes.store(Arc::new(new));
     tracing::info!(config = %path.display(), services = settings.services.len(), "config reloaded");
     Ok(())
 }

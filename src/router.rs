@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::{header, Request};
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::service::Service;
 
 /// The routing table of one config snapshot.
@@ -15,16 +16,50 @@ pub struct Router {
 }
 
 impl Router {
-    /// Builds the table; hosts were validated unique and lowercase by the config.
-    pub fn build(settings: &Settings) -> Self {
+    /// Builds the table; hosts were validated unique and lowercase by the config. Backends
+    /// that `previous` (the table being replaced) already had keep their health and counters.
+    pub fn build(settings: &Settings, metrics: &Metrics, previous: Option<&Router>) -> Self {
         let mut by_host = HashMap::new();
         for service_settings in &settings.services {
-            let service = Arc::new(Service::from_settings(service_settings));
+            let name = service_settings.name.0.as_str();
+            let old = previous.and_then(|p| p.service(name)).map(|s| &**s);
+            let service = Arc::new(Service::from_settings(service_settings, metrics, old));
             for host in service_settings.hosts.iter() {
                 by_host.insert(host.0.as_str().into(), Arc::clone(&service));
             }
         }
         Router { by_host }
+    }
+
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
+        self.by_host.values().find(|s| &*s.name == name)
+    }
+
+    /// `(service, backend)` pairs of this table that `next` no longer has.
+    pub fn departed_backends(&self, next: &Router) -> Vec<(Arc<str>, String)> {
+        let mut gone = Vec::new();
+        for service in self.services() {
+            let kept = next.service(&service.name);
+            for backend in service.backends.iter() {
+                if kept.and_then(|k| k.backend(&backend.authority)).is_none() {
+                    gone.push((service.name.clone(), backend.authority.to_string()));
+                }
+            }
+        }
+        gone
+    }
+
+    /// Each service once (a service claiming several hosts appears once).
+    fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
+        let mut seen: Vec<&Arc<Service>> = Vec::new();
+        self.by_host.values().filter(move |s| {
+            let new = !seen.iter().any(|x| Arc::ptr_eq(x, s));
+            if new {
+                seen.push(s);
+            }
+            new
+        })
     }
 
     /// The service that claims this request's host, if any.
@@ -75,7 +110,36 @@ mod tests {
 
     fn router() -> Router {
         let yaml = "services:\n  - name: s1\n    hosts: [service1.my-company.com]\n    backends: [{url: 'http://127.0.0.1:1'}]\n";
-        Router::build(&parse_str(yaml, "t").unwrap())
+        Router::build(&parse_str(yaml, "t").unwrap(), &Metrics::new(), None)
+    }
+
+    fn two_backends(second: u16) -> Router {
+        let yaml = format!("services:\n  - name: s1\n    hosts: [a.test, b.test]\n    backends: [{{url: 'http://127.0.0.1:1'}}, {{url: 'http://127.0.0.1:{second}'}}]\n");
+        Router::build(&parse_str(&yaml, "t").unwrap(), &Metrics::new(), None)
+    }
+
+    #[test]
+    fn rebuilt_table_keeps_the_state_of_unchanged_backends() {
+        let metrics = Metrics::new();
+        let yaml = "services:\n  - name: s1\n    hosts: [a.test]\n    backends: [{url: 'http://127.0.0.1:1'}]\n";
+        let settings = parse_str(yaml, "t").unwrap();
+        let old = Router::build(&settings, &metrics, None);
+        old.lookup("a.test").unwrap().backends[0].state.refused();
+        let new = Router::build(&settings, &metrics, Some(&old));
+        let (a, b) = (
+            &old.lookup("a.test").unwrap().backends[0],
+            &new.lookup("a.test").unwrap().backends[0],
+        );
+        assert!(Arc::ptr_eq(&a.state, &b.state));
+        assert!(!b.state.is_up());
+    }
+
+    #[test]
+    fn departed_backends_are_listed_once_per_service() {
+        let (old, new) = (two_backends(2), two_backends(3));
+        let gone = old.departed_backends(&new);
+        assert_eq!(gone, [(Arc::from("s1"), "127.0.0.1:2".to_string())]);
+        assert!(new.departed_backends(&new).is_empty());
     }
 
     #[test]

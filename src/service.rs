@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use http::uri::Authority;
 
-use crate::balancer::Balancer;
+use crate::balancer::{BackendState, Balancer};
 use crate::config::{ServiceAuth, ServiceSettings};
+use crate::metrics::{Metrics, ServiceMetrics};
 use crate::store::Role;
 
 /// One upstream server.
@@ -15,6 +16,8 @@ use crate::store::Role;
 pub struct Backend {
     /// `host:port`, the target of upstream requests.
     pub authority: Authority,
+    /// Health and counters, carried over to the next snapshot while the backend stays.
+    pub state: Arc<BackendState>,
 }
 
 /// A routed pool of backends with its policy.
@@ -34,14 +37,22 @@ pub struct Service {
     pub backends: Box<[Backend]>,
     /// Chooses from `backends`.
     pub balancer: Balancer,
+    /// Request counters and latency, resolved once per snapshot.
+    pub metrics: ServiceMetrics,
 }
 
 impl Service {
-    /// Builds the runtime form of a validated service.
-    pub fn from_settings(settings: &ServiceSettings) -> Self {
+    /// Builds the runtime form of a validated service; backends that `previous` (the same
+    /// service in the snapshot being replaced) already had keep their state.
+    pub fn from_settings(
+        settings: &ServiceSettings,
+        metrics: &Metrics,
+        previous: Option<&Service>,
+    ) -> Self {
         let weights: Vec<u32> = settings.backends.iter().map(|b| b.weight.0).collect();
+        let name = settings.name.0.as_str();
         Service {
-            name: settings.name.0.as_str().into(),
+            name: name.into(),
             auth: settings.auth,
             roles: settings.roles.as_ref().map(|roles| roles.0.clone().into()),
             forward_authorization: settings.forward_authorization,
@@ -49,11 +60,25 @@ impl Service {
             backends: settings
                 .backends
                 .iter()
-                .map(|b| Backend {
-                    authority: b.url.authority().clone(),
+                .map(|b| {
+                    let authority = b.url.authority().clone();
+                    let kept = previous.and_then(|p| p.backend(&authority));
+                    let state = match kept {
+                        Some(kept) => Arc::clone(&kept.state),
+                        None => {
+                            Arc::new(BackendState::new(metrics.backend(name, authority.as_str())))
+                        }
+                    };
+                    Backend { authority, state }
                 })
                 .collect(),
             balancer: Balancer::new(settings.strategy, &weights),
+            metrics: metrics.service(name),
         }
+    }
+
+    /// The backend at `authority`, if this service has it.
+    pub fn backend(&self, authority: &Authority) -> Option<&Backend> {
+        self.backends.iter().find(|b| b.authority == *authority)
     }
 }

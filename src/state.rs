@@ -9,6 +9,7 @@ use http::HeaderValue;
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::forwarder::Forwarder;
+use crate::metrics::Metrics;
 use crate::router::Router;
 
 /// Shared by all workers; the snapshot is swapped whole on reload, never edited in place.
@@ -22,13 +23,18 @@ pub struct AppState {
     pub proto: &'static str,
     /// Tokens, accounts and the store (not reloaded: a change needs a restart).
     pub auth: Arc<Auth>,
+    /// Every metric, in this process's registry.
+    pub metrics: Metrics,
+    /// Whether `/metrics` lives on `admin_listen` instead of the main listener.
+    separate_admin: bool,
 }
 
 impl AppState {
-    /// State for a freshly loaded config, with its authentication side already started.
-    pub fn new(settings: &Settings, auth: Arc<Auth>) -> Self {
+    /// State for a freshly loaded config, with its authentication side already started
+    /// (reporting to the same `metrics`).
+    pub fn new(settings: &Settings, auth: Arc<Auth>, metrics: Metrics) -> Self {
         AppState {
-            routes: ArcSwap::from_pointee(Router::build(settings)),
+            routes: ArcSwap::from_pointee(Router::build(settings, &metrics, None)),
             request_ids: RequestIds::new(),
             proto: if settings.tls.is_some() {
                 "https"
@@ -36,7 +42,15 @@ impl AppState {
                 "http"
             },
             auth,
+            metrics,
+            separate_admin: settings.admin_listen.is_some(),
         }
+    }
+
+    /// Whether the main listener serves `/metrics` (only when no `admin_listen` is set, so
+    /// operators can keep metrics off the public port).
+    pub fn metrics_on_main_listener(&self) -> bool {
+        !self.separate_admin
     }
 }
 

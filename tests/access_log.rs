@@ -80,3 +80,38 @@ async fn json_access_lines_carry_the_request_and_its_outcome() {
     assert_eq!(line["backend"], "-");
     assert_eq!(line["request_id"].as_str().map(str::len), Some(32));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lines_name_the_authenticated_user() {
+    let backend = backends(1).await[0];
+    let gatehouse = Gatehouse::start(&["serve", "--log-format", "json"], |listen| {
+        ConfigYaml::new()
+            .listen(listen)
+            .service(ServiceYaml::new("private", "private.test").backend(backend))
+            .render()
+    })
+    .await;
+    let client = common::Client::http1(gatehouse.addr);
+    let token = client
+        .signed_up("logged-user", "logged@example.com", "logged-password")
+        .await;
+
+    let reply = client
+        .with_token("GET", "private.test", "/mine", &token)
+        .await;
+    assert_eq!(reply.status, 200);
+    let line = access_line(&gatehouse, "/mine").await;
+    assert_eq!(
+        (line["service"].as_str(), line["user"].as_str()),
+        (Some("private"), Some("logged-user"))
+    );
+    assert_eq!(line["request_id"], reply.header("x-request-id"));
+
+    let refused = client.get("private.test", "/anonymous").await;
+    assert_eq!(refused.status, 401);
+    let line = access_line(&gatehouse, "/anonymous").await;
+    assert_eq!(
+        (line["status"].as_u64(), line["user"].as_str()),
+        (Some(401), Some("-"))
+    );
+}

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use http::{header, HeaderMap};
 
 use crate::config::{AccountsPageAccess, AuthSettings};
+use crate::metrics::{AuthFailure, LoginResult, Metrics};
 use crate::store::{self, AccountStore, StoreError};
 
 pub use cache::{Identity, TokenCache};
@@ -59,6 +60,7 @@ pub struct Auth {
     /// Who may list accounts.
     pub accounts_page: AccountsPageAccess,
     runtime: ControlRuntime,
+    metrics: Metrics,
 }
 
 /// Gatehouse cannot start its authentication side.
@@ -74,8 +76,12 @@ pub enum StartError {
 
 impl Auth {
     /// Loads the keys, opens and migrates the store at `database_url`, and starts following
-    /// revocations.
-    pub async fn start(settings: &AuthSettings, database_url: &str) -> Result<Self, StartError> {
+    /// revocations. Refused tokens and logins are counted in `metrics`.
+    pub async fn start(
+        settings: &AuthSettings,
+        database_url: &str,
+        metrics: Metrics,
+    ) -> Result<Self, StartError> {
         let keys = TokenKeys::from_settings(&settings.jwt, settings.jwt.secret_override())?;
         let runtime = ControlRuntime::start()?;
         let url = database_url.to_string();
@@ -104,6 +110,7 @@ impl Auth {
             store,
             accounts_page: settings.accounts_page,
             runtime,
+            metrics,
         };
         tracing::info!(store = auth.store.kind(), "account store ready");
         Ok(auth)
@@ -111,7 +118,24 @@ impl Auth {
 
     /// The identity of the request's bearer token, verified and not revoked. CPU only: the
     /// signature is checked once per token (then cached until `exp`), revocation every time.
+    /// A refusal is counted by reason.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
+        self.verify_bearer(headers).inspect_err(|error| {
+            self.metrics.auth_failure(match error {
+                AuthError::Missing => AuthFailure::Missing,
+                AuthError::Token(TokenError::Invalid) => AuthFailure::Invalid,
+                AuthError::Token(TokenError::Expired) => AuthFailure::Expired,
+                AuthError::Token(TokenError::Revoked) => AuthFailure::Revoked,
+            })
+        })
+    }
+
+    /// Counts a login attempt's result.
+    pub fn count_login(&self, result: LoginResult) {
+        self.metrics.login(result);
+    }
+
+    fn verify_bearer(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
         let token = bearer_token(headers).ok_or(AuthError::Missing)?;
         let now = jwt::unix_now();
         let identity = match self.verified.get(token, now) {

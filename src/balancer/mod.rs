@@ -2,11 +2,14 @@
 //!
 //! Weights are folded into the schedule once per config snapshot (nginx's smooth weighted
 //! order), so a pick is one atomic add or one random number and a slice index: no lock.
+//! `health` holds what is known of each backend's health.
 
+mod health;
 mod random;
 mod round_robin;
 mod schedule;
 
+pub use health::BackendState;
 pub use random::{RandomSource, SeededRng, ThreadRng};
 
 use std::sync::Arc;

@@ -2,12 +2,16 @@
 //!
 //! - `account`: `POST /account` (register) and `GET /accounts` (list).
 //! - `session`: `POST /login`, `POST /logout`, `GET /.well-known/jwks.json`.
-//! - `health`: `GET /health`.
+//! - `health`: `GET /health`, `GET /ready`.
+//! - `metrics`: `GET /metrics` (Prometheus text format).
+//! - `page`: `GET /accounts_page`, the self-contained HTML accounts page.
 //! - `body`, `validate`: JSON bodies and field rules shared by the handlers.
 
 mod account;
 mod body;
 mod health;
+mod metrics;
+mod page;
 mod session;
 mod validate;
 
@@ -18,6 +22,8 @@ use crate::error::{ProxyBody, ProxyError};
 use crate::forwarder::ClientInfo;
 use crate::state::AppState;
 
+pub(crate) use health::{health, ready};
+pub(crate) use metrics::render as metrics;
 pub(crate) use validate::{
     email as validate_email, password as validate_password, username as validate_username,
 };
@@ -50,6 +56,18 @@ async fn dispatch(
     let path = request.uri().path();
     match path {
         "/health" => only(&request, &[Method::GET, Method::HEAD]).map(|()| health::health()),
+        "/ready" => {
+            only(&request, &[Method::GET, Method::HEAD])?;
+            Ok(health::ready(state).await)
+        }
+        "/metrics" if state.metrics_on_main_listener() => {
+            only(&request, &[Method::GET, Method::HEAD])?;
+            Ok(metrics::render(&state.metrics))
+        }
+        "/accounts_page" => {
+            only(&request, &[Method::GET, Method::HEAD])?;
+            Ok(page::accounts_page())
+        }
         "/account" => {
             only(&request, &[Method::POST])?;
             account::register(auth, request, client).await
@@ -86,7 +104,12 @@ fn only<B>(request: &Request<B>, allowed: &[Method]) -> Result<(), ProxyError> {
 /// The methods a control-plane path accepts, for the `Allow` header of a 405 (RFC 9110 §15.5.6).
 fn allow_header(path: &str) -> Option<HeaderValue> {
     let methods = match path {
-        "/health" | "/accounts" | "/.well-known/jwks.json" => "GET, HEAD",
+        "/health"
+        | "/ready"
+        | "/metrics"
+        | "/accounts"
+        | "/accounts_page"
+        | "/.well-known/jwks.json" => "GET, HEAD",
         "/account" | "/login" | "/logout" => "POST",
         _ => return None,
     };

@@ -10,6 +10,7 @@ use super::body;
 use crate::auth::Auth;
 use crate::error::{json_response, ProxyBody, ProxyError};
 use crate::forwarder::ClientInfo;
+use crate::metrics::LoginResult;
 use crate::store::Revocation;
 
 #[derive(Deserialize)]
@@ -29,7 +30,10 @@ pub(super) async fn login(
     let login: Login = body::read_json(request).await?;
     auth.throttle
         .login(client.peer.ip(), &login.email)
-        .map_err(|t| ProxyError::RateLimited(t.retry_after_secs))?;
+        .map_err(|t| {
+            auth.count_login(LoginResult::RateLimited);
+            ProxyError::RateLimited(t.retry_after_secs)
+        })?;
     let worker = Arc::clone(auth);
     let checked = auth
         .run(async move {
@@ -44,7 +48,11 @@ pub(super) async fn login(
             tracing::error!(%error, "login could not reach the account store");
             ProxyError::StoreUnavailable
         })?;
-    let credentials = checked.ok_or(ProxyError::InvalidCredentials)?;
+    let Some(credentials) = checked else {
+        auth.count_login(LoginResult::Failure);
+        return Err(ProxyError::InvalidCredentials);
+    };
+    auth.count_login(LoginResult::Success);
     let (token, _) = auth
         .keys
         .issue(&credentials)

@@ -91,14 +91,19 @@ impl Forwarder {
                 .await
             {
                 Ok(mut response) => {
+                    backend.state.answered(response.status());
                     headers::strip_hop_by_hop(response.headers_mut());
                     return Ok((response, index));
                 }
                 Err(Attempt::Refused(request, error)) => {
+                    backend.state.refused();
                     tracing::warn!(service = &*service.name, backend = %backend.authority, %error, "backend refused the connection, trying the next");
                     upstream = *request;
                 }
-                Err(Attempt::Failed(error)) => return Err(error),
+                Err(Attempt::Failed(error)) => {
+                    backend.state.failed(&error);
+                    return Err(error);
+                }
             }
         }
         Err(ProxyError::AllBackendsFailed(service.name.to_string()))

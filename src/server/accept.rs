@@ -10,6 +10,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus::IntGauge;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -80,6 +81,7 @@ pub(super) async fn serve_worker(
         let _ = stream.set_nodelay(true);
         let header_read_timeout = options.header_read_timeout;
         let client = Arc::new(ClientInfo::new(peer, worker.state.proto));
+        let active = Active::new(&worker.state.metrics.connections);
         let worker = Arc::clone(&worker);
         let service = service_fn(move |request| {
             let (worker, client) = (Arc::clone(&worker), Arc::clone(&client));
@@ -90,7 +92,7 @@ pub(super) async fn serve_worker(
         let watcher = graceful.watcher();
         let builder = Arc::clone(&builder);
         tokio::spawn(async move {
-            let _permit = permit;
+            let _slot = (permit, active);
             if !preface::arrives(&stream, header_read_timeout).await {
                 tracing::debug!(%peer, "no request within the header read timeout; closing");
                 return;
@@ -113,6 +115,22 @@ pub(super) async fn serve_worker(
         }
     }
     Ok(())
+}
+
+/// Counts a connection in `gatehouse_connections_active` for as long as it lives.
+struct Active(IntGauge);
+
+impl Active {
+    fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Active(gauge.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn connection_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {

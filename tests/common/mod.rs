@@ -5,7 +5,9 @@
 
 pub mod accounts;
 pub mod binary;
+pub mod killable;
 pub mod postgres;
+pub mod scrape;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
@@ -183,6 +185,7 @@ pub const TEST_JWT_SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 #[derive(Debug, Clone)]
 pub struct ConfigYaml {
     listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
     workers: Option<usize>,
     limits: Vec<(String, String)>,
     services: Vec<ServiceYaml>,
@@ -199,6 +202,7 @@ impl Default for ConfigYaml {
         let secret = dir.write("jwt-secret", TEST_JWT_SECRET);
         ConfigYaml {
             listen: None,
+            admin_listen: None,
             workers: None,
             limits: Vec::new(),
             services: Vec::new(),
@@ -268,6 +272,12 @@ impl ConfigYaml {
         self
     }
 
+    /// Sets `admin_listen` (only the binary uses it).
+    pub fn admin_listen(mut self, addr: SocketAddr) -> Self {
+        self.admin_listen = Some(addr);
+        self
+    }
+
     /// Sets `workers` (threads, each with its own runtime and upstream pool).
     pub fn workers(mut self, count: usize) -> Self {
         self.workers = Some(count);
@@ -291,6 +301,9 @@ impl ConfigYaml {
         let mut out = String::new();
         if let Some(listen) = self.listen {
             out.push_str(&format!("listen: {listen}\n"));
+        }
+        if let Some(admin) = self.admin_listen {
+            out.push_str(&format!("admin_listen: {admin}\n"));
         }
         if let Some(workers) = self.workers {
             out.push_str(&format!("workers: {workers}\n"));

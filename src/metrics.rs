@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -103,35 +104,26 @@ impl Metrics {
             "Client requests answered, by service, method and status code.",
             &["service", "method", "code"],
         );
-        let durations = HistogramVec::new(
-            HistogramOpts::new(
-                "gatehouse_request_duration_seconds",
-                "Time from request arrival to response headers, by service.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["service"],
+        let durations = HistogramOpts::new(
+            "gatehouse_request_duration_seconds",
+            "Time from request arrival to response headers, by service.",
         )
-        .expect("valid histogram");
-        registry
-            .register(Box::new(durations.clone()))
-            .expect("registered once");
+        .buckets(DURATION_BUCKETS.to_vec());
+        let durations = registered(&registry, HistogramVec::new(durations, &["service"]));
         let upstream = counter_vec(
             &registry,
             "gatehouse_upstream_requests_total",
             "Attempts sent to backends for client requests, by backend and status code (502 when no response came, 504 on timeout).",
             &["service", "backend", "code"],
         );
-        let backend_up = IntGaugeVec::new(
-            Opts::new(
-                "gatehouse_backend_up",
-                "1 when the backend last accepted a connection, 0 when it refused or failed its health check.",
-            ),
-            &["service", "backend"],
-        )
-        .expect("valid gauge");
-        registry
-            .register(Box::new(backend_up.clone()))
-            .expect("registered once");
+        let backend_up = Opts::new(
+            "gatehouse_backend_up",
+            "1 when the backend last accepted a connection, 0 when it refused or failed its health check.",
+        );
+        let backend_up = registered(
+            &registry,
+            IntGaugeVec::new(backend_up, &["service", "backend"]),
+        );
         let health_checks = counter_vec(
             &registry,
             "gatehouse_health_checks_total",
@@ -156,14 +148,13 @@ impl Metrics {
             "Config reloads by result; a failed one leaves the previous config serving.",
             &["result"],
         );
-        let connections = IntGauge::new(
-            "gatehouse_connections_active",
-            "Client connections open now.",
-        )
-        .expect("valid gauge");
-        registry
-            .register(Box::new(connections.clone()))
-            .expect("registered once");
+        let connections = registered(
+            &registry,
+            IntGauge::new(
+                "gatehouse_connections_active",
+                "Client connections open now.",
+            ),
+        );
         register_process_metrics(&registry);
         let control = Arc::new(ServiceMetrics::new(&requests, &durations, CONTROL));
         Metrics {
@@ -237,11 +228,20 @@ impl Default for Metrics {
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+/// Registers a freshly built collector and returns a handle to it. The names and labels are
+/// constants of this file, so an error here is a programming error.
+fn registered<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    built: prometheus::Result<C>,
+) -> C {
+    let collector = built.expect("valid metric definition");
     registry
-        .register(Box::new(vec.clone()))
-        .expect("registered once");
-    vec
+        .register(Box::new(collector.clone()))
+        .expect("each metric is registered once");
+    collector
 }
 
 #[cfg(target_os = "linux")]

@@ -82,10 +82,10 @@ fn a_valid_config_passes_check_with_exit_0() {
 fn an_unknown_service_key_is_reported_at_the_key() {
     assert_rejected(
         "    timeout: 5s\n",
-        "    timeout: 5s\n    retries: 3\n",
+        "    timeout: 5s\n    retry: 3\n",
         10,
         5,
-        &["unknown field `retries`"],
+        &["unknown field `retry`"],
     );
 }
 

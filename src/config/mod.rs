@@ -2,11 +2,13 @@
 //!
 //! Three steps (STYLE.md): `schema` holds the serde structs (`deny_unknown_fields`), whose scalar
 //! fields are the checked types of `values`; every rule is a small named function in `rules`;
-//! `load` parses a file and turns any failure into `PATH:LINE:COLUMN: message`.
+//! `load` parses a file and turns any failure into `PATH:LINE:COLUMN: message`. `traffic` holds
+//! the per-service traffic settings (health, retries, timeouts, CORS, rate limits).
 
 mod load;
 mod rules;
 mod schema;
+mod traffic;
 mod values;
 
 pub use load::{load, parse_str, ConfigError};
@@ -14,4 +16,8 @@ pub use schema::{
     AccountsPageAccess, AuthLimits, AuthSettings, BackendSettings, DatabaseSettings, JwtAlgorithm,
     JwtSettings, Limits, ServiceAuth, ServiceSettings, Settings, Strategy, TlsSettings,
 };
-pub use values::{BackendUrl, HostName, ServiceName, Weight, Workers};
+pub use traffic::{
+    CorsSettings, EjectionSettings, HealthCheckSettings, RateLimitKey, RateLimitSettings,
+    RetrySettings, TimeoutSettings,
+};
+pub use values::{BackendUrl, Bounded, HostName, ServiceName, Size, Weight, Workers};

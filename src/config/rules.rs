@@ -33,6 +33,42 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Parses `512`, `64KiB`, `10MiB`, `1GiB` (also `KB`/`MB`/`GB` as the same binary units), at
+/// least one byte.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let bad = || {
+        format!("invalid size `{text}`: write a whole number and a unit: 512, 64KiB, 10MiB or 1GiB")
+    };
+    let amount: u64 = digits.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "K" => 1 << 10,
+        "MiB" | "MB" | "M" => 1 << 20,
+        "GiB" | "GB" | "G" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    match amount.checked_mul(scale) {
+        Some(0) => Err(format!("invalid size `{text}`: must be at least one byte")),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("invalid size `{text}`: too large")),
+    }
+}
+
+/// A whole number within `min..=max`.
+pub(crate) fn check_range(value: u64, min: u32, max: u32) -> Result<u32, String> {
+    match u32::try_from(value) {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{value} is out of range: write a whole number from {min} to {max}"
+        )),
+    }
+}
+
 /// A backend URL must be `http://host[:port]` with nothing after the authority; the port, when
 /// written, must be a real one (the URI parser would otherwise accept `:99999` and the connector
 /// silently fall back to port 80).

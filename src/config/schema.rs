@@ -7,7 +7,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::rules;
-use super::values::{BackendUrl, Dur, HostName, NonEmpty, ServiceName, Weight, Workers};
+use super::traffic::{
+    CorsSettings, EjectionSettings, HealthCheckSettings, MaxBody, RateLimitSettings, RetrySettings,
+    TimeoutSettings,
+};
+use super::values::{BackendUrl, Dur, HostName, NonEmpty, ServiceName, Size, Weight, Workers};
 use crate::store::Role;
 
 /// The whole validated configuration.
@@ -100,6 +104,17 @@ pub struct Limits {
     /// On SIGTERM, how long in-flight requests may take to finish before the process exits.
     #[serde(with = "dur")]
     pub shutdown_timeout: Duration,
+    /// Largest request head (request line + headers); 431 beyond.
+    pub max_header_bytes: Size,
+    /// Most header fields in one request; 431 beyond.
+    pub max_headers: usize,
+    /// Longest request target (path + query); 414 beyond.
+    pub max_uri_bytes: Size,
+    /// A request body must keep arriving: no gap between its chunks longer than this (408).
+    #[serde(with = "dur")]
+    pub body_read_timeout: Duration,
+    /// HTTP/2 streams one client connection may have open at once.
+    pub h2_max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
@@ -108,6 +123,11 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             shutdown_timeout: Duration::from_secs(30),
+            max_header_bytes: Size(64 * 1024),
+            max_headers: 100,
+            max_uri_bytes: Size(8 * 1024),
+            body_read_timeout: Duration::from_secs(30),
+            h2_max_concurrent_streams: 200,
         }
     }
 }
@@ -281,9 +301,42 @@ pub struct ServiceSettings {
     /// Gatehouse's business, and backends get `X-Forwarded-User`/`-Email` instead).
     #[serde(default)]
     pub forward_authorization: bool,
-    /// Longest wait for a backend's response headers before answering 504.
+    /// Longest wait for a backend's response headers before answering 504 (`timeouts.request`
+    /// wins when both are set).
     #[serde(default = "default_timeout", with = "dur")]
     pub timeout: Duration,
+    /// Connect, request and idle timeouts towards the backends.
+    #[serde(default)]
+    pub timeouts: TimeoutSettings,
+    /// Active health checks; absent = passive health only.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSettings>,
+    /// Passive ejection of backends that keep failing.
+    #[serde(default)]
+    pub ejection: EjectionSettings,
+    /// Retries of idempotent requests, bounded by a budget.
+    #[serde(default)]
+    pub retries: RetrySettings,
+    /// Largest request body accepted (413 beyond); absent = unlimited (streamed).
+    #[serde(default)]
+    pub max_request_body: MaxBody,
+    /// Browser cross-origin policy; absent = no CORS headers added.
+    #[serde(default)]
+    pub cors: Option<CorsSettings>,
+    /// Adds HSTS (on TLS), `X-Content-Type-Options`, `X-Frame-Options` and `Referrer-Policy`
+    /// to responses that lack them.
+    #[serde(default)]
+    pub security_headers: bool,
+    /// Per-client request rate limit (429 beyond).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSettings>,
+}
+
+impl ServiceSettings {
+    /// The wait for response headers: `timeouts.request`, else `timeout`.
+    pub fn request_timeout(&self) -> Duration {
+        self.timeouts.request.unwrap_or(self.timeout)
+    }
 }
 
 fn default_timeout() -> Duration {
@@ -299,6 +352,10 @@ pub enum Strategy {
     RoundRobin,
     /// Uniform (or weighted) random choice.
     Random,
+    /// The backend with the fewest requests in flight (ties broken in turn).
+    LeastRequests,
+    /// Power of two choices: two weighted-random picks, the one with fewer in flight.
+    P2c,
 }
 
 /// A service's authentication policy.

@@ -131,6 +131,64 @@ impl<'de> Deserialize<'de> for ServiceName {
     }
 }
 
+/// A byte size written `512`, `64KiB`, `10MiB` or `1GiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size like 512, 64KiB, 10MiB or 1GiB")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+                rules::parse_size(&v.to_string())
+                    .map(Size)
+                    .map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+                rules::parse_size(&v.to_string())
+                    .map(Size)
+                    .map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+                rules::parse_size(v).map(Size).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A whole number from `MIN` to `MAX` (counts and percentages in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounded<const MIN: u32, const MAX: u32>(pub u32);
+
+impl<'de, const MIN: u32, const MAX: u32> Deserialize<'de> for Bounded<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<const MIN: u32, const MAX: u32>;
+        impl<const MIN: u32, const MAX: u32> Visitor<'_> for V<MIN, MAX> {
+            type Value = Bounded<MIN, MAX>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a whole number from {MIN} to {MAX}")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                rules::check_range(v, MIN, MAX)
+                    .map(Bounded)
+                    .map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                let v = u64::try_from(v).unwrap_or(u64::MAX);
+                rules::check_range(v, MIN, MAX)
+                    .map(Bounded)
+                    .map_err(E::custom)
+            }
+        }
+        d.deserialize_u64(V::<MIN, MAX>)
+    }
+}
+
 /// A backend's relative share of traffic, 1 to [`rules::MAX_WEIGHT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Weight(pub u32);

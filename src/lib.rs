@@ -2,11 +2,13 @@
 //!
 //! # Layout
 //! The request path, in order:
-//! - `server`: worker threads, per-connection HTTP/1.1 + h2c, connection cap, drain, access log.
+//! - `server`: worker threads, TLS (rustls, hot-swapped certificate), per-connection HTTP/1.1 +
+//!   HTTP/2, request limits, connection cap, drain, access log.
 //! - `handler`: one request end to end: route, policy, forward, error → response.
 //! - `router`: Host header → service; anything else → `control`.
 //! - `auth`: JWT issue/verify, argon2id, revocation deny-lists, login throttling.
 //! - `service`: a service's runtime form: policy, backends, balancer.
+//! - `policy`: per-service CORS, security headers, rate limits and body limits.
 //! - `balancer`: strategies (round-robin, random) over a weighted schedule; backend health.
 //! - `forwarder`: pooled upstream client, header rewrite, failover on refused connections.
 //! - `control`: control-plane endpoints (`/account`, `/login`, `/logout`, `/accounts`, `/health`, …).
@@ -27,6 +29,7 @@ pub mod error;
 pub mod forwarder;
 mod handler;
 pub mod metrics;
+pub mod policy;
 pub mod reload;
 pub mod router;
 pub mod server;
@@ -63,13 +66,21 @@ pub async fn run(
 }
 
 /// Serves an already started `state` on `listener` until `shutdown` completes, then drains.
+///
+/// With `settings.tls` the listener speaks TLS, and the certificate is reloaded when either
+/// file changes (the binary also reloads it on SIGHUP).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     settings: &Settings,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let options = server::ServerOptions::from(&settings.limits);
+    let tls = match &settings.tls {
+        Some(files) => Some(server::ServerTls::load(files).map_err(std::io::Error::other)?),
+        None => None,
+    };
+    let _watch = tls.as_ref().and_then(server::ServerTls::watch);
+    let options = server::ServerOptions::from(&settings.limits).with_tls(tls);
     let workers = settings.workers.resolve();
-    server::serve_workers(listener, state, options, workers, shutdown).await
+    server::serve_workers(listener, settings.listen, state, options, workers, shutdown).await
 }

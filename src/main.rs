@@ -1,16 +1,14 @@
 //! The `gatehouse` command: parse arguments, set up logging, load the config, bind, serve.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio::net::{TcpListener, TcpSocket};
 use tracing_subscriber::EnvFilter;
 
-use gatehouse::server::{self, ServerOptions};
+use gatehouse::server::{self, ServerOptions, ServerTls};
 use gatehouse::store::{self, AccountStore};
 use gatehouse::{admin, config, reload, Settings};
 
@@ -225,11 +223,10 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Pending connections the kernel queues while every worker is busy (std's default is 128).
-const LISTEN_BACKLOG: u32 = 4096;
-
 fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let settings = load_settings(&config_path)?;
+    // Before anything starts: a certificate that cannot be served is the operator's to fix.
+    let tls = settings.tls.as_ref().map(ServerTls::load).transpose()?;
     let workers = settings.workers.resolve();
     // This thread is worker 0; `serve_workers` starts the others, each on its own runtime.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -240,10 +237,11 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         // Keys and the store first: a bad secret or an unreachable database stops the start
         // before the port accepts anyone.
         let state = gatehouse::start(&settings).await?;
-        let listener = bind(settings.listen)
+        let listener = server::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         tracing::info!(
             listen = %listener.local_addr()?,
+            tls = tls.is_some(),
             workers,
             services = settings.services.len(),
             version = env!("CARGO_PKG_VERSION"),
@@ -251,7 +249,7 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         );
         if let Some(admin) = settings.admin_listen {
             let listener =
-                bind(admin).with_context(|| format!("cannot listen on {admin} (admin_listen)"))?;
+                server::bind(admin).with_context(|| format!("cannot listen on {admin} (admin_listen)"))?;
             tracing::info!(admin_listen = %listener.local_addr()?, "metrics served on the admin listener only");
             tokio::spawn(server::serve_admin(
                 listener,
@@ -260,21 +258,17 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             ));
         }
         tokio::spawn(reload::on_sighup(config_path, Arc::clone(&state)));
-        let options = ServerOptions::from(&settings.limits);
-        server::serve_workers(listener, state, options, workers, shutdown_signal()).await?;
+        // Kept alive until the server stops.
+        let _cert_watch = tls.as_ref().and_then(ServerTls::watch);
+        if let Some(tls) = &tls {
+            tokio::spawn(Arc::clone(tls).reload_on_sighup());
+        }
+        let options = ServerOptions::from(&settings.limits).with_tls(tls);
+        server::serve_workers(listener, settings.listen, state, options, workers, shutdown_signal())
+            .await?;
         tracing::info!("gatehouse stopped");
         Ok(())
     })
-}
-
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -1,7 +1,7 @@
 //! What every request shares: the live routing snapshot and the upstream client.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::forwarder::Forwarder;
 use crate::metrics::Metrics;
 use crate::router::Router;
+use crate::server::Listen;
 
 /// Shared by all workers; the snapshot is swapped whole on reload, never edited in place.
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Whether `/metrics` lives on `admin_listen` instead of the main listener.
     separate_admin: bool,
+    /// The main listening socket, once serving (a reload that changes `listen` moves it).
+    pub listen: OnceLock<Arc<Listen>>,
 }
 
 impl AppState {
@@ -44,6 +47,7 @@ impl AppState {
             auth,
             metrics,
             separate_admin: settings.admin_listen.is_some(),
+            listen: OnceLock::new(),
         }
     }
 

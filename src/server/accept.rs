@@ -1,23 +1,32 @@
-//! The accept loop: one task per connection, a connection cap, header-read timeout, and a
-//! bounded graceful drain when the shutdown future completes.
+//! The accept loop: one task per connection, a connection cap, header-read timeout (the TLS
+//! handshake included), request limits, and a bounded graceful drain when the shutdown future
+//! completes.
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::IntGauge;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
+use super::limits::RequestLimits;
+use super::listen;
 use super::preface;
+use super::stream::ClientStream;
+use super::tls::{self, ServerTls};
 use crate::config::Limits;
+use crate::error::ProxyBody;
 use crate::forwarder::ClientInfo;
-use crate::handler;
+use crate::handler::{self, X_REQUEST_ID};
 use crate::state::{AppState, Worker};
 
 /// Accept errors such as EMFILE are retried after this pause instead of spinning.
@@ -26,15 +35,36 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Rapid reset (CVE-2023-44487): streams a client may open and cancel before the server has
+/// accepted them; beyond this the connection is closed with ENHANCE_YOUR_CALM. Pinned here (it
+/// is h2's default) so a dependency update cannot loosen it.
+const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// "MadeYouReset" (CVE-2025-8671): streams the server itself had to reset because the client
+/// broke the protocol, before the connection is closed (h2's default, pinned likewise).
+const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
+
+/// hyper refuses a smaller HTTP/1 read buffer (it panics), so `max_header_bytes` is raised to this.
+const MIN_H1_BUFFER: usize = 8 * 1024;
+
 /// Connection-level settings of one listener.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Connections served at once.
     pub max_connections: usize,
-    /// Time a client has to send complete request headers.
+    /// Time a client has to send complete request headers (and finish the TLS handshake).
     pub header_read_timeout: Duration,
     /// How long in-flight requests may run after shutdown begins.
     pub shutdown_timeout: Duration,
+    /// Largest request head (HTTP/1 read buffer; HTTP/2 header list size); 431 beyond.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; 431 beyond.
+    pub max_headers: usize,
+    /// Longest request target (path + query); 414 beyond.
+    pub max_uri_bytes: usize,
+    /// HTTP/2 streams one connection may have open at once (advertised in SETTINGS).
+    pub h2_max_concurrent_streams: u32,
+    /// TLS on this listener; `None` for cleartext (HTTP/1.1 and h2c).
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 impl From<&Limits> for ServerOptions {
@@ -43,6 +73,26 @@ impl From<&Limits> for ServerOptions {
             max_connections: limits.max_connections,
             header_read_timeout: limits.header_read_timeout,
             shutdown_timeout: limits.shutdown_timeout,
+            max_header_bytes: usize::try_from(limits.max_header_bytes.0).unwrap_or(usize::MAX),
+            max_headers: limits.max_headers,
+            max_uri_bytes: usize::try_from(limits.max_uri_bytes.0).unwrap_or(usize::MAX),
+            h2_max_concurrent_streams: limits.h2_max_concurrent_streams,
+            tls: None,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// The same options serving TLS with `tls` (or cleartext with `None`).
+    pub fn with_tls(mut self, tls: Option<Arc<ServerTls>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    fn request_limits(&self) -> RequestLimits {
+        RequestLimits {
+            max_uri_bytes: self.max_uri_bytes,
+            max_headers: self.max_headers,
         }
     }
 }
@@ -51,15 +101,20 @@ impl From<&Limits> for ServerOptions {
 /// stops accepting and lets in-flight requests finish for at most `shutdown_timeout`.
 /// `permits` is the connection cap, shared by all workers.
 pub(super) async fn serve_worker(
-    listener: TcpListener,
+    mut sockets: watch::Receiver<listen::Socket>,
     state: Arc<AppState>,
     options: ServerOptions,
     permits: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let builder = Arc::new(connection_builder(&options));
+    let acceptor = options.tls.as_ref().map(|tls| tls.acceptor());
+    let limits = options.request_limits();
     let worker = Arc::new(Worker::new(state));
     let graceful = GracefulShutdown::new();
+    let Some(mut listener) = listen::for_this_runtime(&sockets.borrow_and_update())? else {
+        return Ok(()); // Closed before this worker started.
+    };
     tokio::pin!(shutdown);
     loop {
         // Waiting for a permit before accepting leaves excess clients in the kernel backlog.
@@ -76,28 +131,35 @@ pub(super) async fn serve_worker(
                     continue;
                 }
             },
+            Ok(()) = sockets.changed() => {
+                // `listen` changed on reload: accept on the new socket; this worker's handle
+                // on the old one closes here, connections already accepted carry on.
+                match listen::for_this_runtime(&sockets.borrow_and_update()) {
+                    Ok(Some(moved)) => listener = moved,
+                    Ok(None) => break, // Closed: shutting down.
+                    Err(error) => tracing::error!(%error, "cannot accept on the new listener"),
+                }
+                continue;
+            }
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let header_read_timeout = options.header_read_timeout;
         let client = Arc::new(ClientInfo::new(peer, worker.state.proto));
         let active = Active::new(&worker.state.metrics.connections);
-        let worker = Arc::clone(&worker);
-        let service = service_fn(move |request| {
-            let (worker, client) = (Arc::clone(&worker), Arc::clone(&client));
-            async move {
-                Ok::<_, std::convert::Infallible>(handler::handle(worker, request, client).await)
-            }
+        let service = service_fn({
+            let worker = Arc::clone(&worker);
+            move |request| answer(Arc::clone(&worker), request, Arc::clone(&client), limits)
         });
         let watcher = graceful.watcher();
         let builder = Arc::clone(&builder);
+        let acceptor = acceptor.clone();
+        let header_read_timeout = options.header_read_timeout;
         tokio::spawn(async move {
             let _slot = (permit, active);
-            if !preface::arrives(&stream, header_read_timeout).await {
-                tracing::debug!(%peer, "no request within the header read timeout; closing");
+            let Some(stream) = ready(stream, acceptor.as_ref(), header_read_timeout).await else {
                 return;
-            }
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            };
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %error, "connection ended with an error");
             }
@@ -115,6 +177,43 @@ pub(super) async fn serve_worker(
         }
     }
     Ok(())
+}
+
+/// Waits, within `deadline`, until hyper can serve the connection without an unbounded read:
+/// the TLS handshake (if any) is done and the first bytes tell HTTP/1 from HTTP/2.
+async fn ready(
+    stream: TcpStream,
+    acceptor: Option<&TlsAcceptor>,
+    deadline: Duration,
+) -> Option<ClientStream> {
+    match acceptor {
+        Some(acceptor) => tls::accept(acceptor, stream, deadline).await,
+        None if preface::arrives(&stream, deadline).await => Some(ClientStream::Plain(stream)),
+        None => {
+            tracing::debug!(peer = ?stream.peer_addr().ok(), "no request within the header read timeout; closing");
+            None
+        }
+    }
+}
+
+/// One request: refused here if over a request limit, else handled.
+async fn answer(
+    worker: Arc<Worker>,
+    request: Request<Incoming>,
+    client: Arc<ClientInfo>,
+    limits: RequestLimits,
+) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+    if let Some(mut refused) = limits.reject(&request) {
+        let id = request
+            .headers()
+            .get(X_REQUEST_ID)
+            .filter(|id| !id.is_empty() && id.len() <= 200)
+            .cloned()
+            .unwrap_or_else(|| worker.state.request_ids.next());
+        refused.headers_mut().insert(X_REQUEST_ID, id);
+        return Ok(refused);
+    }
+    Ok(handler::handle(worker, request, client).await)
 }
 
 /// Counts a connection in `gatehouse_connections_active` for as long as it lives.
@@ -135,16 +234,24 @@ impl Drop for Active {
 
 fn connection_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A head that does not fit the read buffer, or has too many fields, is answered 431 by hyper.
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
-        .keep_alive(true);
-    // Pings find peers that vanished without closing, so their slots are freed.
+        .keep_alive(true)
+        .max_buf_size(options.max_header_bytes.max(MIN_H1_BUFFER))
+        .max_headers(options.max_headers);
+    // Pings find peers that vanished without closing, so their slots are freed. A header list
+    // over its size gets 431 from h2.
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+        .max_concurrent_streams(options.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS);
     builder
 }

@@ -1,12 +1,19 @@
-//! Listeners and connections: accept with a cap, serve HTTP/1.1 and h2c, drain on shutdown;
-//! the optional admin listener.
+//! Listeners and connections: accept with a cap, serve HTTP/1.1 and h2c (or HTTP/1.1 and h2
+//! over TLS), request limits, drain on shutdown; a listening socket a reload can move; the
+//! optional admin listener.
 
 mod accept;
 pub(crate) mod access_log;
 mod admin;
+mod limits;
+mod listen;
 mod preface;
+mod stream;
+mod tls;
 mod workers;
 
 pub use accept::ServerOptions;
 pub use admin::serve_admin;
+pub use listen::{bind, Listen};
+pub use tls::{CertWatch, Reloaded, ServerTls, TlsError};
 pub use workers::serve_workers;

@@ -3,9 +3,16 @@
 //! hyper-util's auto builder reads up to 24 bytes to tell HTTP/1 from the HTTP/2 preface, with
 //! no time limit, and hyper's header-read timeout only starts after that. A client that sends
 //! nothing, or a few bytes of the preface, would hold a connection slot forever (slowloris).
+//!
+//! A cleartext socket is peeked; a TLS stream cannot be, so its first bytes are read and
+//! handed back to hyper by [`Replay`].
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
 
@@ -25,13 +32,94 @@ pub(super) async fn arrives(stream: &TcpStream, deadline: Duration) -> bool {
             if n == 0 {
                 return None;
             }
-            if n == H2_PREFACE.len() || buf[..n] != H2_PREFACE[..n] {
+            if decided(&buf[..n]) {
                 return Some(());
             }
             sleep(PARTIAL_PREFACE_POLL).await;
         }
     };
     matches!(timeout(deadline, decided).await, Ok(Some(())))
+}
+
+/// Whether `bytes` (the start of a connection) already tell HTTP/1 from HTTP/2.
+fn decided(bytes: &[u8]) -> bool {
+    bytes.len() == H2_PREFACE.len() || bytes[..] != H2_PREFACE[..bytes.len()]
+}
+
+/// Reads from `stream` until the protocol is decided, as [`arrives`] does for a socket, and
+/// returns the stream with those bytes put back; `None` if it closes first. The caller bounds
+/// the wait.
+pub(super) async fn read_decided<S: AsyncRead + Unpin>(mut stream: S) -> Option<Replay<S>> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut n = 0;
+    while n == 0 || !decided(&buf[..n]) {
+        match stream.read(&mut buf[n..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => n += read,
+        }
+    }
+    Some(Replay {
+        prefix: buf,
+        start: 0,
+        end: n,
+        inner: stream,
+    })
+}
+
+/// A stream whose first bytes were already read: they are returned again before the rest.
+#[derive(Debug)]
+pub(super) struct Replay<S> {
+    prefix: [u8; H2_PREFACE.len()],
+    start: usize,
+    end: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.start < this.end {
+            let n = (this.end - this.start).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.start..this.start + n]);
+            this.start += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
@@ -73,6 +161,42 @@ mod tests {
         let (mut client, server) = pair().await;
         client.write_all(H2_PREFACE).await.unwrap();
         assert!(arrives(&server, Duration::from_secs(1)).await);
+    }
+
+    #[tokio::test]
+    async fn read_bytes_are_replayed_before_the_rest() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        drop(client);
+        let mut replay = read_decided(server).await.expect("decided");
+        let mut all = Vec::new();
+        replay.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_split_h2_preface_is_read_whole_and_replayed() {
+        let (mut client, server) = pair().await;
+        let reading = tokio::spawn(read_decided(server));
+        client.write_all(&H2_PREFACE[..10]).await.unwrap();
+        sleep(Duration::from_millis(20)).await;
+        assert!(!reading.is_finished());
+        client.write_all(&H2_PREFACE[10..]).await.unwrap();
+        client.write_all(b"frames").await.unwrap();
+        drop(client);
+        let mut replay = reading.await.unwrap().expect("decided");
+        let mut all = Vec::new();
+        replay.read_to_end(&mut all).await.unwrap();
+        assert_eq!(&all[..H2_PREFACE.len()], H2_PREFACE);
+        assert_eq!(&all[H2_PREFACE.len()..], b"frames");
+    }
+
+    #[tokio::test]
+    async fn a_stream_closed_inside_the_preface_is_not_served() {
+        let (mut client, server) = pair().await;
+        client.write_all(&H2_PREFACE[..5]).await.unwrap();
+        drop(client);
+        assert!(read_decided(server).await.is_none());
     }
 
     #[tokio::test]

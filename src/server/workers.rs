@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -12,13 +13,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::accept::{serve_worker, ServerOptions};
+use super::listen::Listen;
 use crate::state::AppState;
 
-/// Serves `listener` with `workers` threads (this one included) until `shutdown` completes,
+/// Serves `listener` (bound for the config's `requested` address) with `workers` threads (this
+/// one included) until `shutdown` completes,
 /// then every worker stops accepting and drains its in-flight requests (bounded by
 /// `shutdown_timeout`); returns when all have finished.
 pub async fn serve_workers(
     listener: TcpListener,
+    requested: SocketAddr,
     state: Arc<AppState>,
     options: ServerOptions,
     workers: usize,
@@ -26,26 +30,28 @@ pub async fn serve_workers(
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(options.max_connections));
     let (stop, stopped) = watch::channel(false);
-    let listener = listener.into_std()?;
+    let listen = Arc::new(Listen::new(listener.into_std()?, requested));
+    // Reloads reach the socket through the state (a changed `listen` rebinds).
+    let _ = state.listen.set(Arc::clone(&listen));
     let mut threads = Vec::new();
     for index in 1..workers.max(1) {
-        let socket = listener.try_clone()?;
         let (state, options, permits) = (Arc::clone(&state), options.clone(), Arc::clone(&permits));
+        let sockets = listen.subscribe();
         let mut stopped = stopped.clone();
         let until_stopped = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
         threads.push(spawn_worker(index, move || async move {
-            let listener = TcpListener::from_std(socket)?;
-            serve_worker(listener, state, options, permits, until_stopped).await
+            serve_worker(sockets, state, options, permits, until_stopped).await
         })?);
     }
-    let listener = TcpListener::from_std(listener)?;
+    let closing = Arc::clone(&listen);
     let shutdown = async move {
         shutdown.await;
+        closing.close();
         let _ = stop.send(true);
     };
-    let result = serve_worker(listener, state, options, permits, shutdown).await;
+    let result = serve_worker(listen.subscribe(), state, options, permits, shutdown).await;
     let joined = tokio::task::spawn_blocking(move || {
         threads
             .into_iter()

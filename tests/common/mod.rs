@@ -5,9 +5,12 @@
 
 pub mod accounts;
 pub mod binary;
+pub mod fixed_backend;
 pub mod killable;
 pub mod postgres;
 pub mod scrape;
+pub mod stub;
+pub mod tls;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};

@@ -23,12 +23,16 @@ pub enum ProxyError {
     InvalidToken(crate::auth::TokenError),
     #[error("this account may not access {0}")]
     Forbidden(String),
+    #[error("cross-origin request refused: {0}")]
+    CorsForbidden(&'static str),
     #[error("{1}")]
     InvalidField(&'static str, String),
     #[error("{0}")]
     Taken(&'static str),
     #[error("the request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("no part of the request body arrived for {0:?}")]
+    RequestBodyTimeout(std::time::Duration),
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
     #[error("email or password is wrong")]
@@ -60,10 +64,11 @@ impl ProxyError {
             ProxyError::MissingToken
             | ProxyError::InvalidToken(_)
             | ProxyError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::Forbidden(_) | ProxyError::CorsForbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::BadRequest(_) | ProxyError::InvalidField(..) => StatusCode::BAD_REQUEST,
             ProxyError::Taken(_) => StatusCode::CONFLICT,
             ProxyError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::RequestBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,10 +87,12 @@ impl ProxyError {
             ProxyError::MissingToken => "missing_token",
             ProxyError::InvalidToken(_) => "invalid_token",
             ProxyError::Forbidden(_) => "forbidden",
+            ProxyError::CorsForbidden(_) => "cors_forbidden",
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::InvalidField(code, _) => code,
             ProxyError::Taken(code) => code,
             ProxyError::PayloadTooLarge(_) => "payload_too_large",
+            ProxyError::RequestBodyTimeout(_) => "request_timeout",
             ProxyError::UnsupportedMediaType => "unsupported_media_type",
             ProxyError::InvalidCredentials => "invalid_credentials",
             ProxyError::RateLimited(_) => "rate_limited",
@@ -186,6 +193,11 @@ mod tests {
         assert_eq!(ProxyError::Forbidden("s".into()).status(), 403);
     }
     #[test]
+    fn refused_cors_preflight_maps_to_403_cors_forbidden() {
+        let err = ProxyError::CorsForbidden("origin");
+        assert_eq!((err.status().as_u16(), err.code()), (403, "cors_forbidden"));
+    }
+    #[test]
     fn invalid_field_maps_to_400_with_its_code() {
         let err = ProxyError::InvalidField("invalid_email", "bad".into());
         assert_eq!((err.status().as_u16(), err.code()), (400, "invalid_email"));
@@ -197,6 +209,13 @@ mod tests {
     #[test]
     fn oversized_body_maps_to_413() {
         assert_eq!(ProxyError::PayloadTooLarge(16).status(), 413);
+    }
+    #[test]
+    fn stalled_request_body_maps_to_408() {
+        assert_eq!(
+            ProxyError::RequestBodyTimeout(Duration::from_secs(1)).status(),
+            408
+        );
     }
     #[test]
     fn non_json_body_maps_to_415() {

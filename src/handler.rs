@@ -29,6 +29,9 @@ pub(crate) struct Outcome {
     pub backend: Option<usize>,
     /// The authenticated account, for the access log.
     pub user: Option<Arc<Identity>>,
+    /// The `Access-Control-Allow-Origin` the response gets (the service's CORS policy allowed
+    /// the request's `Origin`); kept here so error responses carry it too.
+    pub cors_origin: Option<HeaderValue>,
 }
 
 impl Outcome {
@@ -64,6 +67,10 @@ pub async fn handle(
             error.into_response()
         }
     };
+    if let Some(service) = &outcome.service {
+        let origin = outcome.cors_origin.as_ref();
+        service.policy.finish(response.headers_mut(), origin);
+    }
     let counters = match &outcome.service {
         Some(service) => &service.metrics,
         None => &*worker.state.metrics.control,
@@ -89,16 +96,37 @@ async fn handle_inner(
     let service = Arc::clone(service);
     drop(routes);
     outcome.service = Some(Arc::clone(&service));
-    let identity = match service.auth {
-        ServiceAuth::Required => Some(authorize(&worker.state.auth, &service, &request)?),
+    proxy(worker, &service, request, client, outcome).await
+}
+
+/// A routed request: the service's policy, authentication, then the backend. Preflights and
+/// IP rate limits come before authentication (browsers preflight without credentials, and a
+/// flood of bad tokens should not cost a verification each); a user rate limit after it.
+async fn proxy(
+    worker: &Worker,
+    service: &Service,
+    request: Request<Incoming>,
+    client: &ClientInfo,
+    outcome: &mut Outcome,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let policy = &service.policy;
+    outcome.cors_origin = policy.allowed_origin(request.headers());
+    if let Some(answer) = policy.preflight(&request, outcome.cors_origin.as_ref()) {
+        return answer;
+    }
+    let ip = client.peer.ip();
+    policy.admit(&request, ip)?;
+    outcome.user = match service.auth {
+        ServiceAuth::Required => Some(authorize(&worker.state.auth, service, &request)?),
         ServiceAuth::None => None,
     };
+    let identity = outcome.user.as_deref();
+    policy.admit_identity(identity, ip)?;
     let (response, index) = worker
         .forwarder
-        .forward(&service, request, client, identity.as_deref())
+        .forward(service, request, client, identity)
         .await?;
     outcome.backend = Some(index);
-    outcome.user = identity;
     Ok(response.map(|body| body.boxed_unsync()))
 }
 

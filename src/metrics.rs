@@ -182,6 +182,7 @@ impl Metrics {
     /// The handles of one backend of `service`, for a new config snapshot.
     pub fn backend(&self, service: &str, backend: &str) -> BackendMetrics {
         BackendMetrics {
+            name: backend.into(),
             upstream: StatusCounters::new(self.upstream.clone(), [service, backend, ""]),
             up: self.backend_up.with_label_values(&[service, backend]),
             checks: ["success", "failure"].map(|result| {
@@ -283,6 +284,7 @@ impl ServiceMetrics {
 /// One backend's handles: attempts by status, the up gauge, health-check results.
 #[derive(Debug)]
 pub struct BackendMetrics {
+    name: Box<str>,
     upstream: StatusCounters<3>,
     /// `gatehouse_backend_up`.
     pub up: IntGauge,
@@ -293,6 +295,11 @@ impl BackendMetrics {
     /// Counts an attempt that ended with `status` (502/504 when no response came).
     pub fn upstream(&self, status: StatusCode) {
         self.upstream.inc(status);
+    }
+
+    /// The `backend` label: `host:port`.
+    pub fn backend(&self) -> &str {
+        &self.name
     }
 
     /// Counts an active health check.

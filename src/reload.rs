@@ -1,7 +1,11 @@
-//! Config reload: build a whole new snapshot from the file and swap it in only if it is valid.
+//! Config reload: build a whole new snapshot from the file and swap it in only if it is valid;
+//! on SIGHUP and when the file changes on disk.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use crate::config::{self, ConfigError};
 use crate::router::Router;
@@ -17,6 +21,16 @@ pub fn reload(path: &Path, state: &AppState) -> Result<(), ConfigError> {
 
 fn swap(path: &Path, state: &AppState) -> Result<(), ConfigError> {
     let settings = config::load(path)?;
+    // The new address first: if it cannot be bound, nothing of the new config is applied.
+    if let Some(listen) = state.listen.get() {
+        listen
+            .rebind(settings.listen)
+            .map_err(|error| ConfigError {
+                path: path.display().to_string(),
+                location: None,
+                message: format!("cannot listen on {}: {error}", settings.listen),
+            })?;
+    }
     let old = state.routes.load_full();
     let new = Router::build(&settings, &state.metrics, Some(&old));
     for (service, backend) in old.departed_backends(&new) {
@@ -27,17 +41,107 @@ fn swap(path: &Path, state: &AppState) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Reloads on every SIGHUP until the process ends. Listener and limit changes need a restart.
+/// Reloads on every SIGHUP, and when the config file changes on disk, until the process ends.
+/// A new `listen` address is bound and served without dropping open connections; `limits`,
+/// `tls`, `database` and `auth` changes need a restart.
 #[cfg(unix)]
-pub async fn on_sighup(path: std::path::PathBuf, state: Arc<AppState>) {
+pub async fn on_sighup(path: PathBuf, state: Arc<AppState>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; config reload is off");
-        return;
+    let (changed, mut changes) = mpsc::unbounded_channel::<()>();
+    // Kept alive for as long as this task runs.
+    let _watcher = watch(&path, changed);
+    let mut hangups = signal(SignalKind::hangup())
+        .inspect_err(|error| tracing::warn!(%error, "cannot listen for SIGHUP"))
+        .ok();
+    let mut applied = fingerprint(&path);
+    loop {
+        let forced = tokio::select! {
+            Some(()) = hangup(&mut hangups) => true,
+            Some(()) = changes.recv() => {
+                debounce(&mut changes).await;
+                false
+            }
+            else => return,
+        };
+        // Editors and Kubernetes touch files without changing them; only a new text (or a
+        // SIGHUP) reloads.
+        let now = fingerprint(&path);
+        if forced || now != applied {
+            applied = now;
+            report(reload(&path, &state));
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn hangup(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn report(result: Result<(), ConfigError>) {
+    if let Err(error) = result {
+        tracing::error!(%error, "config reload failed; keeping the previous config");
+    }
+}
+
+/// Waits until the file has been quiet for [`DEBOUNCE`] (at most ten times that), so a save in
+/// several writes reloads once, with the whole new text.
+async fn debounce(changes: &mut mpsc::UnboundedReceiver<()>) {
+    let give_up = tokio::time::Instant::now() + DEBOUNCE * 10;
+    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {
+        if tokio::time::Instant::now() > give_up {
+            break;
+        }
+    }
+}
+
+/// Quiet time after a change before the file is read.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The file's text, to tell a real change from a touch (`None` when unreadable).
+fn fingerprint(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
+}
+
+/// Watches the file's directory (not the file: editors replace files by renaming, and a
+/// Kubernetes ConfigMap volume swaps a `..data` symlink), sending on `changed` for any event
+/// there. `None` (logged) if the platform cannot watch.
+fn watch(path: &Path, changed: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
     };
-    while hangups.recv().await.is_some() {
-        if let Err(error) = reload(&path, &state) {
-            tracing::error!(%error, "config reload failed; keeping the previous config");
+    let name = path.file_name().map(|n| n.to_os_string());
+    // Only events about the config file itself (or Kubernetes' `..data` swap) count: other
+    // files in the directory, such as a SQLite store, change all the time.
+    let concerns_config = move |event: &notify::Event| {
+        !event.kind.is_access()
+            && event
+                .paths
+                .iter()
+                .filter_map(|p| p.file_name())
+                .any(|file| {
+                    Some(file) == name.as_deref() || file.as_encoded_bytes().starts_with(b"..")
+                })
+    };
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| concerns_config(&e)) {
+            let _ = changed.send(());
+        }
+    };
+    let watcher = notify::recommended_watcher(handler).and_then(|mut watcher| {
+        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+        Ok(watcher)
+    });
+    match watcher {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            tracing::warn!(%error, dir = %dir.display(), "cannot watch the config file; reload on SIGHUP only");
+            None
         }
     }
 }

@@ -7,7 +7,7 @@ use http::{header, Request};
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::service::Service;
+use crate::service::{BuildContext, Service};
 
 /// The routing table of one config snapshot.
 #[derive(Debug, Default)]
@@ -23,7 +23,13 @@ impl Router {
         for service_settings in &settings.services {
             let name = service_settings.name.0.as_str();
             let old = previous.and_then(|p| p.service(name)).map(|s| &**s);
-            let service = Arc::new(Service::from_settings(service_settings, metrics, old));
+            let context = BuildContext {
+                metrics,
+                tls: settings.tls.is_some(),
+                body_read_timeout: settings.limits.body_read_timeout,
+            };
+            let service = Arc::new(Service::from_settings(service_settings, context, old));
+            crate::balancer::probe::start(&service);
             for host in service_settings.hosts.iter() {
                 by_host.insert(host.0.as_str().into(), Arc::clone(&service));
             }
@@ -131,7 +137,7 @@ mod tests {
             &new.lookup("a.test").unwrap().backends[0],
         );
         assert!(Arc::ptr_eq(&a.state, &b.state));
-        assert!(!b.state.is_up());
+        assert!(!b.state.is_available(crate::balancer::now_ms()));
     }
 
     #[test]

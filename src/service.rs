@@ -7,8 +7,10 @@ use std::time::Duration;
 use http::uri::Authority;
 
 use crate::balancer::{BackendState, Balancer};
-use crate::config::{ServiceAuth, ServiceSettings};
+use crate::config::{EjectionSettings, HealthCheckSettings, ServiceAuth, ServiceSettings};
+use crate::forwarder::RetryBudget;
 use crate::metrics::{Metrics, ServiceMetrics};
+use crate::policy::Policy;
 use crate::store::Role;
 
 /// One upstream server.
@@ -33,47 +35,93 @@ pub struct Service {
     pub forward_authorization: bool,
     /// How long to wait for a backend's response headers.
     pub timeout: Duration,
+    /// How long a TCP connect to a backend may take.
+    pub connect_timeout: Duration,
+    /// Idle upstream connections are closed after this.
+    pub idle_timeout: Duration,
+    /// Extra tries for idempotent requests after a 502/503 or a broken connection.
+    pub retries: u32,
+    /// Caps retries at a share of requests.
+    pub retry_budget: RetryBudget,
+    /// Largest request body accepted, in bytes.
+    pub max_request_body: Option<u64>,
+    /// Longest pause inside a request body.
+    pub body_read_timeout: Duration,
+    /// Active health checks of the backends, if configured.
+    pub health_check: Option<HealthCheckSettings>,
     /// The pool, in config order.
     pub backends: Box<[Backend]>,
     /// Chooses from `backends`.
     pub balancer: Balancer,
     /// Request counters and latency, resolved once per snapshot.
     pub metrics: ServiceMetrics,
+    /// CORS, security headers, rate limit and body limits.
+    pub policy: Policy,
+    ejection: EjectionSettings,
+}
+
+/// What building a service needs beyond its own settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildContext<'a> {
+    /// Where the service's metric handles come from.
+    pub metrics: &'a Metrics,
+    /// Whether clients connect over TLS.
+    pub tls: bool,
+    /// `limits.body_read_timeout`.
+    pub body_read_timeout: Duration,
 }
 
 impl Service {
-    /// Builds the runtime form of a validated service; backends that `previous` (the same
-    /// service in the snapshot being replaced) already had keep their state.
+    /// Builds the runtime form of a validated service. Backends that `previous` (the same
+    /// service in the snapshot being replaced) already had keep their health, load and
+    /// counters, unless the health settings changed.
     pub fn from_settings(
         settings: &ServiceSettings,
-        metrics: &Metrics,
+        context: BuildContext<'_>,
         previous: Option<&Service>,
     ) -> Self {
         let weights: Vec<u32> = settings.backends.iter().map(|b| b.weight.0).collect();
         let name = settings.name.0.as_str();
+        let mut policy = Policy::from_settings(settings, context.tls);
+        if let Some(previous) = previous {
+            // Rate-limit buckets survive a reload, or every reload would hand out fresh bursts.
+            policy.carry_over(&previous.policy);
+        }
+        let same_health = previous
+            .filter(|p| p.health_check == settings.health_check && p.ejection == settings.ejection);
         Service {
             name: name.into(),
             auth: settings.auth,
             roles: settings.roles.as_ref().map(|roles| roles.0.clone().into()),
             forward_authorization: settings.forward_authorization,
-            timeout: settings.timeout,
+            timeout: settings.request_timeout(),
+            connect_timeout: settings.timeouts.connect,
+            idle_timeout: settings.timeouts.idle,
+            retries: settings.retries.attempts.0,
+            retry_budget: RetryBudget::new(settings.retries.budget_percent.0),
+            max_request_body: settings.max_request_body.map(|size| size.0),
+            body_read_timeout: context.body_read_timeout,
+            health_check: settings.health_check.clone(),
             backends: settings
                 .backends
                 .iter()
                 .map(|b| {
                     let authority = b.url.authority().clone();
-                    let kept = previous.and_then(|p| p.backend(&authority));
+                    let kept = same_health.and_then(|p| p.backend(&authority));
                     let state = match kept {
                         Some(kept) => Arc::clone(&kept.state),
-                        None => {
-                            Arc::new(BackendState::new(metrics.backend(name, authority.as_str())))
-                        }
+                        None => Arc::new(BackendState::new(
+                            context.metrics.backend(name, authority.as_str()),
+                            settings.ejection.clone(),
+                        )),
                     };
                     Backend { authority, state }
                 })
                 .collect(),
             balancer: Balancer::new(settings.strategy, &weights),
-            metrics: metrics.service(name),
+            metrics: context.metrics.service(name),
+            policy,
+            ejection: settings.ejection.clone(),
         }
     }
 

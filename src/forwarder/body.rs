@@ -1,40 +1,105 @@
 //! The request body sent upstream: the client's body as it streams in, telling the forwarder
-//! when it has been sent in full (the backend's response deadline starts then), and marking
-//! its errors as the client's.
+//! when it has been sent in full (the backend's response deadline starts then), enforcing the
+//! service's size limit and the pause allowed between chunks, and marking its errors as the
+//! client's.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
 
-/// The client's body failed (bad chunking, cut short): the client's fault, not the backend's.
+/// The client's body failed: the client's fault, not the backend's.
 #[derive(Debug, thiserror::Error)]
-#[error("the request body could not be read: {0}")]
-pub(crate) struct ClientBodyError(#[source] pub hyper::Error);
+pub(crate) enum ClientBodyError {
+    /// Bad chunking, or cut short.
+    #[error("the request body could not be read: {0}")]
+    Read(#[source] hyper::Error),
+    /// More bytes than the service accepts.
+    #[error("the request body exceeds {0} bytes")]
+    TooLarge(u64),
+    /// The client paused longer than allowed between chunks.
+    #[error("the request body stalled for {0:?}")]
+    Stalled(Duration),
+}
+
+/// Limits on a body as it streams.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimits {
+    /// Most bytes accepted.
+    pub max_bytes: Option<u64>,
+    /// Longest wait for the next chunk.
+    pub read_timeout: Duration,
+}
 
 /// The body of an upstream request.
 #[derive(Debug)]
 pub(crate) struct UpstreamBody {
-    body: Incoming,
+    /// `None` for a retry's empty body (only bodiless requests are retried).
+    body: Option<Incoming>,
     /// Present when there is a body to wait for.
     sent: Option<Arc<Notify>>,
+    limits: BodyLimits,
+    received: u64,
+    /// Armed while waiting for the client's next chunk.
+    stall: Option<Pin<Box<Sleep>>>,
 }
 
 impl UpstreamBody {
     /// Wraps the client's body; the returned notify fires once it has been sent, if it has one.
-    pub(crate) fn new(body: Incoming) -> (Self, Option<Arc<Notify>>) {
+    pub(crate) fn new(body: Incoming, limits: BodyLimits) -> (Self, Option<Arc<Notify>>) {
         let sent = (!body.is_end_stream()).then(|| Arc::new(Notify::new()));
         (
             UpstreamBody {
-                body,
+                body: Some(body),
                 sent: sent.clone(),
+                limits,
+                received: 0,
+                stall: None,
             },
             sent,
         )
+    }
+
+    /// An empty body, for a retry of a bodiless request.
+    pub(crate) fn empty(limits: BodyLimits) -> Self {
+        UpstreamBody {
+            body: None,
+            sent: None,
+            limits,
+            received: 0,
+            stall: None,
+        }
+    }
+
+    /// Whether the client has paused too long; arms the timer on the first pending poll.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let timeout = self.limits.read_timeout;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        stall.as_mut().poll(cx).is_ready()
+    }
+
+    fn count(&mut self, frame: &Frame<Bytes>) -> Result<(), ClientBodyError> {
+        if let Some(stall) = &mut self.stall {
+            stall
+                .as_mut()
+                .reset(Instant::now() + self.limits.read_timeout);
+        }
+        if let Some(data) = frame.data_ref() {
+            self.received += data.len() as u64;
+            if let Some(max) = self.limits.max_bytes.filter(|&max| self.received > max) {
+                return Err(ClientBodyError::TooLarge(max));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -47,26 +112,44 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let Some(body) = &mut this.body else {
+            return Poll::Ready(None);
+        };
+        let polled = match Pin::new(body).poll_frame(cx) {
+            Poll::Pending if this.stalled(cx) => {
+                return Poll::Ready(Some(Err(ClientBodyError::Stalled(
+                    this.limits.read_timeout,
+                ))))
+            }
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => match this.count(&frame) {
+                Ok(()) => Poll::Ready(Some(Ok(frame))),
+                Err(error) => return Poll::Ready(Some(Err(error))),
+            },
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(ClientBodyError::Read(error)))),
+            Poll::Ready(None) => Poll::Ready(None),
+        };
         // hyper stops polling once `is_end_stream` says so, so the last data frame can be the
         // end too.
         let done = match &polled {
             Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
+            Poll::Ready(Some(Ok(_))) => this.is_end_stream(),
             _ => false,
         };
         if let (true, Some(sent)) = (done, &this.sent) {
             // notify_one keeps a permit, so a waiter that arrives later still wakes.
             sent.notify_one();
         }
-        polled.map_err(ClientBodyError)
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.body.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }

@@ -4,19 +4,23 @@
 mod body;
 pub(crate) mod headers;
 mod pool;
+mod retry;
+mod upgrade;
+
+pub use retry::RetryBudget;
 
 use std::net::SocketAddr;
 
 use http::uri::PathAndQuery;
-use http::{header, HeaderValue, Request, Response, Uri};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use tokio::sync::Notify;
 
 use crate::auth::Identity;
-use crate::balancer::attempt_order;
+use crate::balancer::{attempt_order, now_ms};
 use crate::error::ProxyError;
 use crate::service::{Backend, Service};
-use body::{ClientBodyError, UpstreamBody};
+use body::{BodyLimits, ClientBodyError, UpstreamBody};
 use pool::{Pool, Sender};
 
 /// What the forwarder needs to know about the client side of a request; built once per
@@ -63,50 +67,104 @@ impl Forwarder {
         Self::default()
     }
 
-    /// Forwards `request` to one of `service`'s backends, as `identity` when authenticated;
-    /// returns the response and the index of the backend that produced it. A backend that refuses the connection is skipped for the
-    /// next (each tried at most once).
+    /// Forwards `request` to one of `service`'s available backends, as `identity` when
+    /// authenticated; returns the response and the index of the backend that produced it.
+    ///
+    /// A backend that refuses the connection is skipped for the next available one (always,
+    /// each at most once). An idempotent request without a body is tried again on another
+    /// backend after a 502/503 answer or a broken connection, up to `service.retries` times and
+    /// only while the service's retry budget allows. An `Upgrade` request becomes a tunnel once
+    /// the backend answers 101.
     pub async fn forward(
         &self,
         service: &Service,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         client: &ClientInfo,
         identity: Option<&Identity>,
     ) -> Result<(Response<Incoming>, usize), ProxyError> {
+        let upgrade = upgrade::requested(&request).then(|| upgrade::client_side(&mut request));
         let (mut parts, incoming) = request.into_parts();
+        let upgrade = upgrade.map(|client_side| (client_side, upgrade::protocol(&parts.headers)));
         rewrite_request_headers(&mut parts, client);
+        if let Some((_, protocol)) = &upgrade {
+            upgrade::restore_request_headers(&mut parts.headers, protocol.clone());
+        }
         if let Some(identity) = identity {
             headers::add_identity(&mut parts.headers, identity, service.forward_authorization);
         }
-        let (body, sent) = UpstreamBody::new(incoming);
+        let limits = BodyLimits {
+            max_bytes: service.max_request_body,
+            read_timeout: service.body_read_timeout,
+        };
+        let (body, sent) = UpstreamBody::new(incoming, limits);
+        let retry = Retry::plan(service, &parts, sent.is_none() && upgrade.is_none());
         let mut upstream = Request::new(body);
         *upstream.method_mut() = parts.method;
         *upstream.uri_mut() = origin_form(&parts.uri);
         *upstream.headers_mut() = parts.headers;
 
-        for index in attempt_order(service.balancer.pick(), service.backends.len()) {
+        let now = now_ms();
+        let mut index = service
+            .balancer
+            .pick(&service.backends, now)
+            .ok_or_else(|| ProxyError::NoHealthyBackend(service.name.to_string()))?;
+        let mut tried = Tried::default();
+        let mut retry = retry;
+        loop {
+            tried.add(index, service.backends.len());
             let backend = &service.backends[index];
-            match self
+            let in_flight = service
+                .balancer
+                .counts_in_flight()
+                .then(|| backend.state.start_request());
+            let attempt = self
                 .attempt(service, backend, upstream, sent.as_deref())
-                .await
-            {
+                .await;
+            drop(in_flight);
+            let failure = match attempt {
                 Ok(mut response) => {
                     backend.state.answered(response.status());
-                    headers::strip_hop_by_hop(response.headers_mut());
+                    let status = response.status();
+                    let retriable = matches!(status.as_u16(), 502 | 503);
+                    let again = retry.as_mut().filter(|_| retriable);
+                    if let Some((next, request)) =
+                        again.and_then(|plan| plan.next(service, &tried, index))
+                    {
+                        tracing::debug!(service = &*service.name, backend = %backend.authority, %status, "retrying on another backend");
+                        (index, upstream) = (next, request);
+                        continue;
+                    }
+                    if let Some((client_side, _)) = upgrade {
+                        upgrade::tunnel_if_switched(&mut response, client_side);
+                    } else {
+                        headers::strip_hop_by_hop(response.headers_mut());
+                    }
                     return Ok((response, index));
                 }
                 Err(Attempt::Refused(request, error)) => {
                     backend.state.refused();
                     tracing::warn!(service = &*service.name, backend = %backend.authority, %error, "backend refused the connection, trying the next");
                     upstream = *request;
+                    ProxyError::AllBackendsFailed(service.name.to_string())
                 }
                 Err(Attempt::Failed(error)) => {
                     backend.state.failed(&error);
+                    let broken = matches!(error, ProxyError::Upstream(_));
+                    if let Some(plan) = retry.as_mut().filter(|_| broken) {
+                        if let Some((next, request)) = plan.next(service, &tried, index) {
+                            (index, upstream) = (next, request);
+                            continue;
+                        }
+                    }
                     return Err(error);
                 }
+            };
+            // Refused: nothing was sent, so any untried available backend may take it.
+            match tried.next_available(service, index, now_ms()) {
+                Some(next) => index = next,
+                None => return Err(failure),
             }
         }
-        Err(ProxyError::AllBackendsFailed(service.name.to_string()))
     }
 
     /// One try against one backend. `service.timeout` bounds the wait for response headers and
@@ -118,7 +176,11 @@ impl Forwarder {
         request: Request<UpstreamBody>,
         sent: Option<&Notify>,
     ) -> Result<Response<Incoming>, Attempt> {
-        let sender = match self.pool.checkout(&backend.authority).await {
+        let sender = match self
+            .pool
+            .checkout(&backend.authority, service.connect_timeout)
+            .await
+        {
             Ok(sender) => sender,
             Err(error) => return Err(Attempt::Refused(Box::new(request), error)),
         };
@@ -152,13 +214,19 @@ impl Forwarder {
         loop {
             match sender.try_send_request(request).await {
                 Ok(response) => {
-                    self.pool.park(&backend.authority, sender);
+                    // A switched connection belongs to its tunnel now.
+                    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                        self.pool
+                            .park(&backend.authority, sender, service.idle_timeout);
+                    }
                     return Ok(response);
                 }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if !fresh => {
                         request = unsent;
-                        sender = match pool::connect(&backend.authority).await {
+                        sender = match pool::connect(&backend.authority, service.connect_timeout)
+                            .await
+                        {
                             Ok(sender) => sender,
                             Err(e) => return Err(Attempt::Refused(Box::new(request), e)),
                         };
@@ -175,6 +243,93 @@ impl Forwarder {
     }
 }
 
+/// The backends a request has been sent to (or refused by), so none is tried twice. Empty
+/// until a second backend is needed: the common case allocates nothing.
+#[derive(Default)]
+struct Tried {
+    first: Option<usize>,
+    more: Vec<bool>,
+}
+
+impl Tried {
+    fn add(&mut self, index: usize, count: usize) {
+        match self.first {
+            None => self.first = Some(index),
+            Some(first) => {
+                if self.more.is_empty() {
+                    self.more = vec![false; count];
+                    self.more[first] = true;
+                }
+                self.more[index] = true;
+            }
+        }
+    }
+
+    fn contains(&self, index: usize) -> bool {
+        self.first == Some(index) || self.more.get(index).copied().unwrap_or(false)
+    }
+
+    /// The next backend after `from`, in turn, that is available and not tried yet.
+    fn next_available(&self, service: &Service, from: usize, now: u64) -> Option<usize> {
+        attempt_order(from, service.backends.len())
+            .skip(1)
+            .find(|&i| !self.contains(i) && service.backends[i].state.is_available(now))
+    }
+}
+
+/// What a retry needs: the request's head (its body is empty), and the tries left.
+struct Retry {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    left: u32,
+    limits: BodyLimits,
+}
+
+impl Retry {
+    /// A retry plan when the request may be retried: retries configured, an idempotent method
+    /// and no body. Every request of a retrying service feeds the retry budget.
+    fn plan(service: &Service, parts: &http::request::Parts, bodiless: bool) -> Option<Self> {
+        if service.retries == 0 {
+            return None;
+        }
+        service.retry_budget.deposit();
+        (bodiless && retry::is_idempotent(&parts.method)).then(|| Retry {
+            method: parts.method.clone(),
+            uri: origin_form(&parts.uri),
+            headers: parts.headers.clone(),
+            left: service.retries,
+            limits: BodyLimits {
+                max_bytes: service.max_request_body,
+                read_timeout: service.body_read_timeout,
+            },
+        })
+    }
+
+    /// The backend and request for one more try, if tries are left, another backend is
+    /// available and the budget holds a retry.
+    fn next(
+        &mut self,
+        service: &Service,
+        tried: &Tried,
+        from: usize,
+    ) -> Option<(usize, Request<UpstreamBody>)> {
+        if self.left == 0 {
+            return None;
+        }
+        let next = tried.next_available(service, from, now_ms())?;
+        if !service.retry_budget.withdraw() {
+            return None;
+        }
+        self.left -= 1;
+        let mut request = Request::new(UpstreamBody::empty(self.limits));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        Some((next, request))
+    }
+}
+
 /// Upstream requests carry only path and query (origin-form, RFC 9112 §3.2.1).
 fn origin_form(uri: &Uri) -> Uri {
     let path = uri
@@ -184,13 +339,20 @@ fn origin_form(uri: &Uri) -> Uri {
     Uri::from(path)
 }
 
-/// Maps a failed exchange: the client's broken body is a 400, anything else the backend's 502.
+/// Maps a failed exchange: the client's broken, oversized or stalled body is the client's
+/// fault (400/413/408); anything else is the backend's (502).
 fn failed(service: &Service, backend: &Backend, error: &hyper::Error) -> Attempt {
     if let Some(body_error) = find_cause::<ClientBodyError>(error) {
         tracing::debug!(service = &*service.name, error = %body_error, "client body failed");
-        return Attempt::Failed(ProxyError::BadRequest(
-            "the request body was malformed or cut short",
-        ));
+        return Attempt::Failed(match body_error {
+            ClientBodyError::TooLarge(max) => {
+                ProxyError::PayloadTooLarge(usize::try_from(*max).unwrap_or(usize::MAX))
+            }
+            ClientBodyError::Stalled(pause) => ProxyError::RequestBodyTimeout(*pause),
+            ClientBodyError::Read(_) => {
+                ProxyError::BadRequest("the request body was malformed or cut short")
+            }
+        });
     }
     tracing::warn!(service = &*service.name, backend = %backend.authority, error = %error_chain(error), "backend request failed");
     Attempt::Failed(ProxyError::Upstream(format!(

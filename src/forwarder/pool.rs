@@ -18,10 +18,6 @@ use tokio::net::TcpStream;
 
 use super::body::UpstreamBody;
 
-/// How long one TCP connect to a backend may take before the next backend is tried.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Parked connections unused this long are closed (backends time out idle ones too).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Parked connections kept per backend; beyond this a finished connection is closed.
 const MAX_PARKED_PER_BACKEND: usize = 1024;
 
@@ -30,7 +26,8 @@ pub(super) type Sender = SendRequest<UpstreamBody>;
 
 struct Parked {
     sender: Sender,
-    since: Instant,
+    /// When it stops being worth reusing: parked time plus the service's idle timeout.
+    expires: Instant,
 }
 
 /// Keep-alive connections by backend `host:port`.
@@ -46,16 +43,21 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A connection to `backend` ready for a request: a parked one if any is ready, else new.
-    pub(super) async fn checkout(&self, backend: &Authority) -> io::Result<Sender> {
+    /// A connection to `backend` ready for a request: a parked one if any is ready, else a new
+    /// one, connected within `connect_timeout`.
+    pub(super) async fn checkout(
+        &self,
+        backend: &Authority,
+        connect_timeout: Duration,
+    ) -> io::Result<Sender> {
         match self.take_ready(backend.as_str()) {
             Some(sender) => Ok(sender),
-            None => connect(backend).await,
+            None => connect(backend, connect_timeout).await,
         }
     }
 
-    /// Parks `sender` for reuse once its current exchange ends.
-    pub(super) fn park(&self, backend: &Authority, sender: Sender) {
+    /// Parks `sender` for reuse once its current exchange ends, for at most `idle`.
+    pub(super) fn park(&self, backend: &Authority, sender: Sender, idle: Duration) {
         let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
         let queue = match parked.get_mut(backend.as_str()) {
             Some(queue) => queue,
@@ -64,7 +66,7 @@ impl Pool {
         if queue.len() < MAX_PARKED_PER_BACKEND {
             queue.push_back(Parked {
                 sender,
-                since: Instant::now(),
+                expires: Instant::now() + idle,
             });
         }
     }
@@ -78,7 +80,7 @@ impl Pool {
         let mut index = 0;
         while index < queue.len() {
             let entry = &queue[index];
-            if entry.sender.is_closed() || now.duration_since(entry.since) > IDLE_TIMEOUT {
+            if entry.sender.is_closed() || now > entry.expires {
                 queue.remove(index);
             } else if entry.sender.is_ready() {
                 return queue.remove(index).map(|p| p.sender);
@@ -90,9 +92,10 @@ impl Pool {
     }
 }
 
-/// Opens a new connection and runs it on this worker.
-pub(super) async fn connect(backend: &Authority) -> io::Result<Sender> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend.as_str()))
+/// Opens a new connection and runs it on this worker; it can be upgraded (WebSocket) once the
+/// backend answers 101.
+pub(super) async fn connect(backend: &Authority, timeout: Duration) -> io::Result<Sender> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(backend.as_str()))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
@@ -101,7 +104,7 @@ pub(super) async fn connect(backend: &Authority) -> io::Result<Sender> {
         .map_err(io::Error::other)?;
     let backend = backend.clone();
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
+        if let Err(error) = connection.with_upgrades().await {
             tracing::debug!(%backend, %error, "upstream connection ended with an error");
         }
     });

@@ -32,7 +32,8 @@ fn swap(path: &Path, state: &AppState) -> Result<(), ConfigError> {
             })?;
     }
     let old = state.routes.load_full();
-    let new = Router::build(&settings, &state.metrics, Some(&old));
+    let tls = state.proto == "https";
+    let new = Router::build(&settings, &state.metrics, Some(&old), tls);
     for (service, backend) in old.departed_backends(&new) {
         state.metrics.forget_backend(&service, &backend);
     }
@@ -42,8 +43,8 @@ fn swap(path: &Path, state: &AppState) -> Result<(), ConfigError> {
 }
 
 /// Reloads on every SIGHUP, and when the config file changes on disk, until the process ends.
-/// A new `listen` address is bound and served without dropping open connections; `limits`,
-/// `tls`, `database` and `auth` changes need a restart.
+/// A new `listen` address is bound and served without dropping open connections; `limits`
+/// (but `body_read_timeout`), `tls`, `database` and `auth` changes need a restart.
 #[cfg(unix)]
 pub async fn on_sighup(path: PathBuf, state: Arc<AppState>) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -53,7 +54,9 @@ pub async fn on_sighup(path: PathBuf, state: Arc<AppState>) {
     let mut hangups = signal(SignalKind::hangup())
         .inspect_err(|error| tracing::warn!(%error, "cannot listen for SIGHUP"))
         .ok();
-    let mut applied = fingerprint(&path);
+    // Unknown at first: the file may have changed between the start's read and now, so the
+    // first change event reloads whatever is there (at worst once more than needed).
+    let mut applied = None;
     loop {
         let forced = tokio::select! {
             Some(()) = hangup(&mut hangups) => true,

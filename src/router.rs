@@ -18,14 +18,21 @@ pub struct Router {
 impl Router {
     /// Builds the table; hosts were validated unique and lowercase by the config. Backends
     /// that `previous` (the table being replaced) already had keep their health and counters.
-    pub fn build(settings: &Settings, metrics: &Metrics, previous: Option<&Router>) -> Self {
+    /// `tls` is whether the running listener serves TLS (not what a reloaded file says: a TLS
+    /// change needs a restart, and HSTS must follow what clients really get).
+    pub fn build(
+        settings: &Settings,
+        metrics: &Metrics,
+        previous: Option<&Router>,
+        tls: bool,
+    ) -> Self {
         let mut by_host = HashMap::new();
         for service_settings in &settings.services {
             let name = service_settings.name.0.as_str();
             let old = previous.and_then(|p| p.service(name)).map(|s| &**s);
             let context = BuildContext {
                 metrics,
-                tls: settings.tls.is_some(),
+                tls,
                 body_read_timeout: settings.limits.body_read_timeout,
             };
             let service = Arc::new(Service::from_settings(service_settings, context, old));
@@ -116,12 +123,17 @@ mod tests {
 
     fn router() -> Router {
         let yaml = "services:\n  - name: s1\n    hosts: [service1.my-company.com]\n    backends: [{url: 'http://127.0.0.1:1'}]\n";
-        Router::build(&parse_str(yaml, "t").unwrap(), &Metrics::new(), None)
+        Router::build(&parse_str(yaml, "t").unwrap(), &Metrics::new(), None, false)
     }
 
     fn two_backends(second: u16) -> Router {
         let yaml = format!("services:\n  - name: s1\n    hosts: [a.test, b.test]\n    backends: [{{url: 'http://127.0.0.1:1'}}, {{url: 'http://127.0.0.1:{second}'}}]\n");
-        Router::build(&parse_str(&yaml, "t").unwrap(), &Metrics::new(), None)
+        Router::build(
+            &parse_str(&yaml, "t").unwrap(),
+            &Metrics::new(),
+            None,
+            false,
+        )
     }
 
     #[test]
@@ -129,9 +141,9 @@ mod tests {
         let metrics = Metrics::new();
         let yaml = "services:\n  - name: s1\n    hosts: [a.test]\n    backends: [{url: 'http://127.0.0.1:1'}]\n";
         let settings = parse_str(yaml, "t").unwrap();
-        let old = Router::build(&settings, &metrics, None);
+        let old = Router::build(&settings, &metrics, None, false);
         old.lookup("a.test").unwrap().backends[0].state.refused();
-        let new = Router::build(&settings, &metrics, Some(&old));
+        let new = Router::build(&settings, &metrics, Some(&old), false);
         let (a, b) = (
             &old.lookup("a.test").unwrap().backends[0],
             &new.lookup("a.test").unwrap().backends[0],

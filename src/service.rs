@@ -41,8 +41,9 @@ pub struct Service {
     pub idle_timeout: Duration,
     /// Extra tries for idempotent requests after a 502/503 or a broken connection.
     pub retries: u32,
-    /// Caps retries at a share of requests.
-    pub retry_budget: RetryBudget,
+    /// Caps retries at a share of requests; shared with the next snapshot while the share is
+    /// unchanged, so reloads during an outage do not refill it.
+    pub retry_budget: Arc<RetryBudget>,
     /// Largest request body accepted, in bytes.
     pub max_request_body: Option<u64>,
     /// Longest pause inside a request body.
@@ -98,7 +99,13 @@ impl Service {
             connect_timeout: settings.timeouts.connect,
             idle_timeout: settings.timeouts.idle,
             retries: settings.retries.attempts.0,
-            retry_budget: RetryBudget::new(settings.retries.budget_percent.0),
+            retry_budget: previous
+                .map(|p| &p.retry_budget)
+                .filter(|b| b.percent() == settings.retries.budget_percent.0)
+                .map_or_else(
+                    || Arc::new(RetryBudget::new(settings.retries.budget_percent.0)),
+                    Arc::clone,
+                ),
             max_request_body: settings.max_request_body.map(|size| size.0),
             body_read_timeout: context.body_read_timeout,
             health_check: settings.health_check.clone(),

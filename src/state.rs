@@ -37,7 +37,12 @@ impl AppState {
     /// (reporting to the same `metrics`).
     pub fn new(settings: &Settings, auth: Arc<Auth>, metrics: Metrics) -> Self {
         AppState {
-            routes: ArcSwap::from_pointee(Router::build(settings, &metrics, None)),
+            routes: ArcSwap::from_pointee(Router::build(
+                settings,
+                &metrics,
+                None,
+                settings.tls.is_some(),
+            )),
             request_ids: RequestIds::new(),
             proto: if settings.tls.is_some() {
                 "https"

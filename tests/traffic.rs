@@ -457,3 +457,74 @@ async fn a_new_listen_address_is_served_without_dropping_open_connections() {
     .await;
     assert!(closed, "the old address still accepts");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_websocket_is_tunnelled_and_h2c_upgrades_are_stripped() {
+    let backend = backends(1).await[0];
+    let proxy = Proxy::start(
+        &ConfigYaml::new().service(ServiceYaml::open("ws", "ws.test").backend(backend)),
+    )
+    .await;
+    let reply = raw_exchange(
+        proxy.addr,
+        "GET /h2c HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let echoed = reply.json()["headers"].clone();
+    for name in ["upgrade", "http2-settings", "connection"] {
+        assert!(
+            echoed.get(name).is_none(),
+            "{name} reached the backend: {echoed}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_stops_reading_an_upload_times_out_with_504() {
+    // Accepts connections and never reads from them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let deaf = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let service = ServiceYaml::open("up", "up.test")
+        .backend(deaf)
+        .set("timeout", "1s");
+    let proxy = Proxy::start(&ConfigYaml::new().service(service)).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let length = 64 * 1024 * 1024;
+    tokio::spawn(async move {
+        let head =
+            format!("POST /upload HTTP/1.1\r\nHost: up.test\r\nContent-Length: {length}\r\n\r\n");
+        let _ = write.write_all(head.as_bytes()).await;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..length / chunk.len() {
+            if write.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&response).contains("\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), read.read(&mut buffer))
+            .await
+            .expect("no answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        response.extend_from_slice(&buffer[..n]);
+    }
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -139,9 +139,13 @@ impl BackendState {
                 backend = self.name(),
                 "backend passed its health checks; back in rotation"
             );
-        } else if up && passed && self.ejected_until.load(Ordering::Relaxed) != 0 {
-            // A passing check re-admits an ejected backend at once.
-            self.clear();
+        } else if up && passed && self.is_ejected(now_ms()) {
+            // Passing checks end an ejection early; the back-off memory stays until traffic
+            // succeeds, so a backend that passes checks but fails requests is ejected longer.
+            if streak.unsigned_abs() >= settings.healthy_threshold {
+                self.ejected_until.store(0, Ordering::Relaxed);
+                self.metrics.up.set(1);
+            }
         }
         self.checked_up.load(Ordering::Relaxed)
     }
@@ -152,9 +156,14 @@ impl BackendState {
             self.failures.store(0, Ordering::Relaxed);
         }
         let was_out = self.ejections.load(Ordering::Relaxed) != 0 || self.metrics.up.get() == 0;
-        if was_out && self.checked_up.load(Ordering::Relaxed) {
+        // A success from a request sent before the ejection does not end it early.
+        if was_out && self.checked_up.load(Ordering::Relaxed) && !self.is_ejected(now_ms()) {
             self.clear();
         }
+    }
+
+    fn is_ejected(&self, now: u64) -> bool {
+        now < self.ejected_until.load(Ordering::Relaxed)
     }
 
     fn failure(&self) {
@@ -170,17 +179,26 @@ impl BackendState {
             return; // Passive ejection is off.
         }
         let now = now_ms();
-        if now < self.ejected_until.load(Ordering::Relaxed) {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        if now < until {
             return; // Already out: requests in flight when it went out don't extend it.
         }
-        let row = self.ejections.fetch_add(1, Ordering::Relaxed).min(20);
+        let row = self.ejections.load(Ordering::Relaxed).min(20);
         let length = self
             .ejection
             .base_time
             .saturating_mul(1 << row)
             .min(self.ejection.max_time);
-        self.ejected_until
-            .store(now.saturating_add(millis(length)), Ordering::Relaxed);
+        let next = now.saturating_add(millis(length));
+        // Two workers may see the same failure run end; only one ejects (and counts it).
+        if self
+            .ejected_until
+            .compare_exchange(until, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        self.ejections.fetch_add(1, Ordering::Relaxed);
         self.failures.store(0, Ordering::Relaxed);
         self.metrics.up.set(0);
         tracing::warn!(backend = self.name(), why, ejected_for = ?length, "backend ejected");
@@ -245,6 +263,7 @@ mod tests {
         s.refused();
         assert!(!s.is_available(now_ms()) && gauge(&metrics).ends_with(" 0"));
         assert!(s.is_available(now_ms() + 201));
+        s.ejected_until.store(1, Ordering::Relaxed); // let it expire
         s.answered(StatusCode::OK);
         assert!(gauge(&metrics).ends_with(" 1"));
     }
@@ -278,6 +297,31 @@ mod tests {
         assert!((150..=200).contains(&first), "{first}");
         assert!((350..=400).contains(&second), "{second}");
         assert!((450..=500).contains(&third), "{third}");
+    }
+
+    #[test]
+    fn a_late_success_does_not_end_a_running_ejection() {
+        let s = state(&Metrics::new(), 3);
+        s.refused();
+        s.answered(StatusCode::OK); // sent before the refusal, answered after it
+        assert!(!s.is_available(now_ms()));
+    }
+
+    #[test]
+    fn ending_an_ejection_by_probe_needs_the_healthy_threshold() {
+        let s = state(&Metrics::new(), 3);
+        s.refused();
+        let checks = HealthCheckSettings {
+            path: "/h".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 2,
+            unhealthy_threshold: 5,
+        };
+        s.probed(true, &checks);
+        assert!(!s.is_available(now_ms()));
+        s.probed(true, &checks);
+        assert!(s.is_available(now_ms()));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -14,6 +15,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
+
+use crate::balancer::now_ms;
 
 /// The client's body failed: the client's fault, not the backend's.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +52,16 @@ pub(crate) struct UpstreamBody {
     received: u64,
     /// Armed while waiting for the client's next chunk.
     stall: Option<Pin<Box<Sleep>>>,
+    /// Whether `stall` runs for the current wait.
+    waiting: bool,
+    /// When the body last handed data on (process-clock ms), or [`WAITING_ON_CLIENT`]: lets
+    /// the forwarder tell a backend that stopped reading from a client that stopped sending.
+    /// Only for requests with a body.
+    handed_on: Option<Arc<AtomicU64>>,
 }
+
+/// `handed_on` while the body waits for the client's next bytes.
+pub(crate) const WAITING_ON_CLIENT: u64 = u64::MAX;
 
 impl UpstreamBody {
     /// Wraps the client's body; the returned notify fires once it has been sent, if it has one.
@@ -62,6 +74,8 @@ impl UpstreamBody {
                 limits,
                 received: 0,
                 stall: None,
+                waiting: false,
+                handed_on: sent.as_ref().map(|_| Arc::new(AtomicU64::new(now_ms()))),
             },
             sent,
         )
@@ -75,23 +89,42 @@ impl UpstreamBody {
             limits,
             received: 0,
             stall: None,
+            waiting: false,
+            handed_on: None,
         }
     }
 
-    /// Whether the client has paused too long; arms the timer on the first pending poll.
+    /// When the body last handed data on, for requests with a body (see `handed_on`).
+    pub(crate) fn handed_on(&self) -> Option<Arc<AtomicU64>> {
+        self.handed_on.clone()
+    }
+
+    /// Whether the client has paused too long. The clock starts at the first pending poll after
+    /// data (not at the data itself), so time the backend spent not reading is not blamed on
+    /// the client.
     fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
-        let timeout = self.limits.read_timeout;
-        let stall = self
-            .stall
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        let deadline = Instant::now() + self.limits.read_timeout;
+        let stall = match &mut self.stall {
+            Some(stall) if self.waiting => stall,
+            Some(stall) => {
+                stall.as_mut().reset(deadline);
+                stall
+            }
+            None => self
+                .stall
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.waiting = true;
+        if let Some(handed_on) = &self.handed_on {
+            handed_on.store(WAITING_ON_CLIENT, Ordering::Relaxed);
+        }
         stall.as_mut().poll(cx).is_ready()
     }
 
     fn count(&mut self, frame: &Frame<Bytes>) -> Result<(), ClientBodyError> {
-        if let Some(stall) = &mut self.stall {
-            stall
-                .as_mut()
-                .reset(Instant::now() + self.limits.read_timeout);
+        self.waiting = false;
+        if let Some(handed_on) = &self.handed_on {
+            handed_on.store(now_ms(), Ordering::Relaxed);
         }
         if let Some(data) = frame.data_ref() {
             self.received += data.len() as u64;

@@ -7,8 +7,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::auth::Identity;
 
 /// Headers that describe one hop's connection and never travel past a proxy.
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
+    // Connection-specific in HTTP/2's upgrade (RFC 7540 §3.2.1); never forwarded.
+    HeaderName::from_static("http2-settings"),
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,

@@ -10,6 +10,8 @@ mod upgrade;
 pub use retry::RetryBudget;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -20,7 +22,7 @@ use crate::auth::Identity;
 use crate::balancer::{attempt_order, now_ms};
 use crate::error::ProxyError;
 use crate::service::{Backend, Service};
-use body::{BodyLimits, ClientBodyError, UpstreamBody};
+use body::{BodyLimits, ClientBodyError, UpstreamBody, WAITING_ON_CLIENT};
 use pool::{Pool, Sender};
 
 /// What the forwarder needs to know about the client side of a request; built once per
@@ -168,7 +170,9 @@ impl Forwarder {
     }
 
     /// One try against one backend. `service.timeout` bounds the wait for response headers and
-    /// starts once the request body has been sent, so a slow upload is not blamed on the backend.
+    /// starts once the request body has been sent, so a slow upload is not blamed on the backend;
+    /// while the body is being sent, a backend that stops reading it for `service.timeout` (the
+    /// body has data ready, nobody takes it) is timed out the same way.
     async fn attempt(
         &self,
         service: &Service,
@@ -184,12 +188,16 @@ impl Forwarder {
             Ok(sender) => sender,
             Err(error) => return Err(Attempt::Refused(Box::new(request), error)),
         };
+        let handed_on = request.body().handed_on();
         let exchange = self.exchange(service, backend, sender, request);
         tokio::pin!(exchange);
-        if let Some(sent) = sent {
+        if let (Some(sent), Some(handed_on)) = (sent, handed_on) {
             tokio::select! {
                 result = &mut exchange => return result,
                 () = sent.notified() => {}
+                () = backend_stops_reading(&handed_on, service.timeout) => {
+                    return Err(Attempt::Failed(ProxyError::UpstreamTimeout(service.timeout)));
+                }
             }
         }
         match tokio::time::timeout(service.timeout, exchange).await {
@@ -239,6 +247,21 @@ impl Forwarder {
                     None => return Err(failed(service, backend, &error.into_error())),
                 },
             }
+        }
+    }
+}
+
+/// Completes when the request body has had data ready for the backend and the backend has not
+/// taken any for `timeout` (checked a few times per timeout); never while the body waits on the
+/// client (that is the client's stall, see `body_read_timeout`).
+async fn backend_stops_reading(handed_on: &AtomicU64, timeout: Duration) {
+    let limit = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    let mut every = tokio::time::interval((timeout / 4).max(Duration::from_millis(10)));
+    loop {
+        every.tick().await;
+        let last = handed_on.load(Ordering::Relaxed);
+        if last != WAITING_ON_CLIENT && now_ms().saturating_sub(last) > limit {
+            return;
         }
     }
 }

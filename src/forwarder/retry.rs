@@ -19,6 +19,7 @@ const RESERVE_RETRIES: i64 = 5;
 pub struct RetryBudget {
     balance: AtomicI64,
     deposit: i64,
+    percent: u32,
 }
 
 impl RetryBudget {
@@ -32,7 +33,13 @@ impl RetryBudget {
         RetryBudget {
             balance: AtomicI64::new(reserve),
             deposit: i64::from(percent) * RETRY_COST / 100,
+            percent,
         }
+    }
+
+    /// The share of requests it allows as retries.
+    pub fn percent(&self) -> u32 {
+        self.percent
     }
 
     /// A request arrived: it earns its share.

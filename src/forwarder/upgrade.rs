@@ -8,10 +8,19 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-/// Whether the client asks to switch protocols (HTTP/1.1 `Connection: upgrade` + `Upgrade`).
+use crate::server::ConnectionSlot;
+
+/// Whether the client asks to switch to WebSocket (HTTP/1.1 `Connection: upgrade` +
+/// `Upgrade: websocket`). Other protocols are not tunnelled: an `h2c` upgrade through a lenient
+/// backend would let the client speak HTTP/2 past the proxy's authentication and header rules
+/// (h2c smuggling), so their `Upgrade` header is dropped like any hop-by-hop header.
 pub(super) fn requested<B>(request: &Request<B>) -> bool {
     request.version() == Version::HTTP_11
-        && request.headers().contains_key(header::UPGRADE)
+        && request
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
         && request
             .headers()
             .get_all(header::CONNECTION)
@@ -21,9 +30,19 @@ pub(super) fn requested<B>(request: &Request<B>) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// Takes the client connection's upgrade handle out of the request.
-pub(super) fn client_side(request: &mut Request<Incoming>) -> OnUpgrade {
-    hyper::upgrade::on(request)
+/// The client side of a tunnel: its upgrade handle, and its connection's slot, which the
+/// tunnel holds so it counts as a connection for as long as it lives.
+pub(super) struct ClientSide {
+    upgrade: OnUpgrade,
+    slot: Option<ConnectionSlot>,
+}
+
+/// Takes the client connection's upgrade handle (and slot) out of the request.
+pub(super) fn client_side(request: &mut Request<Incoming>) -> ClientSide {
+    ClientSide {
+        slot: request.extensions_mut().remove::<ConnectionSlot>(),
+        upgrade: hyper::upgrade::on(request),
+    }
 }
 
 /// The protocol asked for, before the hop-by-hop headers are stripped.
@@ -43,14 +62,15 @@ pub(super) fn restore_request_headers(headers: &mut HeaderMap, protocol: HeaderV
 /// When the backend switched protocols, keeps the 101's `Upgrade`/`Connection` for the client
 /// and joins the two connections in a task of their own; any other answer is passed on as a
 /// plain response (with hop-by-hop headers removed) and the client's upgrade is dropped.
-pub(super) fn tunnel_if_switched(response: &mut Response<Incoming>, client_side: OnUpgrade) {
+pub(super) fn tunnel_if_switched(response: &mut Response<Incoming>, client_side: ClientSide) {
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         super::headers::strip_hop_by_hop(response.headers_mut());
         return;
     }
     let upstream_side = hyper::upgrade::on(&mut *response);
     tokio::spawn(async move {
-        let (client, upstream) = tokio::join!(client_side, upstream_side);
+        let _slot = client_side.slot;
+        let (client, upstream) = tokio::join!(client_side.upgrade, upstream_side);
         match (client, upstream) {
             (Ok(client), Ok(upstream)) => {
                 let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));

@@ -15,7 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::IntGauge;
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::limits::RequestLimits;
@@ -145,17 +145,27 @@ pub(super) async fn serve_worker(
         };
         let _ = stream.set_nodelay(true);
         let client = Arc::new(ClientInfo::new(peer, worker.state.proto));
-        let active = Active::new(&worker.state.metrics.connections);
+        let slot = ConnectionSlot(Arc::new((
+            permit,
+            Active::new(&worker.state.metrics.connections),
+        )));
         let service = service_fn({
-            let worker = Arc::clone(&worker);
-            move |request| answer(Arc::clone(&worker), request, Arc::clone(&client), limits)
+            let (worker, slot) = (Arc::clone(&worker), slot.clone());
+            move |mut request: Request<Incoming>| {
+                // An upgraded connection outlives this task (it becomes a tunnel): the tunnel
+                // takes a share of the slot, so it still counts against max_connections.
+                if request.headers().contains_key(http::header::UPGRADE) {
+                    request.extensions_mut().insert(slot.clone());
+                }
+                answer(Arc::clone(&worker), request, Arc::clone(&client), limits)
+            }
         });
         let watcher = graceful.watcher();
         let builder = Arc::clone(&builder);
         let acceptor = acceptor.clone();
         let header_read_timeout = options.header_read_timeout;
         tokio::spawn(async move {
-            let _slot = (permit, active);
+            let _slot = slot;
             let Some(stream) = ready(stream, acceptor.as_ref(), header_read_timeout).await else {
                 return;
             };
@@ -215,6 +225,11 @@ async fn answer(
     }
     Ok(handler::handle(worker, request, client).await)
 }
+
+/// A client connection's place under `max_connections` and in `gatehouse_connections_active`,
+/// released when the last holder (the connection, or the tunnel it became) lets go.
+#[derive(Clone)]
+pub(crate) struct ConnectionSlot(#[allow(dead_code)] Arc<(OwnedSemaphorePermit, Active)>);
 
 /// Counts a connection in `gatehouse_connections_active` for as long as it lives.
 struct Active(IntGauge);

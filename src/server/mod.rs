@@ -12,6 +12,7 @@ mod stream;
 mod tls;
 mod workers;
 
+pub(crate) use accept::ConnectionSlot;
 pub use accept::ServerOptions;
 pub use admin::serve_admin;
 pub use listen::{bind, Listen};

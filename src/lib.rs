@@ -18,6 +18,7 @@
 //! - `state`: the live snapshot (`ArcSwap`) and what requests share.
 //! - `reload`: SIGHUP → new snapshot, swapped only if it builds.
 //! - `admin`: `gatehouse accounts create|list|disable|seed`.
+//! - `probe`: `gatehouse probe URL`, the container health check.
 //! - `store`: the account store (SQLite or PostgreSQL) behind the `AccountStore` trait.
 
 pub mod admin;
@@ -30,6 +31,7 @@ pub mod forwarder;
 mod handler;
 pub mod metrics;
 pub mod policy;
+pub mod probe;
 pub mod reload;
 pub mod router;
 pub mod server;

@@ -37,6 +37,14 @@ enum Command {
         #[command(subcommand)]
         action: AccountsCommand,
     },
+    /// GET an http:// URL (e.g. http://127.0.0.1:8080/health): exit 0 on 2xx, 1 otherwise.
+    /// A container health check that needs no curl in the image.
+    Probe {
+        url: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = parse_timeout)]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +93,9 @@ fn main() -> ExitCode {
     if let Some(Command::Accounts { action }) = cli.command {
         return report(accounts(cli.config.as_deref(), action));
     }
+    if let Some(Command::Probe { url, timeout }) = cli.command {
+        return probe(&url, timeout);
+    }
     let Some(config_path) = cli.config.clone() else {
         eprintln!("error: --config PATH is required");
         return ExitCode::from(2);
@@ -99,7 +110,7 @@ fn main() -> ExitCode {
             }
             report(served)
         }
-        Command::Accounts { .. } => unreachable!("handled above"),
+        Command::Accounts { .. } | Command::Probe { .. } => unreachable!("handled above"),
     }
 }
 
@@ -193,6 +204,33 @@ fn read_password() -> anyhow::Result<String> {
 
 fn rand_password() -> u128 {
     rand::random::<u128>() >> 32
+}
+
+fn probe(url: &str, timeout: std::time::Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("gatehouse probe: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(gatehouse::probe::probe(url, timeout)) {
+        Ok(status) => {
+            println!("{url}: {status}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{url}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    gatehouse::config::parse_duration(text)
 }
 
 fn check(path: &Path) -> ExitCode {

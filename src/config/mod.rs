@@ -12,6 +12,7 @@ mod traffic;
 mod values;
 
 pub use load::{load, parse_str, ConfigError};
+pub use rules::parse_duration;
 pub use schema::{
     AccountsPageAccess, AuthLimits, AuthSettings, BackendSettings, DatabaseSettings, JwtAlgorithm,
     JwtSettings, Limits, ServiceAuth, ServiceSettings, Settings, Strategy, TlsSettings,

@@ -8,7 +8,7 @@ use std::time::Duration;
 pub(crate) const MAX_WEIGHT: u32 = 100;
 
 /// Parses `250ms`, `5s`, `15m`, `1h`: a whole number followed by a unit, greater than zero.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())

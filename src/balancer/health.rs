@@ -251,6 +251,16 @@ mod tests {
         }
     }
 
+    fn checks(healthy_threshold: u32, unhealthy_threshold: u32) -> HealthCheckSettings {
+        HealthCheckSettings {
+            path: "/h".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            healthy_threshold,
+            unhealthy_threshold,
+        }
+    }
+
     fn state(metrics: &Metrics, failures: u32) -> BackendState {
         BackendState::new(metrics.backend("svc", "127.0.0.1:1"), ejection(failures))
     }
@@ -311,13 +321,7 @@ mod tests {
     fn ending_an_ejection_by_probe_needs_the_healthy_threshold() {
         let s = state(&Metrics::new(), 3);
         s.refused();
-        let checks = HealthCheckSettings {
-            path: "/h".into(),
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
-            healthy_threshold: 2,
-            unhealthy_threshold: 5,
-        };
+        let checks = checks(2, 5);
         s.probed(true, &checks);
         assert!(!s.is_available(now_ms()));
         s.probed(true, &checks);
@@ -336,13 +340,7 @@ mod tests {
     fn probes_take_out_and_bring_back_by_threshold() {
         let metrics = Metrics::new();
         let s = state(&metrics, 3);
-        let checks = HealthCheckSettings {
-            path: "/h".into(),
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
-            healthy_threshold: 2,
-            unhealthy_threshold: 3,
-        };
+        let checks = checks(2, 3);
         assert!(s.probed(false, &checks) && s.probed(false, &checks));
         assert!(!s.probed(false, &checks));
         assert!(!s.is_available(now_ms()) && gauge(&metrics).ends_with(" 0"));
@@ -355,13 +353,7 @@ mod tests {
     fn a_passing_probe_ends_an_ejection() {
         let s = state(&Metrics::new(), 3);
         s.refused();
-        let checks = HealthCheckSettings {
-            path: "/h".into(),
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
-            healthy_threshold: 1,
-            unhealthy_threshold: 1,
-        };
+        let checks = checks(1, 1);
         s.probed(true, &checks);
         assert!(s.is_available(now_ms()));
     }

@@ -10,14 +10,10 @@ pub(crate) const MAX_WEIGHT: u32 = 100;
 /// Parses `250ms`, `5s`, `15m`, `1h`: a whole number followed by a unit, greater than zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
     let bad = || {
         format!("invalid duration `{text}`: write a whole number and a unit: 250ms, 5s, 15m or 1h")
     };
-    let amount: u64 = digits.parse().map_err(|_| bad())?;
+    let (amount, unit) = amount_and_unit(text).ok_or_else(bad)?;
     let duration = match unit {
         "ms" => Duration::from_millis(amount),
         "s" => Duration::from_secs(amount),
@@ -33,18 +29,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Parses `512`, `64KiB`, `10MiB`, `1GiB` (also `KB`/`MB`/`GB` as the same binary units), at
-/// least one byte.
-pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
+/// `15m` → `(15, "m")`: the leading whole number and the rest; `None` without digits.
+fn amount_and_unit(text: &str) -> Option<(u64, &str)> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
+    Some((digits.parse().ok()?, unit))
+}
+
+/// Parses `512`, `64KiB`, `10MiB`, `1GiB` (also `KB`/`MB`/`GB` as the same binary units), at
+/// least one byte.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
     let bad = || {
         format!("invalid size `{text}`: write a whole number and a unit: 512, 64KiB, 10MiB or 1GiB")
     };
-    let amount: u64 = digits.parse().map_err(|_| bad())?;
+    let (amount, unit) = amount_and_unit(text).ok_or_else(bad)?;
     let scale: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "KB" | "K" => 1 << 10,

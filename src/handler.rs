@@ -114,7 +114,7 @@ async fn proxy(
     if let Some(answer) = policy.preflight(&request, outcome.cors_origin.as_ref()) {
         return answer;
     }
-    let ip = client.peer.ip();
+    let ip = client.ip(request.headers());
     policy.admit(&request, ip)?;
     outcome.user = match service.auth {
         ServiceAuth::Required => Some(authorize(&worker.state.auth, service, &request)?),

@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
+use ipnet::IpNet;
 
 use crate::auth::Auth;
 use crate::config::Settings;
@@ -30,6 +31,8 @@ pub struct AppState {
     separate_admin: bool,
     /// The main listening socket, once serving (a reload that changes `listen` moves it).
     pub listen: OnceLock<Arc<Listen>>,
+    /// Proxies whose forwarding headers name the client (a change needs a restart).
+    pub trusted_proxies: Arc<[IpNet]>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             metrics,
             separate_admin: settings.admin_listen.is_some(),
             listen: OnceLock::new(),
+            trusted_proxies: settings.trusted_proxies.iter().map(|p| p.0).collect(),
         }
     }
 

@@ -21,4 +21,4 @@ pub use traffic::{
     CorsSettings, EjectionSettings, HealthCheckSettings, RateLimitKey, RateLimitSettings,
     RetrySettings, TimeoutSettings,
 };
-pub use values::{BackendUrl, Bounded, HostName, ServiceName, Size, Weight, Workers};
+pub use values::{BackendUrl, Bounded, HostName, ProxyNet, ServiceName, Size, Weight, Workers};

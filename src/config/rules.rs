@@ -70,6 +70,25 @@ pub(crate) fn check_range(value: u64, min: u32, max: u32) -> Result<u32, String>
     }
 }
 
+/// `10.0.0.0/8`, `fd00::/8`, or a single address (a /32 or /128). Host bits set below the
+/// prefix (`10.0.0.1/8`) are refused: they usually mean a typo in the prefix length.
+pub(crate) fn check_proxy_net(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(ip));
+    }
+    let net: ipnet::IpNet = text.parse().map_err(|_| {
+        format!("invalid proxy address `{text}`: write a range like 10.0.0.0/8 or an address")
+    })?;
+    if net.trunc() != net {
+        return Err(format!(
+            "proxy range `{text}` has host bits set: did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
 /// A backend URL must be `http://host[:port]` with nothing after the authority; the port, when
 /// written, must be a real one (the URI parser would otherwise accept `:99999` and the connector
 /// silently fall back to port 80).
@@ -261,6 +280,25 @@ pub(crate) fn check_database_url(text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_ranges_take_cidrs_and_single_addresses() {
+        assert_eq!(
+            check_proxy_net("10.0.0.0/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            check_proxy_net("127.0.0.1").unwrap().to_string(),
+            "127.0.0.1/32"
+        );
+        assert_eq!(check_proxy_net("fd00::/8").unwrap().to_string(), "fd00::/8");
+        assert!(check_proxy_net("10.0.0.1/8")
+            .unwrap_err()
+            .contains("did you mean 10.0.0.0/8"));
+        assert!(check_proxy_net("ten/8")
+            .unwrap_err()
+            .contains("invalid proxy address"));
+    }
     use std::collections::HashSet;
 
     #[test]

@@ -11,7 +11,9 @@ use super::traffic::{
     CorsSettings, EjectionSettings, HealthCheckSettings, MaxBody, RateLimitSettings, RetrySettings,
     TimeoutSettings,
 };
-use super::values::{BackendUrl, Dur, HostName, NonEmpty, ServiceName, Size, Weight, Workers};
+use super::values::{
+    BackendUrl, Dur, HostName, NonEmpty, ProxyNet, ServiceName, Size, Weight, Workers,
+};
 use crate::store::Role;
 
 /// The whole validated configuration.
@@ -30,6 +32,11 @@ pub struct Settings {
     /// TLS on `listen` (rustls).
     #[serde(default)]
     pub tls: Option<TlsSettings>,
+    /// Proxies in front of Gatehouse (ingress controllers, load balancers) whose
+    /// `X-Forwarded-For` and `X-Forwarded-Proto` are believed; empty: none, the TCP peer is
+    /// the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ProxyNet>,
     /// The account store.
     #[serde(default)]
     pub database: DatabaseSettings,

@@ -131,6 +131,18 @@ impl<'de> Deserialize<'de> for ServiceName {
     }
 }
 
+/// A proxy address range whose forwarding headers are believed: `10.0.0.0/8` or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyNet(pub ipnet::IpNet);
+
+impl<'de> Deserialize<'de> for ProxyNet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str(d, "an address range like 10.0.0.0/8, or an address", |s| {
+            rules::check_proxy_net(s).map(ProxyNet)
+        })
+    }
+}
+
 /// A byte size written `512`, `64KiB`, `10MiB` or `1GiB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);

@@ -47,12 +47,13 @@ pub(super) async fn register(
     request: Request<Incoming>,
     client: &ClientInfo,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let ip = client.ip(request.headers());
     let registration: Registration = body::read_json(request).await?;
     validate::username(&registration.username)?;
     validate::email(&registration.email)?;
     validate::password(&registration.password)?;
     auth.throttle
-        .register(client.peer.ip())
+        .register(ip)
         .map_err(|t| ProxyError::RateLimited(t.retry_after_secs))?;
     let account = create(auth, registration, Role::User).await?;
     let mut response = json_response(

@@ -27,13 +27,12 @@ pub(super) async fn login(
     request: Request<Incoming>,
     client: &ClientInfo,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let ip = client.ip(request.headers());
     let login: Login = body::read_json(request).await?;
-    auth.throttle
-        .login(client.peer.ip(), &login.email)
-        .map_err(|t| {
-            auth.count_login(LoginResult::RateLimited);
-            ProxyError::RateLimited(t.retry_after_secs)
-        })?;
+    auth.throttle.login(ip, &login.email).map_err(|t| {
+        auth.count_login(LoginResult::RateLimited);
+        ProxyError::RateLimited(t.retry_after_secs)
+    })?;
     let worker = Arc::clone(auth);
     let checked = auth
         .run(async move {

@@ -2,14 +2,15 @@
 //! back; a backend that refuses the connection is skipped for the next one.
 
 mod body;
+mod client;
 pub(crate) mod headers;
 mod pool;
 mod retry;
 mod upgrade;
 
+pub use client::ClientInfo;
 pub use retry::RetryBudget;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -24,29 +25,6 @@ use crate::error::ProxyError;
 use crate::service::{Backend, Service};
 use body::{BodyLimits, ClientBodyError, UpstreamBody, WAITING_ON_CLIENT};
 use pool::{Pool, Sender};
-
-/// What the forwarder needs to know about the client side of a request; built once per
-/// connection.
-#[derive(Debug, Clone)]
-pub struct ClientInfo {
-    /// The TCP peer.
-    pub peer: SocketAddr,
-    /// `http` or `https`, as the client connected.
-    pub proto: &'static str,
-    /// The peer's IP rendered for `X-Forwarded-For`.
-    peer_ip: HeaderValue,
-}
-
-impl ClientInfo {
-    /// Describes a client connected from `peer` over `proto`.
-    pub fn new(peer: SocketAddr, proto: &'static str) -> Self {
-        ClientInfo {
-            peer,
-            proto,
-            peer_ip: headers::ip_header_value(peer.ip()),
-        }
-    }
-}
 
 /// One worker's upstream side: its keep-alive connections to every backend.
 #[derive(Debug, Default)]
@@ -399,7 +377,8 @@ fn rewrite_request_headers(parts: &mut http::request::Parts, client: &ClientInfo
         }
     }
     let host = headers.get(header::HOST).cloned();
-    headers::add_forwarded(headers, &client.peer_ip, client.proto, host.as_ref());
+    let scheme = client.scheme(headers);
+    headers::add_forwarded(headers, &client.peer_ip, scheme, host.as_ref());
 }
 
 /// The first error of type `T` in `error`'s chain of causes.

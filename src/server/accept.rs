@@ -144,7 +144,8 @@ pub(super) async fn serve_worker(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let client = Arc::new(ClientInfo::new(peer, worker.state.proto));
+        let trusted = Arc::clone(&worker.state.trusted_proxies);
+        let client = Arc::new(ClientInfo::new(peer, worker.state.proto, trusted));
         let slot = ConnectionSlot(Arc::new((
             permit,
             Active::new(&worker.state.metrics.connections),

@@ -39,7 +39,7 @@ impl AccessRecord {
             method: request.method().clone(),
             host: request_host(request).unwrap_or_default().to_string(),
             path: request.uri().path().to_string(),
-            peer: client.peer.ip(),
+            peer: client.ip(request.headers()),
             request_id: header_text(request.headers().get(X_REQUEST_ID)),
             started,
         }

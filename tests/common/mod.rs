@@ -189,6 +189,7 @@ pub const TEST_JWT_SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 pub struct ConfigYaml {
     listen: Option<SocketAddr>,
     admin_listen: Option<SocketAddr>,
+    trusted_proxies: Vec<String>,
     workers: Option<usize>,
     limits: Vec<(String, String)>,
     services: Vec<ServiceYaml>,
@@ -206,6 +207,7 @@ impl Default for ConfigYaml {
         ConfigYaml {
             listen: None,
             admin_listen: None,
+            trusted_proxies: Vec::new(),
             workers: None,
             limits: Vec::new(),
             services: Vec::new(),
@@ -275,6 +277,12 @@ impl ConfigYaml {
         self
     }
 
+    /// Sets `trusted_proxies` (address ranges whose forwarding headers are believed).
+    pub fn trusted_proxies(mut self, ranges: &[&str]) -> Self {
+        self.trusted_proxies = ranges.iter().map(|r| r.to_string()).collect();
+        self
+    }
+
     /// Sets `admin_listen` (only the binary uses it).
     pub fn admin_listen(mut self, addr: SocketAddr) -> Self {
         self.admin_listen = Some(addr);
@@ -307,6 +315,12 @@ impl ConfigYaml {
         }
         if let Some(admin) = self.admin_listen {
             out.push_str(&format!("admin_listen: {admin}\n"));
+        }
+        if !self.trusted_proxies.is_empty() {
+            out.push_str(&format!(
+                "trusted_proxies: [{}]\n",
+                self.trusted_proxies.join(", ")
+            ));
         }
         if let Some(workers) = self.workers {
             out.push_str(&format!("workers: {workers}\n"));

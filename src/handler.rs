@@ -14,6 +14,7 @@ use crate::error::{ProxyBody, ProxyError};
 use crate::forwarder::ClientInfo;
 use crate::metrics;
 use crate::server::access_log::{self, AccessRecord};
+use crate::server::RequestLimits;
 use crate::service::Service;
 use crate::state::{AppState, Worker};
 
@@ -54,13 +55,14 @@ pub async fn handle(
     worker: Arc<Worker>,
     mut request: Request<Incoming>,
     client: Arc<ClientInfo>,
+    limits: RequestLimits,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let request_id = ensure_request_id(&mut request, &worker.state);
     let record = access_log::enabled().then(|| AccessRecord::start(&request, &client, started));
     let method = metrics::method_slot(request.method());
     let mut outcome = Outcome::default();
-    let mut response = match handle_inner(&worker, request, &client, &mut outcome).await {
+    let mut response = match handle_inner(&worker, request, &client, limits, &mut outcome).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(%error, service = outcome.service_name(), "request failed");
@@ -87,16 +89,19 @@ async fn handle_inner(
     worker: &Worker,
     request: Request<Incoming>,
     client: &ClientInfo,
+    limits: RequestLimits,
     outcome: &mut Outcome,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let routes = worker.state.routes.load();
-    let Some(service) = routes.route(&request) else {
-        return control::handle(request, &worker.state, client).await;
-    };
-    let service = Arc::clone(service);
-    drop(routes);
-    outcome.service = Some(Arc::clone(&service));
-    proxy(worker, &service, request, client, outcome).await
+    let service = worker.state.routes.load().route(&request).cloned();
+    outcome.service = service.clone();
+    // After routing, so a refused request is counted and logged under its service.
+    if let Some(refused) = limits.reject(&request) {
+        return Ok(refused);
+    }
+    match service {
+        Some(service) => proxy(worker, &service, request, client, outcome).await,
+        None => control::handle(request, &worker.state, client).await,
+    }
 }
 
 /// A routed request: the service's policy, authentication, then the backend. Preflights and

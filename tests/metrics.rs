@@ -367,3 +367,28 @@ async fn metrics_answer_in_the_prometheus_text_format() {
         (405, Some("GET, HEAD"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_refused_for_their_size_are_counted_under_their_service() {
+    let backend = backends(1).await[0];
+    let config = ConfigYaml::new().service(ServiceYaml::open("svc", "svc.test").backend(backend));
+    let proxy = Proxy::start(&config).await;
+    let long = format!("/{}", "a".repeat(9 * 1024));
+    for host in ["svc.test", CONTROL] {
+        let reply = proxy.client().get(host, &long).await;
+        assert_eq!(reply.status, 414);
+        assert_eq!(reply.json()["error"], "uri_too_long");
+        assert!(reply.headers.contains_key("x-request-id"));
+    }
+    let text = scrape(proxy.addr).await;
+    for service in ["svc", "control"] {
+        let refused = [("service", service), ("method", "GET"), ("code", "414")];
+        assert_eq!(count(&text, REQUESTS, &refused), 1, "{service}\n{text}");
+    }
+    let upstream = [("service", "svc"), ("backend", &*backend.to_string())];
+    assert_eq!(
+        sample(&text, UPSTREAM, &upstream),
+        None,
+        "the backend was contacted"
+    );
+}

@@ -26,7 +26,7 @@ use super::tls::{self, ServerTls};
 use crate::config::Limits;
 use crate::error::ProxyBody;
 use crate::forwarder::ClientInfo;
-use crate::handler::{self, X_REQUEST_ID};
+use crate::handler;
 use crate::state::{AppState, Worker};
 
 /// Accept errors such as EMFILE are retried after this pause instead of spinning.
@@ -207,24 +207,14 @@ async fn ready(
     }
 }
 
-/// One request: refused here if over a request limit, else handled.
+/// One request, with this listener's request limits.
 async fn answer(
     worker: Arc<Worker>,
     request: Request<Incoming>,
     client: Arc<ClientInfo>,
     limits: RequestLimits,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
-    if let Some(mut refused) = limits.reject(&request) {
-        let id = request
-            .headers()
-            .get(X_REQUEST_ID)
-            .filter(|id| !id.is_empty() && id.len() <= 200)
-            .cloned()
-            .unwrap_or_else(|| worker.state.request_ids.next());
-        refused.headers_mut().insert(X_REQUEST_ID, id);
-        return Ok(refused);
-    }
-    Ok(handler::handle(worker, request, client).await)
+    Ok(handler::handle(worker, request, client, limits).await)
 }
 
 /// A client connection's place under `max_connections` and in `gatehouse_connections_active`,

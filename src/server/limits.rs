@@ -1,4 +1,5 @@
-//! Request limits checked before a request reaches the handler: the request target's length
+//! Request limits the handler checks first (so refusals are counted and logged): the request
+//! target's length
 //! (414) on every protocol, and the header count on HTTP/2 (hyper counts HTTP/1 headers while
 //! parsing and answers 431 itself; HTTP/2 only has a byte bound, `max_header_list_size`).
 
@@ -9,7 +10,7 @@ use crate::error::{json_response, ProxyBody};
 
 /// The per-request bounds of one listener.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct RequestLimits {
+pub struct RequestLimits {
     /// Longest path + query, in bytes.
     pub(super) max_uri_bytes: usize,
     /// Most header fields (each value of a repeated name counts).
@@ -18,7 +19,7 @@ pub(super) struct RequestLimits {
 
 impl RequestLimits {
     /// The error response for a request over a limit; `None` when it is within all of them.
-    pub(super) fn reject<B>(&self, request: &Request<B>) -> Option<Response<ProxyBody>> {
+    pub(crate) fn reject<B>(&self, request: &Request<B>) -> Option<Response<ProxyBody>> {
         let target = request
             .uri()
             .path_and_query()

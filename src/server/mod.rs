@@ -15,6 +15,7 @@ mod workers;
 pub(crate) use accept::ConnectionSlot;
 pub use accept::ServerOptions;
 pub use admin::serve_admin;
+pub use limits::RequestLimits;
 pub use listen::{bind, Listen};
 pub use tls::{CertWatch, Reloaded, ServerTls, TlsError};
 pub use workers::serve_workers;

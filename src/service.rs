@@ -8,7 +8,7 @@ use http::uri::Authority;
 
 use crate::balancer::{BackendState, Balancer};
 use crate::config::{EjectionSettings, HealthCheckSettings, ServiceAuth, ServiceSettings};
-use crate::forwarder::RetryBudget;
+use crate::forwarder::{BodyLimits, RetryBudget};
 use crate::metrics::{Metrics, ServiceMetrics};
 use crate::policy::Policy;
 use crate::store::Role;
@@ -44,10 +44,8 @@ pub struct Service {
     /// Caps retries at a share of requests; shared with the next snapshot while the share is
     /// unchanged, so reloads during an outage do not refill it.
     pub retry_budget: Arc<RetryBudget>,
-    /// Largest request body accepted, in bytes.
-    pub max_request_body: Option<u64>,
-    /// Longest pause inside a request body.
-    pub body_read_timeout: Duration,
+    /// Request body size and pause limits (the size from the policy).
+    pub body_limits: BodyLimits,
     /// Active health checks of the backends, if configured.
     pub health_check: Option<HealthCheckSettings>,
     /// The pool, in config order.
@@ -106,8 +104,10 @@ impl Service {
                     || Arc::new(RetryBudget::new(settings.retries.budget_percent.0)),
                     Arc::clone,
                 ),
-            max_request_body: settings.max_request_body.map(|size| size.0),
-            body_read_timeout: context.body_read_timeout,
+            body_limits: BodyLimits {
+                max_bytes: policy.max_request_body(),
+                read_timeout: context.body_read_timeout,
+            },
             health_check: settings.health_check.clone(),
             backends: settings
                 .backends

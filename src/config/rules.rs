@@ -280,6 +280,7 @@ pub(crate) fn check_database_url(text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn proxy_ranges_take_cidrs_and_single_addresses() {
@@ -299,7 +300,6 @@ mod tests {
             .unwrap_err()
             .contains("invalid proxy address"));
     }
-    use std::collections::HashSet;
 
     #[test]
     fn parses_durations_in_each_unit() {

@@ -32,9 +32,9 @@ pub(crate) enum ClientBodyError {
     Stalled(Duration),
 }
 
-/// Limits on a body as it streams.
+/// Limits on a body as it streams; built once per service and snapshot.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BodyLimits {
+pub struct BodyLimits {
     /// Most bytes accepted.
     pub max_bytes: Option<u64>,
     /// Longest wait for the next chunk.

@@ -8,6 +8,7 @@ mod pool;
 mod retry;
 mod upgrade;
 
+pub use body::BodyLimits;
 pub use client::ClientInfo;
 pub use retry::RetryBudget;
 
@@ -23,7 +24,7 @@ use crate::auth::Identity;
 use crate::balancer::{attempt_order, now_ms};
 use crate::error::ProxyError;
 use crate::service::{Backend, Service};
-use body::{BodyLimits, ClientBodyError, UpstreamBody, WAITING_ON_CLIENT};
+use body::{ClientBodyError, UpstreamBody, WAITING_ON_CLIENT};
 use pool::{Pool, Sender};
 
 /// One worker's upstream side: its keep-alive connections to every backend.
@@ -72,11 +73,7 @@ impl Forwarder {
         if let Some(identity) = identity {
             headers::add_identity(&mut parts.headers, identity, service.forward_authorization);
         }
-        let limits = BodyLimits {
-            max_bytes: service.max_request_body,
-            read_timeout: service.body_read_timeout,
-        };
-        let (body, sent) = UpstreamBody::new(incoming, limits);
+        let (body, sent) = UpstreamBody::new(incoming, service.body_limits);
         let retry = Retry::plan(service, &parts, sent.is_none() && upgrade.is_none());
         let mut upstream = Request::new(body);
         *upstream.method_mut() = parts.method;
@@ -284,26 +281,24 @@ struct Retry {
     uri: Uri,
     headers: HeaderMap,
     left: u32,
-    limits: BodyLimits,
 }
 
 impl Retry {
-    /// A retry plan when the request may be retried: retries configured, an idempotent method
-    /// and no body. Every request of a retrying service feeds the retry budget.
+    /// A retry plan when the request may be retried: retries configured, another backend to
+    /// retry on, an idempotent method and no body. Only then is the head copied (the copy is
+    /// the cost of a retry plan). Every request of a retrying service feeds the retry budget.
     fn plan(service: &Service, parts: &http::request::Parts, bodiless: bool) -> Option<Self> {
         if service.retries == 0 {
             return None;
         }
         service.retry_budget.deposit();
-        (bodiless && retry::is_idempotent(&parts.method)).then(|| Retry {
+        let retriable =
+            bodiless && service.backends.len() > 1 && retry::is_idempotent(&parts.method);
+        retriable.then(|| Retry {
             method: parts.method.clone(),
             uri: origin_form(&parts.uri),
             headers: parts.headers.clone(),
             left: service.retries,
-            limits: BodyLimits {
-                max_bytes: service.max_request_body,
-                read_timeout: service.body_read_timeout,
-            },
         })
     }
 
@@ -323,7 +318,7 @@ impl Retry {
             return None;
         }
         self.left -= 1;
-        let mut request = Request::new(UpstreamBody::empty(self.limits));
+        let mut request = Request::new(UpstreamBody::empty(service.body_limits));
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();

@@ -47,6 +47,11 @@ impl Policy {
         }
     }
 
+    /// The largest request body the service accepts, if limited.
+    pub fn max_request_body(&self) -> Option<u64> {
+        self.max_request_body
+    }
+
     /// Keeps state that should outlive a reload from `previous` (the same service's policy in
     /// the snapshot being replaced): rate-limit buckets, when the limit is unchanged.
     pub fn carry_over(&mut self, previous: &Policy) {

@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -24,7 +24,6 @@ use super::preface;
 use super::stream::ClientStream;
 use super::tls::{self, ServerTls};
 use crate::config::Limits;
-use crate::error::ProxyBody;
 use crate::forwarder::ClientInfo;
 use crate::handler;
 use crate::state::{AppState, Worker};
@@ -158,7 +157,12 @@ pub(super) async fn serve_worker(
                 if request.headers().contains_key(http::header::UPGRADE) {
                     request.extensions_mut().insert(slot.clone());
                 }
-                answer(Arc::clone(&worker), request, Arc::clone(&client), limits)
+                let (worker, client) = (Arc::clone(&worker), Arc::clone(&client));
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        handler::handle(worker, request, client, limits).await,
+                    )
+                }
             }
         });
         let watcher = graceful.watcher();
@@ -205,16 +209,6 @@ async fn ready(
             None
         }
     }
-}
-
-/// One request, with this listener's request limits.
-async fn answer(
-    worker: Arc<Worker>,
-    request: Request<Incoming>,
-    client: Arc<ClientInfo>,
-    limits: RequestLimits,
-) -> Result<Response<ProxyBody>, std::convert::Infallible> {
-    Ok(handler::handle(worker, request, client, limits).await)
 }
 
 /// A client connection's place under `max_connections` and in `gatehouse_connections_active`,

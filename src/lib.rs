@@ -16,7 +16,8 @@
 //! - `config`: YAML → validated `Settings`, errors as `PATH:LINE:COLUMN: message`.
 //! - `metrics`: the Prometheus registry; handles resolved per snapshot, not per request.
 //! - `state`: the live snapshot (`ArcSwap`) and what requests share.
-//! - `reload`: SIGHUP → new snapshot, swapped only if it builds.
+//! - `reload`: SIGHUP or a file change → new snapshot, swapped only if it builds.
+//! - `file_watch`: watching replaced files (config, certificate), shared by the reloads.
 //! - `admin`: `gatehouse accounts create|list|disable|seed`.
 //! - `probe`: `gatehouse probe URL`, the container health check.
 //! - `store`: the account store (SQLite or PostgreSQL) behind the `AccountStore` trait.
@@ -27,6 +28,7 @@ pub mod balancer;
 pub mod config;
 mod control;
 pub mod error;
+mod file_watch;
 pub mod forwarder;
 mod handler;
 pub mod metrics;

@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use crate::config::{self, ConfigError};
+use crate::file_watch;
 use crate::router::Router;
 use crate::state::AppState;
 
@@ -48,9 +48,13 @@ fn swap(path: &Path, state: &AppState) -> Result<(), ConfigError> {
 #[cfg(unix)]
 pub async fn on_sighup(path: PathBuf, state: Arc<AppState>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (changed, mut changes) = mpsc::unbounded_channel::<()>();
+    let (changed, mut changes) = mpsc::channel::<()>(1);
     // Kept alive for as long as this task runs.
-    let _watcher = watch(&path, changed);
+    let _watch = file_watch::watch(&[&path], changed)
+        .inspect_err(
+            |error| tracing::warn!(%error, "cannot watch the config file; reload on SIGHUP only"),
+        )
+        .ok();
     let mut hangups = signal(SignalKind::hangup())
         .inspect_err(|error| tracing::warn!(%error, "cannot listen for SIGHUP"))
         .ok();
@@ -61,7 +65,7 @@ pub async fn on_sighup(path: PathBuf, state: Arc<AppState>) {
         let forced = tokio::select! {
             Some(()) = hangup(&mut hangups) => true,
             Some(()) = changes.recv() => {
-                debounce(&mut changes).await;
+                file_watch::settle(&mut changes).await;
                 false
             }
             else => return,
@@ -90,61 +94,7 @@ fn report(result: Result<(), ConfigError>) {
     }
 }
 
-/// Waits until the file has been quiet for [`DEBOUNCE`] (at most ten times that), so a save in
-/// several writes reloads once, with the whole new text.
-async fn debounce(changes: &mut mpsc::UnboundedReceiver<()>) {
-    let give_up = tokio::time::Instant::now() + DEBOUNCE * 10;
-    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {
-        if tokio::time::Instant::now() > give_up {
-            break;
-        }
-    }
-}
-
-/// Quiet time after a change before the file is read.
-const DEBOUNCE: Duration = Duration::from_millis(200);
-
 /// The file's text, to tell a real change from a touch (`None` when unreadable).
 fn fingerprint(path: &Path) -> Option<Vec<u8>> {
     std::fs::read(path).ok()
-}
-
-/// Watches the file's directory (not the file: editors replace files by renaming, and a
-/// Kubernetes ConfigMap volume swaps a `..data` symlink), sending on `changed` for any event
-/// there. `None` (logged) if the platform cannot watch.
-fn watch(path: &Path, changed: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().map(|n| n.to_os_string());
-    // Only events about the config file itself (or Kubernetes' `..data` swap) count: other
-    // files in the directory, such as a SQLite store, change all the time.
-    let concerns_config = move |event: &notify::Event| {
-        !event.kind.is_access()
-            && event
-                .paths
-                .iter()
-                .filter_map(|p| p.file_name())
-                .any(|file| {
-                    Some(file) == name.as_deref() || file.as_encoded_bytes().starts_with(b"..")
-                })
-    };
-    let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| concerns_config(&e)) {
-            let _ = changed.send(());
-        }
-    };
-    let watcher = notify::recommended_watcher(handler).and_then(|mut watcher| {
-        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-        Ok(watcher)
-    });
-    match watcher {
-        Ok(watcher) => Some(watcher),
-        Err(error) => {
-            tracing::warn!(%error, dir = %dir.display(), "cannot watch the config file; reload on SIGHUP only");
-            None
-        }
-    }
 }

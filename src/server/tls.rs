@@ -12,8 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
-use notify::{Event, EventKind, RecursiveMode, Watcher};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -28,13 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use super::preface;
 use super::stream::ClientStream;
 use crate::config::TlsSettings;
-
-/// Writers often replace the certificate and then the key: changes closer together than this
-/// are taken as one, so the half-written pair in between is never tried.
-const SETTLE: Duration = Duration::from_millis(200);
-
-/// Kubernetes swaps a mounted secret by re-pointing this symlink in the same directory.
-const K8S_DATA_LINK: &str = "..data";
+use crate::file_watch::{self, FileWatch};
 
 /// Why a certificate and key could not be loaded; each names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -161,23 +153,10 @@ impl ServerTls {
     /// `None` returned: SIGHUP still works.
     pub fn watch(self: &Arc<Self>) -> Option<CertWatch> {
         let (changed, changes) = mpsc::channel(1);
-        let names = [file_name(&self.files.cert), file_name(&self.files.key)];
-        let handler = move |event: notify::Result<Event>| {
-            if event.is_ok_and(|event| concerns(&event, &names)) {
-                // A full channel already holds a pending reload; that one will read the files.
-                let _ = changed.try_send(());
-            }
-        };
-        let watcher = notify::recommended_watcher(handler).and_then(|mut watcher| {
-            for dir in watched_dirs(&self.files) {
-                watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-            }
-            Ok(watcher)
-        });
-        match watcher {
-            Ok(watcher) => {
+        match file_watch::watch(&[&self.files.cert, &self.files.key], changed) {
+            Ok(watch) => {
                 tokio::spawn(reload_on_change(Arc::clone(self), changes));
-                Some(CertWatch { _watcher: watcher })
+                Some(CertWatch { _watch: watch })
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot watch the TLS files; reload them with SIGHUP");
@@ -194,7 +173,7 @@ impl ServerTls {
 
 /// Keeps the file watch of [`ServerTls::watch`] running; dropping it stops the watch.
 pub struct CertWatch {
-    _watcher: notify::RecommendedWatcher,
+    _watch: FileWatch,
 }
 
 impl std::fmt::Debug for CertWatch {
@@ -293,112 +272,16 @@ fn pem_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(pem::Error) 
 /// Waits for a change, lets the writer finish, reloads; ends when the watch is dropped.
 async fn reload_on_change(tls: Arc<ServerTls>, mut changes: mpsc::Receiver<()>) {
     while changes.recv().await.is_some() {
-        loop {
-            match timeout(SETTLE, changes.recv()).await {
-                Ok(Some(())) => continue,
-                Ok(None) => return,
-                Err(_settled) => break,
-            }
+        if !file_watch::settle(&mut changes).await {
+            return;
         }
         tls.reload_logged("file change");
     }
 }
 
-/// The directories holding the files. Directories, not the files: editors and secret mounts
-/// replace a file by renaming over it, which a watch on the old file would miss.
-fn watched_dirs(files: &TlsSettings) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = [&files.cert, &files.key]
-        .into_iter()
-        .map(|file| match file.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        })
-        .collect();
-    dirs.dedup();
-    dirs
-}
-
-fn file_name(path: &Path) -> std::ffi::OsString {
-    path.file_name().unwrap_or_default().to_os_string()
-}
-
-/// Whether `event` may have changed one of the files named `names`. Reads are ignored: the
-/// reload itself opens the files.
-fn concerns(event: &Event, names: &[std::ffi::OsString]) -> bool {
-    let writes = match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
-        EventKind::Access(_) => false,
-        _ => true,
-    };
-    writes
-        && event.paths.iter().any(|path| {
-            path.file_name()
-                .is_some_and(|name| name == K8S_DATA_LINK || names.iter().any(|n| n == name))
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::CreateKind;
-
-    fn event(kind: EventKind, path: &str) -> Event {
-        Event::new(kind).add_path(PathBuf::from(path))
-    }
-
-    fn names() -> Vec<std::ffi::OsString> {
-        vec!["tls.crt".into(), "tls.key".into()]
-    }
-
-    #[test]
-    fn a_write_to_the_certificate_concerns_the_watch() {
-        let written = event(
-            EventKind::Access(AccessKind::Close(AccessMode::Write)),
-            "/certs/tls.crt",
-        );
-        assert!(concerns(&written, &names()));
-        let created = event(EventKind::Create(CreateKind::File), "/certs/tls.key");
-        assert!(concerns(&created, &names()));
-    }
-
-    #[test]
-    fn reading_the_files_does_not_concern_the_watch() {
-        let opened = event(
-            EventKind::Access(AccessKind::Open(AccessMode::Any)),
-            "/certs/tls.crt",
-        );
-        assert!(!concerns(&opened, &names()));
-    }
-
-    #[test]
-    fn other_files_in_the_directory_do_not_concern_the_watch() {
-        let log = event(EventKind::Modify(ModifyKind::Any), "/certs/stderr.log");
-        assert!(!concerns(&log, &names()));
-    }
-
-    #[test]
-    fn a_kubernetes_secret_swap_concerns_the_watch() {
-        let swapped = event(EventKind::Create(CreateKind::Any), "/certs/..data");
-        assert!(concerns(&swapped, &names()));
-    }
-
-    #[test]
-    fn files_in_one_directory_are_watched_once() {
-        let files = TlsSettings {
-            cert: "/certs/tls.crt".into(),
-            key: "/certs/tls.key".into(),
-        };
-        assert_eq!(watched_dirs(&files), vec![PathBuf::from("/certs")]);
-        let bare = TlsSettings {
-            cert: "tls.crt".into(),
-            key: "keys/tls.key".into(),
-        };
-        assert_eq!(
-            watched_dirs(&bare),
-            vec![PathBuf::from("."), PathBuf::from("keys")]
-        );
-    }
 
     #[test]
     fn a_missing_certificate_is_named_in_the_error() {

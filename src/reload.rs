@@ -45,12 +45,14 @@ fn swap(path: &Path, state: &AppState) -> Result<(), ConfigError> {
 /// Reloads on every SIGHUP, and when the config file changes on disk, until the process ends.
 /// A new `listen` address is bound and served without dropping open connections; `limits`
 /// (but `body_read_timeout`), `tls`, `database` and `auth` changes need a restart.
+///
+/// The watch and the signal handler are installed when this is called, not when the returned
+/// future first runs: a change (or a SIGHUP) right after start is never missed.
 #[cfg(unix)]
-pub async fn on_sighup(path: PathBuf, state: Arc<AppState>) {
+pub fn on_sighup(path: PathBuf, state: Arc<AppState>) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let (changed, mut changes) = mpsc::channel::<()>(1);
-    // Kept alive for as long as this task runs.
-    let _watch = file_watch::watch(&[&path], changed)
+    let watch = file_watch::watch(&[&path], changed)
         .inspect_err(
             |error| tracing::warn!(%error, "cannot watch the config file; reload on SIGHUP only"),
         )
@@ -58,24 +60,28 @@ pub async fn on_sighup(path: PathBuf, state: Arc<AppState>) {
     let mut hangups = signal(SignalKind::hangup())
         .inspect_err(|error| tracing::warn!(%error, "cannot listen for SIGHUP"))
         .ok();
-    // Unknown at first: the file may have changed between the start's read and now, so the
-    // first change event reloads whatever is there (at worst once more than needed).
-    let mut applied = None;
-    loop {
-        let forced = tokio::select! {
-            Some(()) = hangup(&mut hangups) => true,
-            Some(()) = changes.recv() => {
-                file_watch::settle(&mut changes).await;
-                false
+    async move {
+        // Kept alive for as long as this task runs.
+        let _watch = watch;
+        // Unknown at first: the file may have changed between the start's read and now, so
+        // the first change event reloads whatever is there (at worst once more than needed).
+        let mut applied = None;
+        loop {
+            let forced = tokio::select! {
+                Some(()) = hangup(&mut hangups) => true,
+                Some(()) = changes.recv() => {
+                    file_watch::settle(&mut changes).await;
+                    false
+                }
+                else => return,
+            };
+            // Editors and Kubernetes touch files without changing them; only a new text (or a
+            // SIGHUP) reloads.
+            let now = fingerprint(&path);
+            if forced || now != applied {
+                applied = now;
+                report(reload(&path, &state));
             }
-            else => return,
-        };
-        // Editors and Kubernetes touch files without changing them; only a new text (or a
-        // SIGHUP) reloads.
-        let now = fingerprint(&path);
-        if forced || now != applied {
-            applied = now;
-            report(reload(&path, &state));
         }
     }
 }

@@ -67,6 +67,9 @@ WORKDIR /var/lib/gatehouse
 VOLUME ["/var/lib/gatehouse"]
 
 ENV RUST_LOG=info
+# mimalloc (the binary's allocator) commits arena memory on first use instead of up front:
+# idle RSS 12 MiB instead of 21 MiB, no measurable cost on the request path.
+ENV MIMALLOC_ARENA_EAGER_COMMIT=0
 # 8080: `listen` (proxy and control plane); 9090: `admin_listen` when a config sets it.
 EXPOSE 8080 9090
 

@@ -12,6 +12,9 @@ use gatehouse::server::{self, ServerOptions, ServerTls};
 use gatehouse::store::{self, AccountStore};
 use gatehouse::{admin, config, reload, Settings};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Authenticating reverse proxy and load balancer.
 #[derive(Debug, Parser)]
 #[command(version, about)]

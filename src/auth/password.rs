@@ -37,6 +37,7 @@ impl Passwords {
             .hash_password(&random)
             .expect("hashing a random password")
             .to_string();
+        release_work_memory();
         Passwords {
             hasher,
             permits: Semaphore::new(concurrency.max(1)),
@@ -81,10 +82,23 @@ impl Passwords {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, String> {
         let _permit = self.permits.acquire().await.map_err(|e| e.to_string())?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| e.to_string())
+        tokio::task::spawn_blocking(move || {
+            let result = work();
+            release_work_memory();
+            result
+        })
+        .await
+        .map_err(|e| e.to_string())
     }
+}
+
+/// Returns the hash's freed work area (19 MiB) to the OS now. mimalloc, the binary's
+/// allocator, would otherwise keep it cached on this blocking thread, and an idle proxy would
+/// hold 19 MiB more per thread that ever hashed (measured: 39 MiB idle RSS instead of 20).
+fn release_work_memory() {
+    // SAFETY: `mi_collect` only walks this thread's mimalloc heap; it is harmless when
+    // another global allocator is in use (the heap is then empty).
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
 #[cfg(test)]

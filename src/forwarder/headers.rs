@@ -6,8 +6,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::Identity;
 
+const HOPS: usize = 9;
+
 /// Headers that describe one hop's connection and never travel past a proxy.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     // Connection-specific in HTTP/2's upgrade (RFC 7540 §3.2.1); never forwarded.
     HeaderName::from_static("http2-settings"),
@@ -32,30 +34,53 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// `Host` survives even when named: the backend needs it and dropping it would let a client
 /// make the upstream request fall back to the backend's own authority.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the (few) headers usually finds none, sparing a hash lookup per name.
-    let any = headers
-        .keys()
-        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name));
+    // One pass over the (few) headers finds the hop-by-hop ones present, so only those cost a
+    // hash lookup to remove: most requests have none, most responses only `Connection`.
+    let mut present = [false; HOPS + 1];
+    let mut any = false;
+    for name in headers.keys() {
+        let slot = if name == header::UPGRADE {
+            Some(HOPS)
+        } else {
+            HOP_BY_HOP.iter().position(|hop| hop == name)
+        };
+        if let Some(slot) = slot {
+            present[slot] = true;
+            any = true;
+        }
+    }
     if !any {
         return;
     }
-    if headers.contains_key(header::CONNECTION) {
+    if present[0] {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .map(str::trim)
+            // The hop-by-hop names (e.g. `keep-alive`) go below anyway; only others cost a
+            // parse and a lookup.
+            .filter(|token| {
+                !HOP_BY_HOP
+                    .iter()
+                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str()))
+            })
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
             .filter(|name| name != header::HOST)
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (slot, name) in HOP_BY_HOP.iter().enumerate() {
+        if present[slot] {
+            headers.remove(name);
+        }
     }
-    headers.remove(header::UPGRADE);
+    if present[HOPS] {
+        headers.remove(header::UPGRADE);
+    }
 }
 
 /// Drops client-sent identity headers, including `X_Forwarded_User`-style spellings that
@@ -151,6 +176,22 @@ mod tests {
                 && h.get("connection").is_none()
                 && h.get("keep-alive").is_none()
         );
+        assert_eq!(h["x-bar"], "2");
+    }
+
+    #[test]
+    fn connection_naming_hop_by_hop_headers_removes_only_those() {
+        let mut h = map(&[
+            ("connection", "Keep-Alive, close, Upgrade, TE, X-Foo"),
+            ("upgrade", "h2c"),
+            ("te", "trailers"),
+            ("keep-alive", "timeout=5"),
+            ("close", "named by the option of the same name"),
+            ("x-foo", "1"),
+            ("x-bar", "2"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h["x-bar"], "2");
     }
 

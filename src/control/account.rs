@@ -181,6 +181,15 @@ impl Paging {
                             format!("q must be at most {} bytes", Self::MAX_SEARCH_BYTES),
                         ));
                     }
+                    // No account holds one (validation refuses them), and the stores disagree
+                    // on NUL: SQLite's LIKE stops at it (`%\0%` matches everything),
+                    // PostgreSQL refuses it with an error.
+                    if term.chars().any(char::is_control) {
+                        return Err(ProxyError::InvalidField(
+                            "invalid_query",
+                            "q must not contain control characters".into(),
+                        ));
+                    }
                     paging.search = (!term.is_empty()).then(|| term.to_string());
                 }
                 _ => {}
@@ -240,6 +249,19 @@ mod tests {
             (400, "invalid_query")
         );
         assert!(Paging::parse(&format!("q={}", "x".repeat(255))).is_err());
+    }
+
+    #[test]
+    fn control_characters_in_the_search_are_a_clear_400() {
+        for query in ["q=%00", "q=a%00b", "q=a%0Ab", "q=%1B"] {
+            let error = Paging::parse(query).unwrap_err();
+            assert_eq!(
+                (error.status().as_u16(), error.code()),
+                (400, "invalid_query"),
+                "{query}"
+            );
+        }
+        assert!(Paging::parse("q=%20alice%0A").is_ok(), "trimmed first");
     }
 
     #[test]

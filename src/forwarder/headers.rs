@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::Identity;
+use crate::handler::X_REQUEST_ID;
 
 const HOPS: usize = 9;
 
@@ -32,7 +33,8 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// Removes hop-by-hop headers, `Upgrade`, and every header the `Connection` header names.
 ///
 /// `Host` survives even when named: the backend needs it and dropping it would let a client
-/// make the upstream request fall back to the backend's own authority.
+/// make the upstream request fall back to the backend's own authority. So does `X-Request-Id`:
+/// the handler may have set it already, and the backend is promised it (DESIGN.md §5).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the (few) headers finds the hop-by-hop ones present, so only those cost a
     // hash lookup to remove: most requests have none, most responses only `Connection`.
@@ -67,7 +69,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
                     .any(|hop| token.eq_ignore_ascii_case(hop.as_str()))
             })
             .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-            .filter(|name| name != header::HOST)
+            .filter(|name| name != header::HOST && name != X_REQUEST_ID)
             .collect();
         for name in named {
             headers.remove(name);
@@ -83,8 +85,24 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Drops client-sent identity headers, including `X_Forwarded_User`-style spellings that
-/// CGI-like backends would fold into the same variable.
+/// Headers Gatehouse sets, or frames requests by, under the name a CGI-style backend folds
+/// `_` spellings onto: `X_Forwarded_For` and `X-Forwarded-For` are both
+/// `HTTP_X_FORWARDED_FOR` there, so a client's underscored copy would stand beside, or
+/// replace, Gatehouse's own. Names without a `-` have no such spelling.
+const FOLDED_ONTO_OURS: [&str; 8] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+    "transfer-encoding",
+    "content-length",
+];
+
+/// Drops client-sent identity headers, and `_` spellings of every header in
+/// [`FOLDED_ONTO_OURS`] (nginx drops all underscored names by default; other underscored
+/// names pass here).
 pub(crate) fn strip_identity(headers: &mut HeaderMap) {
     headers.remove(X_FORWARDED_USER);
     headers.remove(X_FORWARDED_EMAIL);
@@ -93,8 +111,8 @@ pub(crate) fn strip_identity(headers: &mut HeaderMap) {
         let spoofed: Vec<HeaderName> = headers
             .keys()
             .filter(|name| {
-                let folded = name.as_str().replace('_', "-");
-                folded == X_FORWARDED_USER.as_str() || folded == X_FORWARDED_EMAIL.as_str()
+                name.as_str().contains('_')
+                    && FOLDED_ONTO_OURS.contains(&name.as_str().replace('_', "-").as_str())
             })
             .cloned()
             .collect();
@@ -106,7 +124,7 @@ pub(crate) fn strip_identity(headers: &mut HeaderMap) {
 
 /// Tells the backend who the authenticated user is, and keeps the token from it unless the
 /// service asks for it. Runs after [`strip_identity`], so only Gatehouse's values arrive.
-pub(crate) fn add_identity(headers: &mut HeaderMap, identity: &Identity, keep_authorization: bool) {
+pub fn add_identity(headers: &mut HeaderMap, identity: &Identity, keep_authorization: bool) {
     headers.insert(X_FORWARDED_USER, identity.user.clone());
     headers.insert(X_FORWARDED_EMAIL, identity.email.clone());
     if !keep_authorization {
@@ -229,6 +247,29 @@ mod tests {
         ]);
         strip_identity(&mut h);
         assert_eq!(h.len(), 1);
+        assert_eq!(h["x_other"], "kept");
+    }
+
+    #[test]
+    fn connection_cannot_remove_the_request_id() {
+        let mut h = map(&[("connection", "X-Request-Id"), ("x-request-id", "abc")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h["x-request-id"], "abc");
+    }
+
+    #[test]
+    fn underscored_forwarding_and_framing_headers_are_removed() {
+        let mut h = map(&[
+            ("x_forwarded_for", "6.6.6.6"),
+            ("X-Forwarded_Host", "evil.test"),
+            ("x_forwarded_proto", "https"),
+            ("x_request_id", "forged"),
+            ("transfer_encoding", "chunked"),
+            ("content_length", "40"),
+            ("x_other", "kept"),
+        ]);
+        strip_identity(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h["x_other"], "kept");
     }
 

@@ -10,6 +10,8 @@ mod upgrade;
 
 pub use body::BodyLimits;
 pub use client::ClientInfo;
+// Public for the fuzz targets (fuzz/), which drive the real header rewrite.
+pub use headers::add_identity;
 pub use retry::RetryBudget;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -196,6 +198,16 @@ impl Forwarder {
         let mut fresh = false;
         loop {
             match sender.try_send_request(request).await {
+                Ok(response) if ambiguous_length(response.headers()) => {
+                    // RFC 9112 §6.3: "ought to be handled as an error". Passing it on would let
+                    // the backend pick the client's framing, and this connection's own framing
+                    // is in doubt: it is not parked, so it closes once dropped here.
+                    tracing::warn!(service = &*service.name, backend = %backend.authority, "backend response has both Content-Length and Transfer-Encoding");
+                    return Err(Attempt::Failed(ProxyError::Upstream(format!(
+                        "backend {} sent an ambiguous response length",
+                        backend.authority
+                    ))));
+                }
                 Ok(response) => {
                     // A switched connection belongs to its tunnel now.
                     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -326,6 +338,11 @@ impl Retry {
     }
 }
 
+/// Whether a response states its length two ways (`Content-Length` and `Transfer-Encoding`).
+fn ambiguous_length(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH)
+}
+
 /// Upstream requests carry only path and query (origin-form, RFC 9112 §3.2.1).
 fn origin_form(uri: &Uri) -> Uri {
     let path = uri
@@ -359,8 +376,9 @@ fn failed(service: &Service, backend: &Backend, error: &hyper::Error) -> Attempt
 
 /// Prepares the client's headers for the backend: hop-by-hop and spoofed identity headers out,
 /// `X-Forwarded-*` in, and the client's host kept as `Host` (a routed request always has one:
-/// the router matched it).
-fn rewrite_request_headers(parts: &mut http::request::Parts, client: &ClientInfo) {
+/// the router matched it). Public for the fuzz targets (fuzz/); [`Forwarder::forward`] is its
+/// only caller in the proxy.
+pub fn rewrite_request_headers(parts: &mut http::request::Parts, client: &ClientInfo) {
     let headers = &mut parts.headers;
     headers::strip_hop_by_hop(headers);
     headers::strip_identity(headers);
@@ -400,4 +418,20 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_length_stated_two_ways_is_ambiguous() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        assert!(!ambiguous_length(&headers));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert!(ambiguous_length(&headers));
+        headers.remove(header::CONTENT_LENGTH);
+        assert!(!ambiguous_length(&headers));
+    }
 }

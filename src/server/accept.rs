@@ -92,6 +92,7 @@ impl ServerOptions {
         RequestLimits {
             max_uri_bytes: self.max_uri_bytes,
             max_headers: self.max_headers,
+            max_header_bytes: self.max_header_bytes,
         }
     }
 }
@@ -235,6 +236,9 @@ impl Drop for Active {
 fn connection_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A head that does not fit the read buffer, or has too many fields, is answered 431 by hyper.
+    // The buffer bound is loose (a keep-alive connection's buffer may have grown past it, so a
+    // head of up to twice the size can arrive in one read); `RequestLimits` enforces the exact
+    // `max_header_bytes`.
     builder
         .http1()
         .timer(TokioTimer::new())

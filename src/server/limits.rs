@@ -1,11 +1,15 @@
 //! Request limits the handler checks first (so refusals are counted and logged): the request
 //! target's length
-//! (414) on every protocol, and the header count on HTTP/2 (hyper counts HTTP/1 headers while
-//! parsing and answers 431 itself; HTTP/2 only has a byte bound, `max_header_list_size`).
+//! (414) on every protocol, the header count on HTTP/2 (hyper counts HTTP/1 headers while
+//! parsing and answers 431 itself; HTTP/2 only has a byte bound, `max_header_list_size`), and
+//! the head's size on HTTP/1.1, whose only bound in hyper is its read buffer: a keep-alive
+//! connection's buffer may have grown past `max_buf_size`, letting a head of up to about twice
+//! the limit through in one read.
 
-use http::{Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use serde_json::json;
 
+use super::framing;
 use crate::error::{json_response, ProxyBody};
 
 /// The per-request bounds of one listener.
@@ -15,11 +19,27 @@ pub struct RequestLimits {
     pub(super) max_uri_bytes: usize,
     /// Most header fields (each value of a repeated name counts).
     pub(super) max_headers: usize,
+    /// Largest head: request line and header fields as HTTP/1.1 spells them.
+    pub(super) max_header_bytes: usize,
 }
 
 impl RequestLimits {
     /// The error response for a request over a limit; `None` when it is within all of them.
     pub(crate) fn reject<B>(&self, request: &Request<B>) -> Option<Response<ProxyBody>> {
+        // Heads hyper parses but a proxy must not forward (see `framing`).
+        if let Some(reason) = framing::refusal(request.headers()) {
+            let mut response = json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({ "error": "bad_request", "message": reason }),
+            );
+            // The body is left unread, so the connection cannot carry another request.
+            if request.version() <= Version::HTTP_11 {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return Some(response);
+        }
         let target = request
             .uri()
             .path_and_query()
@@ -49,8 +69,37 @@ impl RequestLimits {
                 }),
             ));
         }
+        let head = head_bytes(request);
+        if head > self.max_header_bytes {
+            return Some(json_response(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                &json!({
+                    "error": "request_header_fields_too_large",
+                    "message": format!(
+                        "the request head is {head} bytes; at most {} are accepted",
+                        self.max_header_bytes
+                    ),
+                }),
+            ));
+        }
         None
     }
+}
+
+/// The size of the request's head as HTTP/1.1 writes it: `METHOD target HTTP/1.1` and one
+/// `name: value` line per field, each with its CRLF, and the blank line.
+fn head_bytes<B>(request: &Request<B>) -> usize {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(1, |target| target.as_str().len());
+    let line = request.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let fields: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + fields + 2
 }
 
 #[cfg(test)]
@@ -60,6 +109,7 @@ mod tests {
     const LIMITS: RequestLimits = RequestLimits {
         max_uri_bytes: 16,
         max_headers: 2,
+        max_header_bytes: 1024,
     };
 
     fn request(target: &str, headers: usize) -> Request<()> {
@@ -91,6 +141,36 @@ mod tests {
     fn an_absolute_uri_counts_only_its_path_and_query() {
         let absolute = request("http://a-rather-long-host.example/short", 0);
         assert!(LIMITS.reject(&absolute).is_none());
+    }
+
+    #[test]
+    fn a_head_over_max_header_bytes_is_431() {
+        let at_limit = 1024 - "GET / HTTP/1.1\r\nx: \r\n\r\n".len();
+        let request = |value: usize| {
+            Request::get("/")
+                .header("x", "v".repeat(value))
+                .body(())
+                .unwrap()
+        };
+        assert!(LIMITS.reject(&request(at_limit)).is_none());
+        let response = LIMITS.reject(&request(at_limit + 1)).unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        assert_eq!(response.headers()["content-type"], "application/json");
+    }
+
+    #[test]
+    fn a_second_host_line_is_400_and_closes() {
+        let request = Request::get("/")
+            .header("host", "a.test")
+            .header("host", "b.test")
+            .body(())
+            .unwrap();
+        let response = LIMITS.reject(&request).unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()["connection"], "close");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod accept;
 pub(crate) mod access_log;
 mod admin;
+mod framing;
 mod limits;
 mod listen;
 mod preface;

@@ -18,6 +18,14 @@ const CHANNEL: &str = "gatehouse_revocations";
 /// Binds: channel, payload ([`encode`]).
 const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
+/// Whether PostgreSQL can hold `value`: its text type refuses NUL with an error, which must not
+/// turn a login with a NUL in the email into a 503 (and an error log line per attempt). No
+/// stored email contains one (validation refuses control characters), so such a lookup finds
+/// nothing, as it does on SQLite.
+fn storable(value: &str) -> bool {
+    !value.contains('\0')
+}
+
 /// Accounts in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -80,6 +88,9 @@ impl AccountStore for PostgresStore {
     }
 
     async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
+        if !storable(email) {
+            return Ok(None);
+        }
         let row: Option<sql::CredentialsRow> = sqlx::query_as(sql::SELECT_CREDENTIALS)
             .bind(sql::fold(email))
             .fetch_optional(&self.pool)
@@ -109,6 +120,9 @@ impl AccountStore for PostgresStore {
     }
 
     async fn disable(&self, email: &str) -> Result<Option<Revocation>, StoreError> {
+        if !storable(email) {
+            return Ok(None);
+        }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let row: Option<sql::AccountStateRow> = sqlx::query_as(sql::DISABLE_ACCOUNT)
             .bind(sql::fold(email))

@@ -54,18 +54,20 @@ impl ClientInfo {
             return self.peer.ip();
         }
         let mut client = self.peer.ip();
-        let chain: Vec<&str> = headers
+        // Split as bytes: a proxy appends the address it saw to the line the client sent, so a
+        // non-ASCII byte the client put there must not hide that address.
+        let chain: Vec<&[u8]> = headers
             .get_all(X_FORWARDED_FOR)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
             .collect();
         for entry in chain.iter().rev() {
-            match entry.trim().parse::<IpAddr>() {
-                Ok(ip) if is_trusted(&self.trusted, ip) => client = ip,
-                Ok(ip) => return ip,
+            let entry = std::str::from_utf8(entry).map(str::trim);
+            match entry.ok().and_then(|e| e.parse::<IpAddr>().ok()) {
+                Some(ip) if is_trusted(&self.trusted, ip) => client = ip,
+                Some(ip) => return ip,
                 // Garbage from here leftwards cannot be trusted: the last proxy's word stands.
-                Err(_) => break,
+                None => break,
             }
         }
         client
@@ -142,6 +144,15 @@ mod tests {
             c.ip(&HeaderMap::new()),
             "10.0.0.5".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn a_non_ascii_byte_from_the_client_does_not_hide_the_address_its_proxy_appended() {
+        let c = client("10.0.0.5:5000", &["10.0.0.0/8"]);
+        let mut headers = HeaderMap::new();
+        let line = HeaderValue::from_bytes(b"caf\xe9, 198.51.100.7").unwrap();
+        headers.append(X_FORWARDED_FOR, line);
+        assert_eq!(c.ip(&headers), "198.51.100.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]

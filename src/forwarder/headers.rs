@@ -58,17 +58,18 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
+            // Split as bytes: one element with a non-ASCII byte must not hide the valid names
+            // beside it (RFC 9110 §7.6.1: each connection option is removed).
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
             // The hop-by-hop names (e.g. `keep-alive`) go below anyway; only others cost a
             // parse and a lookup.
             .filter(|token| {
                 !HOP_BY_HOP
                     .iter()
-                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str()))
+                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str().as_bytes()))
             })
-            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+            .filter_map(|token| HeaderName::from_bytes(token).ok())
             .filter(|name| name != header::HOST && name != X_REQUEST_ID)
             .collect();
         for name in named {
@@ -211,6 +212,20 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h["x-bar"], "2");
+    }
+
+    #[test]
+    fn connection_options_beside_a_non_ascii_element_are_removed() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"X-Custom, \xcd").unwrap(),
+        );
+        h.append("x-custom", HeaderValue::from_static("1"));
+        h.append("x-kept", HeaderValue::from_static("2"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-custom").is_none(), "{h:?}");
+        assert_eq!(h["x-kept"], "2");
     }
 
     #[test]

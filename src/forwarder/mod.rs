@@ -429,7 +429,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
         assert!(!ambiguous_length(&headers));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         assert!(ambiguous_length(&headers));
         headers.remove(header::CONTENT_LENGTH);
         assert!(!ambiguous_length(&headers));

@@ -53,7 +53,11 @@ mod tests {
 
     #[test]
     fn chunked_twice_or_after_another_coding_is_refused() {
-        for te in [&["chunked, chunked"][..], &["chunked", "chunked"], &["gzip, chunked"]] {
+        for te in [
+            &["chunked, chunked"][..],
+            &["chunked", "chunked"],
+            &["gzip, chunked"],
+        ] {
             let mut map = headers(&[("host", "a.test")]);
             for value in te {
                 map.append("transfer-encoding", HeaderValue::from_static(value));

@@ -5,7 +5,11 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 
 /// The body type every response of the proxy uses: streamed from a backend or built here.
-pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = UnsyncBoxBody<Bytes, BodyError>;
+
+/// Why a response body failed mid-stream (the backend's connection broke, or it went silent);
+/// hyper then aborts the client's response rather than end it as if complete.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a request could not be answered normally.
 ///

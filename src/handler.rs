@@ -1,7 +1,11 @@
 //! One request from arrival to response: route, apply the service's policy, forward.
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
+
+use futures_util::FutureExt;
 
 use http::{header::HeaderName, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
@@ -11,7 +15,7 @@ use crate::auth::{Auth, Identity};
 use crate::config::ServiceAuth;
 use crate::control;
 use crate::error::{ProxyBody, ProxyError};
-use crate::forwarder::ClientInfo;
+use crate::forwarder::{ClientInfo, ResponseBody};
 use crate::metrics;
 use crate::server::access_log::{self, AccessRecord};
 use crate::server::RequestLimits;
@@ -50,7 +54,9 @@ impl Outcome {
     }
 }
 
-/// Answers one request; every failure becomes its JSON error response here, logged once.
+/// Answers one request; every failure becomes its JSON error response here, logged once. A
+/// panic while handling it is answered 500 (and counted and logged like any answer) instead of
+/// ending the connection with no answer at all.
 pub async fn handle(
     worker: Arc<Worker>,
     mut request: Request<Incoming>,
@@ -62,11 +68,29 @@ pub async fn handle(
     let record = access_log::enabled().then(|| AccessRecord::start(&request, &client, started));
     let method = metrics::method_slot(request.method());
     let mut outcome = Outcome::default();
-    let mut response = match handle_inner(&worker, request, &client, limits, &mut outcome).await {
-        Ok(response) => response,
-        Err(error) => {
+    // Unwind safety: a future that panicked is dropped, never polled again, and every lock it
+    // may have held recovers from poisoning where it is taken.
+    let handling = AssertUnwindSafe(handle_inner(
+        &worker,
+        request,
+        &client,
+        limits,
+        &mut outcome,
+    ));
+    let mut response = match handling.catch_unwind().await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
             tracing::debug!(%error, service = outcome.service_name(), "request failed");
             error.into_response()
+        }
+        Err(panic) => {
+            let panic = panic_message(&*panic);
+            tracing::error!(
+                panic,
+                service = outcome.service_name(),
+                "request handler panicked"
+            );
+            ProxyError::Internal("the request could not be handled".into()).into_response()
         }
     };
     if let Some(service) = &outcome.service {
@@ -133,7 +157,7 @@ async fn proxy(
     let (response, index) =
         Box::pin(worker.forwarder.forward(service, request, client, identity)).await?;
     outcome.backend = Some(index);
-    Ok(response.map(|body| body.boxed_unsync()))
+    Ok(response.map(|body| ResponseBody::new(body, service.timeout).boxed_unsync()))
 }
 
 /// The request's verified identity, if its role may use `service`. CPU only: revocations are
@@ -150,6 +174,15 @@ fn authorize<B>(
         }
     }
     Ok(identity)
+}
+
+/// The text a panic was raised with, for the log.
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)")
 }
 
 /// Keeps the client's `X-Request-Id` (passed to the backend too) or assigns a new one.
@@ -183,5 +216,18 @@ mod tests {
         let size = future_size(handle);
         eprintln!("handler future: {size} bytes");
         assert!(size <= 4096, "the handler future grew to {size} bytes");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_future_comes_out_as_err_with_its_message() {
+        let caught = AssertUnwindSafe(async {
+            if std::hint::black_box(true) {
+                panic!("boom {}", 1);
+            }
+        })
+        .catch_unwind()
+        .await;
+        let panic = caught.expect_err("the panic is caught");
+        assert_eq!(panic_message(&*panic), "boom 1");
     }
 }

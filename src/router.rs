@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{header, Request};
 
@@ -13,6 +14,8 @@ use crate::service::{BuildContext, Service};
 #[derive(Debug, Default)]
 pub struct Router {
     by_host: HashMap<Box<str>, Arc<Service>>,
+    /// `limits.body_read_timeout`, for the bodies the control plane reads itself.
+    body_read_timeout: Duration,
 }
 
 impl Router {
@@ -41,7 +44,15 @@ impl Router {
                 by_host.insert(host.0.as_str().into(), Arc::clone(&service));
             }
         }
-        Router { by_host }
+        Router {
+            by_host,
+            body_read_timeout: settings.limits.body_read_timeout,
+        }
+    }
+
+    /// Longest pause allowed between the chunks of a request body (408 beyond).
+    pub fn body_read_timeout(&self) -> Duration {
+        self.body_read_timeout
     }
 
     /// The service named `name`.

@@ -1,6 +1,7 @@
 //! `POST /account` (register) and `GET /accounts` (the list behind the accounts page).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -41,14 +42,16 @@ impl<'a> From<&'a Account> for AccountView<'a> {
     }
 }
 
-/// `POST /account`: validate, throttle per client, hash, insert; `201` with the account.
+/// `POST /account`: validate, throttle per client, hash, insert; `201` with the account. A body
+/// pausing longer than `stall` is answered 408.
 pub(super) async fn register(
     auth: &Arc<Auth>,
     request: Request<Incoming>,
     client: &ClientInfo,
+    stall: Duration,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let ip = client.ip(request.headers());
-    let registration: Registration = body::read_json(request).await?;
+    let registration: Registration = body::read_json(request, stall).await?;
     validate::username(&registration.username)?;
     validate::email(&registration.email)?;
     validate::password(&registration.password)?;

@@ -1,6 +1,9 @@
-//! Reading a control-plane request body: JSON only, at most 16 KiB, no unknown fields.
+//! Reading a control-plane request body: JSON only, at most 16 KiB, no unknown fields, no pause
+//! between chunks longer than `limits.body_read_timeout` (as for proxied bodies).
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use http::{header, Request};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -13,9 +16,11 @@ pub(super) const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Parses the body as `T`. Refuses non-JSON (415) and oversized bodies (413) before reading
 /// them when the headers already tell; a body that turns out too long stops being read at the
-/// limit.
+/// limit, and one that pauses longer than `stall` between chunks is answered 408 (a client
+/// trickling or stalling its body would otherwise hold its connection for good).
 pub(super) async fn read_json<T: DeserializeOwned>(
     request: Request<Incoming>,
+    stall: Duration,
 ) -> Result<T, ProxyError> {
     if !is_json(request.headers()) {
         return Err(ProxyError::UnsupportedMediaType);
@@ -28,17 +33,28 @@ pub(super) async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Err(ProxyError::PayloadTooLarge(MAX_BODY_BYTES));
     }
-    let bytes = read_limited(request.into_body()).await?;
+    let bytes = read_limited(request.into_body(), stall).await?;
     parse_json(&bytes)
 }
 
-async fn read_limited(body: Incoming) -> Result<Bytes, ProxyError> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(ProxyError::PayloadTooLarge(MAX_BODY_BYTES))
+async fn read_limited(body: Incoming, stall: Duration) -> Result<Bytes, ProxyError> {
+    let mut body = Limited::new(body, MAX_BODY_BYTES);
+    let mut bytes = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(stall, body.frame()).await {
+            Err(_) => return Err(ProxyError::RequestBodyTimeout(stall)),
+            Ok(None) => return Ok(bytes.freeze()),
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(error))) if error.is::<http_body_util::LengthLimitError>() => {
+                return Err(ProxyError::PayloadTooLarge(MAX_BODY_BYTES))
+            }
+            Ok(Some(Err(_))) => {
+                return Err(ProxyError::BadRequest("the request body could not be read"))
+            }
+        };
+        if let Some(data) = frame.data_ref() {
+            bytes.extend_from_slice(data);
         }
-        Err(_) => Err(ProxyError::BadRequest("the request body could not be read")),
     }
 }
 

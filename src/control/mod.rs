@@ -70,11 +70,13 @@ async fn dispatch(
         }
         "/account" => {
             only(&request, &[Method::POST])?;
-            account::register(auth, request, client).await
+            let stall = state.routes.load().body_read_timeout();
+            account::register(auth, request, client, stall).await
         }
         "/login" => {
             only(&request, &[Method::POST])?;
-            session::login(auth, request, client).await
+            let stall = state.routes.load().body_read_timeout();
+            session::login(auth, request, client, stall).await
         }
         "/logout" => {
             only(&request, &[Method::POST])?;

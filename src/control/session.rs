@@ -1,6 +1,7 @@
 //! `POST /login`, `POST /logout` and `GET /.well-known/jwks.json`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -21,14 +22,16 @@ struct Login {
 }
 
 /// `POST /login`: throttled per client and per email; the same 401 for an unknown email, a
-/// wrong password and a disabled account, each after a full argon2id verification.
+/// wrong password and a disabled account, each after a full argon2id verification. A body
+/// pausing longer than `stall` is answered 408.
 pub(super) async fn login(
     auth: &Arc<Auth>,
     request: Request<Incoming>,
     client: &ClientInfo,
+    stall: Duration,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let ip = client.ip(request.headers());
-    let login: Login = body::read_json(request).await?;
+    let login: Login = body::read_json(request, stall).await?;
     auth.throttle.login(ip, &login.email).map_err(|t| {
         auth.count_login(LoginResult::RateLimited);
         ProxyError::RateLimited(t.retry_after_secs)

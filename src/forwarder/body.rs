@@ -1,7 +1,8 @@
 //! The request body sent upstream: the client's body as it streams in, telling the forwarder
 //! when it has been sent in full (the backend's response deadline starts then), enforcing the
 //! service's size limit and the pause allowed between chunks, and marking its errors as the
-//! client's.
+//! client's. And the response body sent back: the backend's, cut off when the backend goes
+//! silent mid-body.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +18,7 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use crate::balancer::now_ms;
+use crate::error::BodyError;
 
 /// The client's body failed: the client's fault, not the backend's.
 #[derive(Debug, thiserror::Error)]
@@ -184,5 +186,81 @@ impl Body for UpstreamBody {
         self.body
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+    }
+}
+
+/// The backend went silent mid-body.
+#[derive(Debug, thiserror::Error)]
+#[error("the backend sent no part of its response body for {0:?}")]
+pub(crate) struct BackendStalled(Duration);
+
+/// A backend's response body on its way to the client. The status line is sent by then, so a
+/// backend that stops sending cannot be answered 504; without a bound the client would wait as
+/// long as the backend hangs, holding its connection. A pause longer than `stall` (the service's
+/// `timeout`, the same patience as for the response head) ends the body with an error, which
+/// makes hyper abort the client's response (a connection close on HTTP/1.1, `RST_STREAM` on
+/// HTTP/2) instead of finishing it as if complete. Like nginx's `proxy_read_timeout`, it bounds
+/// each pause, not the whole transfer.
+pub(crate) struct ResponseBody {
+    inner: Incoming,
+    stall: Duration,
+    /// Armed while waiting for the backend's next frame.
+    timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+}
+
+impl ResponseBody {
+    /// Wraps `inner`, allowing pauses of at most `stall`.
+    pub(crate) fn new(inner: Incoming, stall: Duration) -> Self {
+        ResponseBody {
+            inner,
+            stall,
+            timer: None,
+            waiting: false,
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
+            }
+            Poll::Pending => {
+                let deadline = Instant::now() + this.stall;
+                let timer = match &mut this.timer {
+                    Some(timer) if this.waiting => timer,
+                    Some(timer) => {
+                        timer.as_mut().reset(deadline);
+                        timer
+                    }
+                    None => this
+                        .timer
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                this.waiting = true;
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BackendStalled(this.stall).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -9,6 +9,7 @@ mod retry;
 mod upgrade;
 
 pub use body::BodyLimits;
+pub(crate) use body::ResponseBody;
 pub use client::ClientInfo;
 // Public for the fuzz targets (fuzz/), which drive the real header rewrite.
 pub use headers::add_identity;

@@ -1,9 +1,10 @@
 //! The accept loop: one task per connection, a connection cap, header-read timeout (the TLS
-//! handshake included), request limits, and a bounded graceful drain when the shutdown future
-//! completes.
+//! handshake included, and for HTTP/2, where hyper has none, the wait for each stream's
+//! head), request limits, and a bounded graceful drain when the shutdown future completes.
 
 use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::IntGauge;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -23,6 +23,7 @@ use super::listen;
 use super::preface;
 use super::stream::ClientStream;
 use super::tls::{self, ServerTls};
+use crate::balancer::now_ms;
 use crate::config::Limits;
 use crate::forwarder::ClientInfo;
 use crate::handler;
@@ -111,7 +112,10 @@ pub(super) async fn serve_worker(
     let acceptor = options.tls.as_ref().map(|tls| tls.acceptor());
     let limits = options.request_limits();
     let worker = Arc::new(Worker::new(state));
-    let graceful = GracefulShutdown::new();
+    // Each connection task holds a receiver: `send` asks them to close gracefully, and
+    // `closed` completes once the last one has (what hyper-util's GracefulShutdown does, but
+    // the tasks also close connections of their own accord, see `closing`).
+    let (drain, _) = watch::channel(());
     let Some(mut listener) = listen::for_this_runtime(&sockets.borrow_and_update())? else {
         return Ok(()); // Closed before this worker started.
     };
@@ -150,9 +154,12 @@ pub(super) async fn serve_worker(
             permit,
             Active::new(&worker.state.metrics.connections),
         )));
+        let activity = Arc::new(Activity::new());
         let service = service_fn({
             let (worker, slot) = (Arc::clone(&worker), slot.clone());
+            let activity = Arc::clone(&activity);
             move |mut request: Request<Incoming>| {
+                let busy = Activity::start(&activity);
                 // An upgraded connection outlives this task (it becomes a tunnel): the tunnel
                 // takes a share of the slot, so it still counts against max_connections.
                 if request.headers().contains_key(http::header::UPGRADE) {
@@ -160,13 +167,14 @@ pub(super) async fn serve_worker(
                 }
                 let (worker, client) = (Arc::clone(&worker), Arc::clone(&client));
                 async move {
+                    let _busy = busy;
                     Ok::<_, std::convert::Infallible>(
                         handler::handle(worker, request, client, limits).await,
                     )
                 }
             }
         });
-        let watcher = graceful.watcher();
+        let mut draining = drain.subscribe();
         let builder = Arc::clone(&builder);
         let acceptor = acceptor.clone();
         let header_read_timeout = options.header_read_timeout;
@@ -176,18 +184,31 @@ pub(super) async fn serve_worker(
                 return;
             };
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection).await {
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = closing(&mut draining, &activity, header_read_timeout) => {
+                    // HTTP/2: GOAWAY, open streams finish. HTTP/1.1: no further request.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
                 tracing::debug!(%peer, error = %error, "connection ended with an error");
             }
         });
     }
     drop(listener);
     tracing::info!(
-        connections = graceful.count(),
+        connections = drain.receiver_count(),
         "shutting down: draining in-flight requests"
     );
+    let drained = async {
+        let _ = drain.send(());
+        drain.closed().await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = drained => tracing::info!("all connections drained"),
         () = tokio::time::sleep(options.shutdown_timeout) => {
             tracing::warn!(timeout = ?options.shutdown_timeout, "drain timed out; closing the remaining connections");
         }
@@ -209,6 +230,67 @@ async fn ready(
             tracing::debug!(peer = ?stream.peer_addr().ok(), "no request within the header read timeout; closing");
             None
         }
+    }
+}
+
+/// Completes when a connection should be closed gracefully: the server is draining, or no
+/// request has been in progress on it for `idle`. hyper closes an HTTP/1.1 connection that has
+/// not sent a complete head within its header-read timeout, idle keep-alive included; it has
+/// no such bound for HTTP/2, where a client could otherwise hold its connection (and slot)
+/// without ever finishing a HEADERS frame, answering pings to stay alive. Same bound for both.
+async fn closing(draining: &mut watch::Receiver<()>, activity: &Activity, idle: Duration) {
+    tokio::select! {
+        _ = draining.changed() => {}
+        () = activity.idle_for(idle) => {}
+    }
+}
+
+/// The requests in progress on one connection, and when the last one ended (or the connection
+/// began), in process-clock milliseconds.
+struct Activity {
+    in_flight: AtomicUsize,
+    since: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            since: AtomicU64::new(now_ms()),
+        }
+    }
+
+    /// Marks a request in progress until the returned guard drops (its handler finished, or was
+    /// dropped when the client reset the stream).
+    fn start(activity: &Arc<Activity>) -> Busy {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(Arc::clone(activity))
+    }
+
+    /// Completes once no request has been in progress for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            let quiet = if self.in_flight.load(Ordering::Relaxed) == 0 {
+                now_ms().saturating_sub(self.since.load(Ordering::Relaxed))
+            } else {
+                0
+            };
+            if quiet >= limit_ms {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(limit_ms - quiet)).await;
+        }
+    }
+}
+
+/// A request in progress on its connection.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.since.store(now_ms(), Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -188,7 +188,8 @@ impl TokenKeys {
             iss: self.issuer.clone(),
             iat: now,
             nbf: now,
-            exp: now + self.ttl.as_secs(),
+            // Any whole number of seconds is a valid `ttl`; past u64 it means "never".
+            exp: now.saturating_add(self.ttl.as_secs()),
             jti: format!("{:032x}", rand::random::<u128>()),
             generation: credentials.token_generation,
         };

@@ -49,11 +49,13 @@ pub fn parse_str(text: &str, label: &str) -> Result<Settings, ConfigError> {
             message: "the config file is empty: it needs at least `services:`".to_string(),
         });
     }
-    with_scope(|| serde_yaml_ng::from_str::<Settings>(text)).map_err(|e| from_yaml(e, label))
+    with_scope(|| serde_yaml_ng::from_str::<Settings>(text)).map_err(|e| from_yaml(e, label, text))
 }
 
-fn from_yaml(error: serde_yaml_ng::Error, label: &str) -> ConfigError {
-    let location = error.location().map(|l| (l.line(), l.column()));
+fn from_yaml(error: serde_yaml_ng::Error, label: &str, text: &str) -> ConfigError {
+    let location = error
+        .location()
+        .map(|l| within_text(text, l.line(), l.column()));
     let full = error.to_string();
     // The parser appends " at line L column C"; the location already leads our line.
     let message = match full.rfind(" at line ") {
@@ -67,9 +69,27 @@ fn from_yaml(error: serde_yaml_ng::Error, label: &str) -> ConfigError {
     }
 }
 
+/// The parser reports an error at the end of a file without a final newline one line past it
+/// (`3:1` for a two-line file), a place no editor or CI annotation can show: such a location
+/// becomes the end of the last line.
+fn within_text(text: &str, line: usize, column: usize) -> (usize, usize) {
+    let lines = text.split('\n').count();
+    if line <= lines {
+        return (line, column);
+    }
+    let last = text.rsplit('\n').next().unwrap_or("");
+    (lines, last.chars().count() + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_past_the_last_line_points_at_its_end() {
+        let error = parse_str("listen: 127.0.0.1:8080\nservices", "c.yaml").unwrap_err();
+        assert_eq!(error.location, Some((2, 9)), "{error}");
+    }
 
     const GOOD: &str = "\
 listen: 127.0.0.1:8080

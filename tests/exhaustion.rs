@@ -71,20 +71,6 @@ async fn connections_active(addr: SocketAddr) -> u64 {
     sample(&text, "gatehouse_connections_active", &[]).expect("connections gauge") as u64
 }
 
-/// Polls `check` every 50 ms until it holds or `within` passes; returns whether it held.
-async fn holds_within(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Reads until the peer closes (EOF or reset); returns what arrived before that.
 async fn read_to_close(read: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
     let mut received = Vec::new();
@@ -168,7 +154,7 @@ async fn two_hundred_slowloris_connections_are_cut_at_the_header_read_timeout_wh
         attackers.spawn(trickle_headers(addr, Duration::from_secs(15)));
     }
     // Every attacker holds a slot before the ordinary client starts, or the test proves nothing.
-    let all_in = holds_within(Duration::from_secs(5), async || {
+    let all_in = common::holds_within(Duration::from_secs(5), async || {
         connections_active(addr).await > ATTACKERS as u64
     })
     .await;
@@ -224,7 +210,7 @@ async fn two_hundred_slowloris_connections_are_cut_at_the_header_read_timeout_wh
     );
 
     drop(client);
-    let released = holds_within(Duration::from_secs(5), async || {
+    let released = common::holds_within(Duration::from_secs(5), async || {
         connections_active(addr).await <= 2
     })
     .await;
@@ -465,7 +451,7 @@ async fn a_hundred_stalled_uploads_are_each_answered_408_and_free_their_slots() 
     let (_, _, max) = percentiles(&mut latencies);
     assert!(max < Duration::from_secs(1), "a request took {max:?}");
     drop(client);
-    let released = holds_within(Duration::from_secs(5), async || {
+    let released = common::holds_within(Duration::from_secs(5), async || {
         connections_active(addr).await <= 2
     })
     .await;

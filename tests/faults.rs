@@ -79,20 +79,6 @@ fn assert_error(reply: &Reply, status: u16, code: &str) {
     );
 }
 
-/// Polls `check` every 50 ms until it holds or `within` passes; returns whether it held.
-async fn holds_within(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // A backend dies under load
 
@@ -327,7 +313,7 @@ async fn with_every_backend_down_requests_get_a_fast_503_and_login_still_works()
         .await;
     assert_eq!(registered.status, 201);
 
-    let down = holds_within(Duration::from_secs(5), async || {
+    let down = common::holds_within(Duration::from_secs(5), async || {
         let text = scrape(addr).await;
         [first, second].iter().all(|b| {
             sample(
@@ -483,7 +469,7 @@ async fn with_postgres_stopped_logins_and_registrations_fail_fast_and_recover_wi
 
     OwnCluster::run("resume", &cluster.dir);
     let mut registered = None;
-    let recovered = holds_within(Duration::from_secs(15), async || {
+    let recovered = common::holds_within(Duration::from_secs(15), async || {
         let reply = client
             .register("outage1", "outage1@example.com", PASSWORD)
             .await;
@@ -571,7 +557,7 @@ async fn sigkill_mid_registration_loses_and_duplicates_nothing(database_url: &st
             (i, status)
         });
     }
-    let reached = holds_within(Duration::from_secs(60), async || {
+    let reached = common::holds_within(Duration::from_secs(60), async || {
         answered.load(Ordering::SeqCst) >= KILL_AFTER
     })
     .await;

@@ -17,18 +17,6 @@ use tokio::net::TcpStream;
 
 const UPSTREAM: &str = "gatehouse_upstream_requests_total";
 
-/// Polls `check` until it holds or `within` passes; returns whether it held.
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_backend_is_ejected_at_once_and_readmitted_by_its_health_check() {
     let mut mortal = KillableBackend::start("mortal");
@@ -64,12 +52,12 @@ async fn a_dead_backend_is_ejected_at_once_and_readmitted_by_its_health_check() 
         count(&text, "gatehouse_health_checks_total", &failed) >= 1
     };
     assert!(
-        eventually(Duration::from_secs(5), failed_probe).await,
+        common::holds_within(Duration::from_secs(5), failed_probe).await,
         "no failed probe counted"
     );
 
     mortal.revive();
-    let back = eventually(Duration::from_secs(5), async || {
+    let back = common::holds_within(Duration::from_secs(5), async || {
         up(&scrape(proxy.addr).await) == Some(1.0)
     })
     .await;
@@ -277,7 +265,7 @@ async fn twenty_reloads_under_200_rps_fail_no_request() {
         "{failed} of {} requests failed during reloads",
         statuses.len()
     );
-    let reloads = eventually(Duration::from_secs(5), async || {
+    let reloads = common::holds_within(Duration::from_secs(5), async || {
         count(
             &scrape(gatehouse.addr).await,
             "gatehouse_config_reloads_total",
@@ -299,7 +287,7 @@ async fn a_changed_config_file_is_reloaded_without_a_signal() {
     let client = common::Client::http1(gatehouse.addr);
     assert_eq!(client.get("live.test", "/").await.backend(), "b0");
     gatehouse.rewrite_config(&two_pools(gatehouse.addr, &addrs[1..]));
-    let switched = eventually(Duration::from_secs(5), async || {
+    let switched = common::holds_within(Duration::from_secs(5), async || {
         client.get("live.test", "/").await.backend() == "b1"
     })
     .await;
@@ -438,7 +426,7 @@ async fn a_new_listen_address_is_served_without_dropping_open_connections() {
     let new = common::binary::free_addr();
     gatehouse.rewrite_config(&render(new));
     gatehouse.signal(libc::SIGHUP);
-    let moved = eventually(Duration::from_secs(5), async || {
+    let moved = common::holds_within(Duration::from_secs(5), async || {
         TcpStream::connect(new).await.is_ok()
     })
     .await;
@@ -451,7 +439,7 @@ async fn a_new_listen_address_is_served_without_dropping_open_connections() {
     assert_eq!(reply.status, 200);
     // The connection accepted on the old address keeps working; the old address takes no more.
     assert_eq!(open.send_request(get()).await.unwrap().status(), 200);
-    let closed = eventually(Duration::from_secs(5), async || {
+    let closed = common::holds_within(Duration::from_secs(5), async || {
         TcpStream::connect(old).await.is_err()
     })
     .await;

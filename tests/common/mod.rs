@@ -690,3 +690,21 @@ pub fn is_generated_request_id(text: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
+
+/// Polls `check` every 50 ms until it holds or `within` passes (checked at least once);
+/// returns whether it held.
+pub async fn holds_within(
+    within: std::time::Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -236,16 +236,14 @@ impl Body for ResponseBody {
                 Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
             }
             Poll::Pending => {
-                let deadline = Instant::now() + this.stall;
+                // The clock is read only when a wait starts, not on every poll during one.
                 let timer = match &mut this.timer {
                     Some(timer) if this.waiting => timer,
                     Some(timer) => {
-                        timer.as_mut().reset(deadline);
+                        timer.as_mut().reset(Instant::now() + this.stall);
                         timer
                     }
-                    None => this
-                        .timer
-                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                    None => this.timer.insert(Box::pin(tokio::time::sleep(this.stall))),
                 };
                 this.waiting = true;
                 match timer.as_mut().poll(cx) {

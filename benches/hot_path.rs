@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use gatehouse::auth::{Auth, Identity, TokenKeys};
-use gatehouse::balancer::now_ms;
+use gatehouse::clock::now_ms;
 use gatehouse::config::{parse_str, Settings};
-use gatehouse::forwarder::{add_identity, rewrite_request_headers, ClientInfo};
+use gatehouse::forwarder::{add_identity, rewrite_request_headers};
 use gatehouse::metrics::{method_slot, Metrics};
+use gatehouse::request::ClientInfo;
 use gatehouse::router::Router;
 use gatehouse::store::{Account, Credentials, Role};
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Version};
@@ -306,7 +307,7 @@ fn header_rewrite(c: &mut Criterion) {
     let direct = ClientInfo::new("198.51.100.9:51234".parse().unwrap(), "https", trusted);
     let rewrite = |mut parts: http::request::Parts, client: &ClientInfo| {
         rewrite_request_headers(&mut parts, client);
-        add_identity(&mut parts.headers, &identity, false);
+        add_identity(&mut parts.headers, &identity.caller, false);
         parts // dropped outside the timing
     };
     let forwarded = rewrite(browser_request(&token, true), &ingress);

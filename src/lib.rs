@@ -1,44 +1,50 @@
 //! Gatehouse: an authenticating reverse proxy and load balancer.
 //!
-//! # Layout
-//! The request path, in order:
-//! - `server`: worker threads, TLS (rustls, hot-swapped certificate), per-connection HTTP/1.1 +
-//!   HTTP/2, request limits, connection cap, drain, access log.
-//! - `handler`: one request end to end: route, policy, forward, error → response.
-//! - `router`: Host header → service; anything else → `control`.
-//! - `auth`: JWT issue/verify, argon2id, revocation deny-lists, login throttling.
-//! - `service`: a service's runtime form: policy, backends, balancer.
-//! - `policy`: per-service CORS, security headers, rate limits and body limits.
-//! - `balancer`: strategies (round-robin, random) over a weighted schedule; backend health.
-//! - `forwarder`: pooled upstream client, header rewrite, failover on refused connections.
-//! - `control`: control-plane endpoints (`/account`, `/login`, `/logout`, `/accounts`, `/health`, …).
-//! - `error`: `ProxyError`, its status mapping and JSON error bodies.
+//! `docs/architecture.md` is the map: the request path, the layers and what each may use, the
+//! snapshot and reload model, the auth and revocation model. The modules, bottom layer first
+//! (nothing imports from a layer above its own; `layers.rs` checks it in every test run):
+//! - `clock`, `request`, `file_watch`: leaves: the one clock; what every layer knows about one
+//!   request (client, caller, request id, host, connection slot); watching replaced files.
+//! - `store`: the account store (SQLite or PostgreSQL) behind the `AccountStore` trait.
 //! - `config`: YAML → validated `Settings`, errors as `PATH:LINE:COLUMN: message`.
 //! - `metrics`: the Prometheus registry; handles resolved per snapshot, not per request.
+//! - `auth`: JWT issue/verify, argon2id, revocation deny-lists, login throttling.
+//! - `error`: `ProxyError`, its status mapping and JSON error bodies.
+//! - `policy`: per-service CORS, security headers, rate limits, body limits, retry budget.
+//! - `balancer`: `Backend`, strategies over a weighted schedule, health and active checks.
+//! - `service`: a service's runtime form: policy, backends, balancer.
+//! - `forwarder`: pooled upstream client, header rewrite, failover, upgrades.
+//! - `router`: Host header → service; anything else → `control`.
 //! - `state`: the live snapshot (`ArcSwap`) and what requests share.
+//! - `control`: control-plane endpoints (`/account`, `/login`, `/logout`, `/accounts`, …).
+//! - `handler`: one request end to end: limits, route, policy, forward, error → response, log.
+//! - `server`: worker threads, listeners, TLS, connections, drain, the admin listener.
 //! - `reload`: SIGHUP or a file change → new snapshot, swapped only if it builds.
-//! - `file_watch`: watching replaced files (config, certificate), shared by the reloads.
-//! - `admin`: `gatehouse accounts create|list|disable|seed`.
-//! - `probe`: `gatehouse probe URL`, the container health check.
-//! - `store`: the account store (SQLite or PostgreSQL) behind the `AccountStore` trait.
+//! - `cli`: `gatehouse accounts …` and `gatehouse probe URL`.
+//!
+//! Public: what the binary, the integration tests, the benchmarks (`benches/`) and the fuzz
+//! targets (`fuzz/`) drive. The rest is private to the crate.
 
-pub mod admin;
 pub mod auth;
-pub mod balancer;
+mod balancer;
+pub mod cli;
+pub mod clock;
 pub mod config;
 mod control;
-pub mod error;
+mod error;
 mod file_watch;
 pub mod forwarder;
 mod handler;
+#[cfg(test)]
+mod layers;
 pub mod metrics;
-pub mod policy;
-pub mod probe;
+mod policy;
 pub mod reload;
+pub mod request;
 pub mod router;
 pub mod server;
 pub mod service;
-pub mod state;
+mod state;
 pub mod store;
 
 use std::future::Future;

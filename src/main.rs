@@ -8,9 +8,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+use gatehouse::cli::accounts;
 use gatehouse::server::{self, ServerOptions, ServerTls};
 use gatehouse::store::{self, AccountStore};
-use gatehouse::{admin, config, reload, Settings};
+use gatehouse::{config, reload, Settings};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -169,10 +170,10 @@ fn accounts(config: Option<&Path>, action: AccountsCommand) -> anyhow::Result<()
                 ..
             } => {
                 let password = read_password()?;
-                admin::create(&*store, &email, &username, password, admin).await?
+                accounts::create(&*store, &email, &username, password, admin).await?
             }
-            AccountsCommand::List { search } => admin::list(&*store, search).await?,
-            AccountsCommand::Disable { email } => admin::disable(&*store, &email).await?,
+            AccountsCommand::List { search } => accounts::list(&*store, search).await?,
+            AccountsCommand::Disable { email } => accounts::disable(&*store, &email).await?,
             AccountsCommand::Seed {
                 count,
                 password_stdin,
@@ -184,7 +185,7 @@ fn accounts(config: Option<&Path>, action: AccountsCommand) -> anyhow::Result<()
                     println!("password of every seeded account: {generated}");
                     generated
                 };
-                admin::seed(store, count, password).await?
+                accounts::seed(store, count, password).await?
             }
         }
         Ok(())
@@ -220,7 +221,7 @@ fn probe(url: &str, timeout: std::time::Duration) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(gatehouse::probe::probe(url, timeout)) {
+    match runtime.block_on(gatehouse::cli::probe::probe(url, timeout)) {
         Ok(status) => {
             println!("{url}: {status}");
             ExitCode::SUCCESS

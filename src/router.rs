@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, Request};
+use http::Request;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::request::request_host;
 use crate::service::{BuildContext, Service};
 
 /// The routing table of one config snapshot.
@@ -39,7 +40,8 @@ impl Router {
                 body_read_timeout: settings.limits.body_read_timeout,
             };
             let service = Arc::new(Service::from_settings(service_settings, context, old));
-            crate::balancer::probe::start(&service);
+            let checks = service.health_check.as_ref();
+            crate::balancer::active_check::start(&service.name, &service.backends, checks);
             for host in service_settings.hosts.iter() {
                 by_host.insert(host.0.as_str().into(), Arc::clone(&service));
             }
@@ -104,15 +106,6 @@ impl Router {
     }
 }
 
-/// The host a request is for: the authority of an absolute-form URI (or HTTP/2 `:authority`)
-/// wins over the `Host` header, as RFC 9112 §3.2.2 requires; forwarding uses the same rule.
-pub fn request_host<B>(request: &Request<B>) -> Option<&str> {
-    match request.uri().authority() {
-        Some(authority) => Some(authority.as_str()),
-        None => request.headers().get(header::HOST)?.to_str().ok(),
-    }
-}
-
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // IPv6 literal: the port, if any, follows the closing bracket.
@@ -160,7 +153,7 @@ mod tests {
             &new.lookup("a.test").unwrap().backends[0],
         );
         assert!(Arc::ptr_eq(&a.state, &b.state));
-        assert!(!b.state.is_available(crate::balancer::now_ms()));
+        assert!(!b.state.is_available(crate::clock::now_ms()));
     }
 
     #[test]
@@ -185,15 +178,6 @@ mod tests {
     fn unknown_host_is_not_routed() {
         assert!(router().lookup("other.my-company.com").is_none());
         assert!(router().lookup("").is_none());
-    }
-
-    #[test]
-    fn absolute_form_authority_wins_over_host_header() {
-        let request = Request::get("http://service1.my-company.com/x")
-            .header(header::HOST, "other.com")
-            .body(())
-            .unwrap();
-        assert_eq!(request_host(&request), Some("service1.my-company.com"));
     }
 
     #[test]

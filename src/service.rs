@@ -6,21 +6,11 @@ use std::time::Duration;
 
 use http::uri::Authority;
 
-use crate::balancer::{BackendState, Balancer};
+use crate::balancer::{Backend, BackendState, Balancer};
 use crate::config::{EjectionSettings, HealthCheckSettings, ServiceAuth, ServiceSettings};
-use crate::forwarder::{BodyLimits, RetryBudget};
 use crate::metrics::{Metrics, ServiceMetrics};
-use crate::policy::Policy;
+use crate::policy::{BodyLimits, Policy, RetryBudget};
 use crate::store::Role;
-
-/// One upstream server.
-#[derive(Debug)]
-pub struct Backend {
-    /// `host:port`, the target of upstream requests.
-    pub authority: Authority,
-    /// Health and counters, carried over to the next snapshot while the backend stays.
-    pub state: Arc<BackendState>,
-}
 
 /// A routed pool of backends with its policy.
 #[derive(Debug)]

@@ -1,18 +1,17 @@
 //! What every request shares: the live routing snapshot and the upstream client.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
-use http::HeaderValue;
 use ipnet::IpNet;
 
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::forwarder::Forwarder;
 use crate::metrics::Metrics;
+use crate::request::RequestIds;
 use crate::router::Router;
-use crate::server::Listen;
 
 /// Shared by all workers; the snapshot is swapped whole on reload, never edited in place.
 #[derive(Debug)]
@@ -30,7 +29,7 @@ pub struct AppState {
     /// Whether `/metrics` lives on `admin_listen` instead of the main listener.
     separate_admin: bool,
     /// The main listening socket, once serving (a reload that changes `listen` moves it).
-    pub listen: OnceLock<Arc<Listen>>,
+    pub listen: OnceLock<Arc<dyn Rebind>>,
     /// Proxies whose forwarding headers name the client (a change needs a restart).
     pub trusted_proxies: Arc<[IpNet]>,
 }
@@ -67,6 +66,14 @@ impl AppState {
     }
 }
 
+/// The main listening socket as a reload sees it: something that can move to a new address
+/// without dropping the connections it already accepted. The server's listener implements it;
+/// the state only holds it, so this layer need not know how listening works.
+pub trait Rebind: Send + Sync + std::fmt::Debug {
+    /// Serves new connections on `address` from now on; `false` if it already did.
+    fn rebind(&self, address: SocketAddr) -> std::io::Result<bool>;
+}
+
 /// What the requests of one worker thread share: the process-wide state and the worker's own
 /// upstream pool (its connections live on that worker's runtime, so no thread hands off I/O).
 #[derive(Debug)]
@@ -84,50 +91,5 @@ impl Worker {
             state,
             forwarder: Forwarder::new(),
         }
-    }
-}
-
-/// Request ids unique across restarts and replicas: a random per-process prefix and a counter.
-#[derive(Debug)]
-pub struct RequestIds {
-    prefix: u64,
-    counter: AtomicU64,
-}
-
-impl RequestIds {
-    fn new() -> Self {
-        RequestIds {
-            prefix: rand::random(),
-            counter: AtomicU64::new(0),
-        }
-    }
-
-    /// The next id: 32 lowercase hex digits (hand-encoded: `format!` showed in profiles).
-    pub fn next(&self) -> HeaderValue {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut id = [0u8; 32];
-        for (i, digit) in id.iter_mut().enumerate() {
-            let word = if i < 16 { self.prefix } else { n };
-            let shift = 60 - 4 * (i % 16);
-            *digit = HEX[((word >> shift) & 0xf) as usize];
-        }
-        HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids_are_distinct_32_hex_digits() {
-        let ids = RequestIds::new();
-        let (a, b) = (ids.next(), ids.next());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 32);
-        assert!(a.to_str().unwrap().bytes().all(|c| c.is_ascii_hexdigit()));
-        let expected = format!("{:016x}{:016x}", ids.prefix, 1);
-        assert_eq!(b.to_str().unwrap(), expected);
     }
 }

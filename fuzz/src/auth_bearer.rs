@@ -18,8 +18,8 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use gatehouse::auth::jwt::unix_now;
 use gatehouse::auth::{Auth, Identity};
+use gatehouse::clock::unix_secs as unix_now;
 use gatehouse::config::parse_str;
 use gatehouse::metrics::Metrics;
 use gatehouse::store::Revocation;
@@ -120,8 +120,8 @@ fn check_accepted(keyed: &Keyed, headers: &HeaderMap, identity: &Identity, signe
         claims.sub != BUMPED_SUB || claims.generation >= BUMPED_GENERATION,
         "a token of a revoked generation accepted"
     );
-    assert_eq!(identity.user.as_bytes(), claims.username.as_bytes());
-    assert_eq!(identity.email.as_bytes(), claims.email.as_bytes());
+    assert_eq!(identity.caller.user.as_bytes(), claims.username.as_bytes());
+    assert_eq!(identity.caller.email.as_bytes(), claims.email.as_bytes());
     if let Some(input) = signed {
         let (header, _) = split_at_newline(input);
         let header: serde_json::Value =

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use gatehouse::auth::TokenKeys;
-use gatehouse::balancer::now_ms;
+use gatehouse::clock::now_ms;
 use gatehouse::config::{parse_str, ConfigError, JwtAlgorithm, Settings};
 use gatehouse::metrics::Metrics;
 use gatehouse::service::{BuildContext, Service};

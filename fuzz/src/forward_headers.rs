@@ -27,7 +27,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use gatehouse::auth::{Claims, Identity};
-use gatehouse::forwarder::{add_identity, rewrite_request_headers, ClientInfo};
+use gatehouse::forwarder::{add_identity, rewrite_request_headers};
+use gatehouse::request::ClientInfo;
 use gatehouse::store::Role;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri};
@@ -88,7 +89,11 @@ pub fn forward_headers(data: &[u8]) {
     parts.headers = case.headers.clone();
     rewrite_request_headers(&mut parts, &client);
     if let Some(identity) = &case.identity {
-        add_identity(&mut parts.headers, identity, case.keep_authorization);
+        add_identity(
+            &mut parts.headers,
+            &identity.caller,
+            case.keep_authorization,
+        );
     }
     let expected = expected_headers(&case);
     assert_eq!(
@@ -274,8 +279,8 @@ fn expected_headers(case: &Case) -> HeaderMap {
         None => out.remove("x-forwarded-host"),
     };
     if let Some(identity) = &case.identity {
-        out.insert("x-forwarded-user", identity.user.clone());
-        out.insert("x-forwarded-email", identity.email.clone());
+        out.insert("x-forwarded-user", identity.caller.user.clone());
+        out.insert("x-forwarded-email", identity.caller.email.clone());
         if !case.keep_authorization {
             out.remove(header::AUTHORIZATION);
         }

@@ -7,9 +7,8 @@
 
 use std::sync::Arc;
 
-use http::HeaderValue;
-
 use super::jwt::Claims;
+use crate::request::Caller;
 
 /// Most tokens remembered at once (about 1 KiB each).
 const CAPACITY: usize = 10_000;
@@ -19,23 +18,15 @@ const CAPACITY: usize = 10_000;
 pub struct Identity {
     /// The token's claims.
     pub claims: Claims,
-    /// `X-Forwarded-User` (the username).
-    pub user: HeaderValue,
-    /// `X-Forwarded-Email`.
-    pub email: HeaderValue,
+    /// What the backends are told about the caller.
+    pub caller: Caller,
 }
 
 impl Identity {
     /// Renders the identity headers of `claims`; `None` if they cannot be header values.
     pub fn new(claims: Claims) -> Option<Self> {
-        // Emails may carry UTF-8, which header values allow as opaque bytes (obs-text).
-        let user = HeaderValue::from_bytes(claims.username.as_bytes()).ok()?;
-        let email = HeaderValue::from_bytes(claims.email.as_bytes()).ok()?;
-        Some(Identity {
-            claims,
-            user,
-            email,
-        })
+        let caller = Caller::new(&claims.username, &claims.email)?;
+        Some(Identity { claims, caller })
     }
 }
 
@@ -114,7 +105,7 @@ mod tests {
     fn a_cached_token_is_returned_until_it_expires() {
         let cache = TokenCache::default();
         cache.insert("t", identity(100), 0);
-        assert_eq!(cache.get("t", 99).unwrap().user, "alice");
+        assert_eq!(cache.get("t", 99).unwrap().caller.user, "alice");
         assert!(cache.get("t", 100).is_none());
         assert!(cache.get("other", 0).is_none());
     }

@@ -4,12 +4,13 @@
 //! EdDSA public key as its secret is refused before any signature check.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::unix_secs;
 use crate::config::{JwtAlgorithm, JwtSettings};
 use crate::store::{Credentials, Role};
 
@@ -178,7 +179,7 @@ impl TokenKeys {
 
     /// A fresh signed token for `account`, valid from now for the configured lifetime.
     pub fn issue(&self, credentials: &Credentials) -> Result<(String, Claims), TokenError> {
-        let now = unix_now();
+        let now = unix_secs();
         let account = &credentials.account;
         let claims = Claims {
             sub: account.id.clone(),
@@ -265,14 +266,6 @@ fn ed25519_jwk(pkcs8: &[u8]) -> Result<Jwk, jsonwebtoken::errors::Error> {
 fn key_id(jwk: &Jwk) -> String {
     jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
         .unwrap_or_else(|_| "gatehouse".to_string())
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

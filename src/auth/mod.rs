@@ -137,7 +137,7 @@ impl Auth {
 
     fn verify_bearer(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
         let token = bearer_token(headers).ok_or(AuthError::Missing)?;
-        let now = jwt::unix_now();
+        let now = crate::clock::unix_secs();
         let identity = match self.verified.get(token, now) {
             Some(identity) => identity,
             None => {

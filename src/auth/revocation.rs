@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::store::{AccountStore, Revocation, StoreError};
 
-use super::jwt::{unix_now, Claims, TokenError};
+use super::jwt::{Claims, TokenError};
+use crate::clock::unix_secs;
 
 /// How often a SQLite replica re-reads revocations (well inside the promised one second).
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -139,7 +140,7 @@ async fn resync(store: &dyn AccountStore, revocations: &Revocations) -> Result<(
     for revocation in store.revocations().await? {
         revocations.apply(&revocation);
     }
-    revocations.prune(unix_now() as i64);
+    revocations.prune(unix_secs() as i64);
     Ok(())
 }
 

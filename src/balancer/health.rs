@@ -12,21 +12,14 @@
 //! forgets an outage. All of it is atomics: the request path takes no lock.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::clock::now_ms;
 use crate::config::{EjectionSettings, HealthCheckSettings};
 use crate::error::ProxyError;
 use crate::metrics::BackendMetrics;
-
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-/// Milliseconds on the process clock, the unit of ejection deadlines.
-pub fn now_ms() -> u64 {
-    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
 
 /// One backend's health, load and counters, shared across config snapshots.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! Load-aware choices: `least_requests` (fewest in flight) and `p2c` (the lighter of two
 //! weighted-random candidates). Both compare `in_flight / weight` without division.
 
-use crate::service::Backend;
+use super::Backend;
 
 /// Whether `a` is less loaded than `b` for their weights: `a.in_flight / a.weight <
 /// b.in_flight / b.weight`, cross-multiplied.

@@ -6,22 +6,26 @@
 //! No lock anywhere. Backends that are ejected or failed their health checks are skipped; when
 //! none is available the pick is `None` and the request gets a fast 503 rather than being sent
 //! to a backend known to be down (failing open would turn one outage into a pile of timeouts).
-//! `health` holds what is known of each backend's health; `probe` runs the active checks.
+//! `backend` is one upstream server; `health` holds what is known of its health;
+//! `active_check` runs the active checks.
 
+pub mod active_check;
+mod backend;
 mod health;
 mod least;
-pub mod probe;
 mod random;
 mod round_robin;
 mod schedule;
 
-pub use health::{now_ms, BackendState, InFlight};
-pub use random::{RandomSource, SeededRng, ThreadRng};
+pub use backend::Backend;
+pub use health::BackendState;
+#[cfg(test)]
+pub use random::SeededRng;
+pub use random::{RandomSource, ThreadRng};
 
 use std::sync::Arc;
 
 use crate::config::Strategy;
-use crate::service::Backend;
 use random::RandomPick;
 use round_robin::RoundRobin;
 
@@ -58,7 +62,7 @@ impl Balancer {
     }
 
     /// The index of the backend for the next request, among those available at `now`
-    /// ([`now_ms`]); `None` when none is.
+    /// ([`crate::clock::now_ms`]); `None` when none is.
     pub fn pick(&self, backends: &[Backend], now: u64) -> Option<usize> {
         let available = |i: usize| backends[i].state.is_available(now);
         match self.strategy {
@@ -101,6 +105,7 @@ pub fn attempt_order(first: usize, count: usize) -> impl Iterator<Item = usize> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::now_ms;
 
     use crate::metrics::Metrics;
 

@@ -1,10 +1,15 @@
 //! Uniform choice over the schedule, from an injectable random source.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(test)]
+use std::sync::Mutex;
 
+#[cfg(test)]
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
+#[cfg(test)]
+use rand::SeedableRng;
 
 /// Where random picks come from; production uses the thread-local generator, tests a seed.
 pub trait RandomSource: Send + Sync + fmt::Debug {
@@ -23,9 +28,11 @@ impl RandomSource for ThreadRng {
 }
 
 /// A seeded generator for repeatable tests (it locks, so it stays out of production).
+#[cfg(test)]
 #[derive(Debug)]
 pub struct SeededRng(Mutex<StdRng>);
 
+#[cfg(test)]
 impl SeededRng {
     /// A generator that yields the same sequence for the same seed.
     pub fn new(seed: u64) -> Self {
@@ -33,6 +40,7 @@ impl SeededRng {
     }
 }
 
+#[cfg(test)]
 impl RandomSource for SeededRng {
     fn below(&self, n: usize) -> usize {
         self.0

@@ -7,11 +7,11 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
-use super::{body, validate};
+use super::{json_body, validate};
 use crate::auth::Auth;
 use crate::config::AccountsPageAccess;
 use crate::error::{json_response, ProxyBody, ProxyError};
-use crate::forwarder::ClientInfo;
+use crate::request::ClientInfo;
 use crate::store::{Account, ListQuery, NewAccount, Role, StoreError, TakenField};
 
 #[derive(Deserialize)]
@@ -51,7 +51,7 @@ pub(super) async fn register(
     stall: Duration,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let ip = client.ip(request.headers());
-    let registration: Registration = body::read_json(request, stall).await?;
+    let registration: Registration = json_body::read_json(request, stall).await?;
     validate::username(&registration.username)?;
     validate::email(&registration.email)?;
     validate::password(&registration.password)?;

@@ -2,28 +2,28 @@
 //!
 //! - `account`: `POST /account` (register) and `GET /accounts` (list).
 //! - `session`: `POST /login`, `POST /logout`, `GET /.well-known/jwks.json`.
-//! - `health`: `GET /health`, `GET /ready`.
-//! - `metrics`: `GET /metrics` (Prometheus text format).
+//! - `status`: `GET /health`, `GET /ready`.
+//! - `scrape`: `GET /metrics` (Prometheus text format).
 //! - `page`: `GET /accounts_page`, the self-contained HTML accounts page.
-//! - `body`, `validate`: JSON bodies and field rules shared by the handlers.
+//! - `json_body`, `validate`: JSON bodies and field rules shared by the handlers.
 
 mod account;
-mod body;
-mod health;
-mod metrics;
+mod json_body;
 mod page;
+mod scrape;
 mod session;
+mod status;
 mod validate;
 
 use http::{header, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::error::{ProxyBody, ProxyError};
-use crate::forwarder::ClientInfo;
+use crate::request::ClientInfo;
 use crate::state::AppState;
 
-pub(crate) use health::{health, ready};
-pub(crate) use metrics::render as metrics;
+pub(crate) use scrape::render as metrics;
+pub(crate) use status::{health, ready};
 pub(crate) use validate::{
     email as validate_email, password as validate_password, username as validate_username,
 };
@@ -55,14 +55,14 @@ async fn dispatch(
     let auth = &state.auth;
     let path = request.uri().path();
     match path {
-        "/health" => only(&request, &[Method::GET, Method::HEAD]).map(|()| health::health()),
+        "/health" => only(&request, &[Method::GET, Method::HEAD]).map(|()| status::health()),
         "/ready" => {
             only(&request, &[Method::GET, Method::HEAD])?;
-            Ok(health::ready(state).await)
+            Ok(status::ready(state).await)
         }
         "/metrics" if state.metrics_on_main_listener() => {
             only(&request, &[Method::GET, Method::HEAD])?;
-            Ok(metrics::render(&state.metrics))
+            Ok(scrape::render(&state.metrics))
         }
         "/accounts_page" => {
             only(&request, &[Method::GET, Method::HEAD])?;

@@ -7,11 +7,11 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use super::body;
+use super::json_body;
 use crate::auth::Auth;
 use crate::error::{json_response, ProxyBody, ProxyError};
-use crate::forwarder::ClientInfo;
 use crate::metrics::LoginResult;
+use crate::request::ClientInfo;
 use crate::store::Revocation;
 
 #[derive(Deserialize)]
@@ -31,7 +31,7 @@ pub(super) async fn login(
     stall: Duration,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let ip = client.ip(request.headers());
-    let login: Login = body::read_json(request, stall).await?;
+    let login: Login = json_body::read_json(request, stall).await?;
     auth.throttle.login(ip, &login.email).map_err(|t| {
         auth.count_login(LoginResult::RateLimited);
         ProxyError::RateLimited(t.retry_after_secs)

@@ -17,8 +17,9 @@ use hyper::body::Incoming;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
-use crate::balancer::now_ms;
+use crate::clock::now_ms;
 use crate::error::BodyError;
+use crate::policy::BodyLimits;
 
 /// The client's body failed: the client's fault, not the backend's.
 #[derive(Debug, thiserror::Error)]
@@ -32,15 +33,6 @@ pub(crate) enum ClientBodyError {
     /// The client paused longer than allowed between chunks.
     #[error("the request body stalled for {0:?}")]
     Stalled(Duration),
-}
-
-/// Limits on a body as it streams; built once per service and snapshot.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimits {
-    /// Most bytes accepted.
-    pub max_bytes: Option<u64>,
-    /// Longest wait for the next chunk.
-    pub read_timeout: Duration,
 }
 
 /// The body of an upstream request.

@@ -1,11 +1,8 @@
 //! Header rewrite between client and backend (RFC 9110 §7.6.1, DESIGN.md §5).
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::auth::Identity;
-use crate::handler::X_REQUEST_ID;
+use crate::request::{Caller, X_REQUEST_ID};
 
 const HOPS: usize = 9;
 
@@ -125,9 +122,9 @@ pub(crate) fn strip_identity(headers: &mut HeaderMap) {
 
 /// Tells the backend who the authenticated user is, and keeps the token from it unless the
 /// service asks for it. Runs after [`strip_identity`], so only Gatehouse's values arrive.
-pub fn add_identity(headers: &mut HeaderMap, identity: &Identity, keep_authorization: bool) {
-    headers.insert(X_FORWARDED_USER, identity.user.clone());
-    headers.insert(X_FORWARDED_EMAIL, identity.email.clone());
+pub fn add_identity(headers: &mut HeaderMap, caller: &Caller, keep_authorization: bool) {
+    headers.insert(X_FORWARDED_USER, caller.user.clone());
+    headers.insert(X_FORWARDED_EMAIL, caller.email.clone());
     if !keep_authorization {
         headers.remove(header::AUTHORIZATION);
     }
@@ -161,14 +158,10 @@ pub(crate) fn add_forwarded(
     };
 }
 
-/// The client's IP as a header value, for [`add_forwarded`].
-pub(crate) fn ip_header_value(ip: IpAddr) -> HeaderValue {
-    HeaderValue::try_from(ip.to_string()).expect("an IP address is a valid header value")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::ip_header_value;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -2,18 +2,13 @@
 //! back; a backend that refuses the connection is skipped for the next one.
 
 mod body;
-mod client;
 pub(crate) mod headers;
 mod pool;
-mod retry;
 mod upgrade;
 
-pub use body::BodyLimits;
 pub(crate) use body::ResponseBody;
-pub use client::ClientInfo;
 // Public for the fuzz targets (fuzz/), which drive the real header rewrite.
 pub use headers::add_identity;
-pub use retry::RetryBudget;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,10 +18,12 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use hyper::body::Incoming;
 use tokio::sync::Notify;
 
-use crate::auth::Identity;
-use crate::balancer::{attempt_order, now_ms};
+use crate::balancer::{attempt_order, Backend};
+use crate::clock::now_ms;
 use crate::error::ProxyError;
-use crate::service::{Backend, Service};
+use crate::policy::retry;
+use crate::request::{Caller, ClientInfo};
+use crate::service::Service;
 use body::{ClientBodyError, UpstreamBody, WAITING_ON_CLIENT};
 use pool::{Pool, Sender};
 
@@ -51,7 +48,7 @@ impl Forwarder {
         Self::default()
     }
 
-    /// Forwards `request` to one of `service`'s available backends, as `identity` when
+    /// Forwards `request` to one of `service`'s available backends, as `caller` when
     /// authenticated; returns the response and the index of the backend that produced it.
     ///
     /// A backend that refuses the connection is skipped for the next available one (always,
@@ -64,7 +61,7 @@ impl Forwarder {
         service: &Service,
         mut request: Request<Incoming>,
         client: &ClientInfo,
-        identity: Option<&Identity>,
+        caller: Option<&Caller>,
     ) -> Result<(Response<Incoming>, usize), ProxyError> {
         let upgrade = upgrade::requested(&request).then(|| upgrade::client_side(&mut request));
         let (mut parts, incoming) = request.into_parts();
@@ -73,8 +70,8 @@ impl Forwarder {
         if let Some((_, protocol)) = &upgrade {
             upgrade::restore_request_headers(&mut parts.headers, protocol.clone());
         }
-        if let Some(identity) = identity {
-            headers::add_identity(&mut parts.headers, identity, service.forward_authorization);
+        if let Some(caller) = caller {
+            headers::add_identity(&mut parts.headers, caller, service.forward_authorization);
         }
         let (body, sent) = UpstreamBody::new(incoming, service.body_limits);
         let retry = Retry::plan(service, &parts, sent.is_none() && upgrade.is_none());

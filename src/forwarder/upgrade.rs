@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::server::ConnectionSlot;
+use crate::request::ConnectionSlot;
 
 /// Whether the client asks to switch to WebSocket (HTTP/1.1 `Connection: upgrade` +
 /// `Upgrade: websocket`). Other protocols are not tunnelled: an `h2c` upgrade through a lenient

@@ -8,11 +8,18 @@
 //! none of it pays a few branches: nothing is allocated or formatted.
 //!
 //! Bodies that stream past `max_request_body`, and the pause allowed between their chunks
-//! (`limits.body_read_timeout`), are enforced by the forwarder as it sends the body upstream.
+//! (`limits.body_read_timeout`), are enforced by the forwarder as it sends the body upstream,
+//! within the [`BodyLimits`] built here; which requests it may retry, and how many, is
+//! [`retry`]'s to say.
 
+mod body_limits;
 mod cors;
 mod rate;
+pub(crate) mod retry;
 mod security;
+
+pub use body_limits::BodyLimits;
+pub use retry::RetryBudget;
 
 use std::net::IpAddr;
 

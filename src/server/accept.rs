@@ -13,20 +13,18 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use prometheus::IntGauge;
 use tokio::net::TcpStream;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::limits::RequestLimits;
 use super::listen;
 use super::preface;
 use super::stream::ClientStream;
 use super::tls::{self, ServerTls};
-use crate::balancer::now_ms;
+use crate::clock::now_ms;
 use crate::config::Limits;
-use crate::forwarder::ClientInfo;
-use crate::handler;
+use crate::handler::{self, RequestLimits};
+use crate::request::{ClientInfo, ConnectionSlot};
 use crate::state::{AppState, Worker};
 
 /// Accept errors such as EMFILE are retried after this pause instead of spinning.
@@ -150,10 +148,7 @@ pub(super) async fn serve_worker(
         let _ = stream.set_nodelay(true);
         let trusted = Arc::clone(&worker.state.trusted_proxies);
         let client = Arc::new(ClientInfo::new(peer, worker.state.proto, trusted));
-        let slot = ConnectionSlot(Arc::new((
-            permit,
-            Active::new(&worker.state.metrics.connections),
-        )));
+        let slot = ConnectionSlot::new(permit, &worker.state.metrics.connections);
         let activity = Arc::new(Activity::new());
         let service = service_fn({
             let (worker, slot) = (Arc::clone(&worker), slot.clone());
@@ -291,27 +286,6 @@ impl Drop for Busy {
     fn drop(&mut self) {
         self.0.since.store(now_ms(), Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A client connection's place under `max_connections` and in `gatehouse_connections_active`,
-/// released when the last holder (the connection, or the tunnel it became) lets go.
-#[derive(Clone)]
-pub(crate) struct ConnectionSlot(#[allow(dead_code)] Arc<(OwnedSemaphorePermit, Active)>);
-
-/// Counts a connection in `gatehouse_connections_active` for as long as it lives.
-struct Active(IntGauge);
-
-impl Active {
-    fn new(gauge: &IntGauge) -> Self {
-        gauge.inc();
-        Active(gauge.clone())
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }
 

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpSocket;
 use tokio::sync::watch;
 
+use crate::state::Rebind;
+
 /// Pending connections the kernel queues while every worker is busy (std's default is 128).
 const LISTEN_BACKLOG: u32 = 4096;
 
@@ -64,6 +66,12 @@ impl Listen {
     /// while in-flight requests drain.
     pub(super) fn close(&self) {
         self.current.send_replace(None);
+    }
+}
+
+impl Rebind for Listen {
+    fn rebind(&self, address: SocketAddr) -> io::Result<bool> {
+        Listen::rebind(self, address)
     }
 }
 

@@ -3,20 +3,15 @@
 //! optional admin listener.
 
 mod accept;
-pub(crate) mod access_log;
-mod admin;
-mod framing;
-mod limits;
+mod admin_listener;
 mod listen;
 mod preface;
 mod stream;
 mod tls;
 mod workers;
 
-pub(crate) use accept::ConnectionSlot;
 pub use accept::ServerOptions;
-pub use admin::serve_admin;
-pub use limits::RequestLimits;
+pub use admin_listener::serve_admin;
 pub use listen::{bind, Listen};
 pub use tls::{CertWatch, Reloaded, ServerTls, TlsError};
 pub use workers::serve_workers;

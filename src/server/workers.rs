@@ -32,7 +32,9 @@ pub async fn serve_workers(
     let (stop, stopped) = watch::channel(false);
     let listen = Arc::new(Listen::new(listener.into_std()?, requested));
     // Reloads reach the socket through the state (a changed `listen` rebinds).
-    let _ = state.listen.set(Arc::clone(&listen));
+    let _ = state
+        .listen
+        .set(Arc::clone(&listen) as Arc<dyn crate::state::Rebind>);
     let mut threads = Vec::new();
     for index in 1..workers.max(1) {
         let (state, options, permits) = (Arc::clone(&state), options.clone(), Arc::clone(&permits));

@@ -8,6 +8,7 @@ use super::{
     Account, AccountPage, AccountStore, Credentials, ListQuery, NewAccount, Revocation,
     RevocationFeed, StoreError, ACQUIRE_TIMEOUT,
 };
+use crate::clock::unix_millis;
 
 /// The pool per replica; an open revocation feed holds one of these connections for good.
 const MAX_CONNECTIONS: u32 = 16;
@@ -155,7 +156,7 @@ impl AccountStore for PostgresStore {
 
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         sqlx::query(sql::DELETE_EXPIRED_TOKENS)
-            .bind(sql::now_secs())
+            .bind(unix_millis() / 1000)
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;

@@ -4,11 +4,10 @@
 //! `$N` is one parameter, as in PostgreSQL), and every statement here uses only syntax both
 //! accept (`RETURNING` and `ON CONFLICT` need SQLite 3.35+; sqlx bundles a newer one).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use sqlx::migrate::{MigrateError, Migrator};
 
 use super::{redact, Account, Credentials, NewAccount, Revocation, Role, StoreError, TakenField};
+use crate::clock::unix_millis;
 
 /// The embedded migrations, run by both backends on open (re-running is a no-op).
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -154,7 +153,7 @@ impl Insert {
                 username: new.username,
                 email: new.email,
                 role: new.role,
-                created_at_ms: now_ms(),
+                created_at_ms: unix_millis(),
             },
         }
     }
@@ -179,19 +178,6 @@ pub(super) fn search_pattern(search: Option<&str>) -> Option<String> {
     }
     pattern.push('%');
     Some(pattern)
-}
-
-/// Now, Unix milliseconds.
-pub(super) fn now_ms() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Now, Unix seconds (the unit of a token's `exp`).
-pub(super) fn now_secs() -> i64 {
-    now_ms() / 1000
 }
 
 /// Maps an INSERT failure: a unique violation names the field (PostgreSQL reports the index

@@ -12,6 +12,7 @@ use super::{
     redact, Account, AccountPage, AccountStore, Credentials, ListQuery, NewAccount, Revocation,
     RevocationFeed, StoreError, ACQUIRE_TIMEOUT,
 };
+use crate::clock::unix_millis;
 
 /// SQLite has one writer at a time; more connections only help concurrent readers.
 const MAX_CONNECTIONS: u32 = 8;
@@ -149,7 +150,7 @@ impl AccountStore for SqliteStore {
 
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         sqlx::query(sql::DELETE_EXPIRED_TOKENS)
-            .bind(sql::now_secs())
+            .bind(unix_millis() / 1000)
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;

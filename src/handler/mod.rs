@@ -1,4 +1,11 @@
-//! One request from arrival to response: route, apply the service's policy, forward.
+//! One request from arrival to response: check the request's limits and framing, route, apply
+//! the service's policy, forward (or answer from the control plane), and log it once.
+
+pub(crate) mod access_log;
+mod framing;
+mod limits;
+
+pub use limits::RequestLimits;
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -7,7 +14,7 @@ use std::time::Instant;
 
 use futures_util::FutureExt;
 
-use http::{header::HeaderName, HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -15,15 +22,12 @@ use crate::auth::{Auth, Identity};
 use crate::config::ServiceAuth;
 use crate::control;
 use crate::error::{ProxyBody, ProxyError};
-use crate::forwarder::{ClientInfo, ResponseBody};
+use crate::forwarder::ResponseBody;
 use crate::metrics;
-use crate::server::access_log::{self, AccessRecord};
-use crate::server::RequestLimits;
+use crate::request::{ClientInfo, X_REQUEST_ID};
 use crate::service::Service;
 use crate::state::{AppState, Worker};
-
-/// Correlates a request across client, proxy logs and backend.
-pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use access_log::AccessRecord;
 
 /// Who answered and for whom, for metrics and the access log.
 #[derive(Debug, Default)]
@@ -154,8 +158,13 @@ async fn proxy(
     // Boxed, as is the control plane's future below: hyper keeps a connection's handler future
     // in one allocation for the connection's life, sized for the largest state (6.8 KB with
     // the exchange inline, measured), so every idle keep-alive connection held that much.
-    let (response, index) =
-        Box::pin(worker.forwarder.forward(service, request, client, identity)).await?;
+    let (response, index) = Box::pin(worker.forwarder.forward(
+        service,
+        request,
+        client,
+        identity.map(|i| &i.caller),
+    ))
+    .await?;
     outcome.backend = Some(index);
     Ok(response.map(|body| ResponseBody::new(body, service.timeout).boxed_unsync()))
 }

@@ -11,9 +11,9 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use crate::error::{BodyError, ProxyBody};
-use crate::forwarder::ClientInfo;
-use crate::handler::{Outcome, X_REQUEST_ID};
-use crate::router::request_host;
+use crate::request::{request_host, ClientInfo, X_REQUEST_ID};
+
+use super::Outcome;
 
 /// The tracing target of access lines (`RUST_LOG=gatehouse::access=off` silences them).
 pub(crate) const TARGET: &str = "gatehouse::access";

@@ -16,11 +16,11 @@ use crate::error::{json_response, ProxyBody};
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
     /// Longest path + query, in bytes.
-    pub(super) max_uri_bytes: usize,
+    pub max_uri_bytes: usize,
     /// Most header fields (each value of a repeated name counts).
-    pub(super) max_headers: usize,
+    pub max_headers: usize,
     /// Largest head: request line and header fields as HTTP/1.1 spells them.
-    pub(super) max_header_bytes: usize,
+    pub max_header_bytes: usize,
 }
 
 impl RequestLimits {

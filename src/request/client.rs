@@ -12,8 +12,6 @@ use std::sync::Arc;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
-use super::headers;
-
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
@@ -26,7 +24,7 @@ pub struct ClientInfo {
     /// `http` or `https`, as the client connected.
     pub proto: &'static str,
     /// The peer's IP rendered for `X-Forwarded-For`.
-    pub(super) peer_ip: HeaderValue,
+    pub peer_ip: HeaderValue,
     /// Proxies whose forwarding headers are believed (empty: none).
     trusted: Arc<[IpNet]>,
     /// Whether the peer is one of them.
@@ -41,7 +39,7 @@ impl ClientInfo {
         ClientInfo {
             peer,
             proto,
-            peer_ip: headers::ip_header_value(peer.ip()),
+            peer_ip: ip_header_value(peer.ip()),
             trusted,
             peer_trusted,
         }
@@ -85,6 +83,11 @@ impl ClientInfo {
         }
         self.proto
     }
+}
+
+/// An IP address as a header value (`X-Forwarded-For`).
+pub fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(ip.to_string()).expect("an IP address is a valid header value")
 }
 
 fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {

@@ -14,26 +14,25 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::MissedTickBehavior;
 
-use super::BackendState;
+use super::{Backend, BackendState};
 use crate::config::HealthCheckSettings;
-use crate::service::Service;
 
 const USER_AGENT: HeaderValue = HeaderValue::from_static("gatehouse-health-check");
 
-/// Starts probing every backend of `service` that has no probe running yet (backends carried
-/// over from the previous snapshot keep theirs).
-pub fn start(service: &Service) {
-    let Some(settings) = &service.health_check else {
+/// Starts probing every backend of the service `name` that has no probe running yet (backends
+/// carried over from the previous snapshot keep theirs); nothing without `settings`.
+pub fn start(name: &str, backends: &[Backend], settings: Option<&HealthCheckSettings>) {
+    let Some(settings) = settings else {
         return;
     };
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         tracing::warn!(
-            service = &*service.name,
+            service = name,
             "no runtime to run health checks on; skipped"
         );
         return;
     };
-    for backend in service.backends.iter() {
+    for backend in backends {
         if backend.state.claim_probe() {
             runtime.spawn(probe_loop(
                 Arc::downgrade(&backend.state),

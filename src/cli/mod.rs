@@ -1,0 +1,5 @@
+//! The commands beside `serve` that the binary runs: account administration and the container
+//! health probe. Argument parsing and the serving command live in `main.rs`.
+
+pub mod accounts;
+pub mod probe;

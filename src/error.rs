@@ -4,6 +4,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 
+use crate::store::TakenField;
+
 /// The body type every response of the proxy uses: streamed from a backend or built here.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BodyError>;
 
@@ -30,9 +32,9 @@ pub enum ProxyError {
     #[error("cross-origin request refused: {0}")]
     CorsForbidden(&'static str),
     #[error("{1}")]
-    InvalidField(&'static str, String),
-    #[error("{0}")]
-    Taken(&'static str),
+    InvalidField(Invalid, String),
+    #[error("{}", taken_code(*.0))]
+    Taken(TakenField),
     #[error("the request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
     #[error("no part of the request body arrived for {0:?}")]
@@ -47,6 +49,14 @@ pub enum ProxyError {
     StoreUnavailable,
     #[error("the request is malformed: {0}")]
     BadRequest(&'static str),
+    #[error("{0}")]
+    Framing(&'static str),
+    #[error("the request target is {len} bytes; at most {max} are accepted")]
+    UriTooLong { len: usize, max: usize },
+    #[error("the request has {count} header fields; at most {max} are accepted")]
+    TooManyHeaders { count: usize, max: usize },
+    #[error("the request head is {bytes} bytes; at most {max} are accepted")]
+    HeadTooLarge { bytes: usize, max: usize },
     #[error("no healthy backend for service {0}")]
     NoHealthyBackend(String),
     #[error("every backend of service {0} refused the connection")]
@@ -69,7 +79,13 @@ impl ProxyError {
             | ProxyError::InvalidToken(_)
             | ProxyError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden(_) | ProxyError::CorsForbidden(_) => StatusCode::FORBIDDEN,
-            ProxyError::BadRequest(_) | ProxyError::InvalidField(..) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::Framing(_) | ProxyError::InvalidField(..) => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            ProxyError::TooManyHeaders { .. } | ProxyError::HeadTooLarge { .. } => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
             ProxyError::Taken(_) => StatusCode::CONFLICT,
             ProxyError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::RequestBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -92,9 +108,13 @@ impl ProxyError {
             ProxyError::InvalidToken(_) => "invalid_token",
             ProxyError::Forbidden(_) => "forbidden",
             ProxyError::CorsForbidden(_) => "cors_forbidden",
-            ProxyError::BadRequest(_) => "bad_request",
-            ProxyError::InvalidField(code, _) => code,
-            ProxyError::Taken(code) => code,
+            ProxyError::BadRequest(_) | ProxyError::Framing(_) => "bad_request",
+            ProxyError::UriTooLong { .. } => "uri_too_long",
+            ProxyError::TooManyHeaders { .. } | ProxyError::HeadTooLarge { .. } => {
+                "request_header_fields_too_large"
+            }
+            ProxyError::InvalidField(invalid, _) => invalid.code(),
+            ProxyError::Taken(field) => taken_code(*field),
             ProxyError::PayloadTooLarge(_) => "payload_too_large",
             ProxyError::RequestBodyTimeout(_) => "request_timeout",
             ProxyError::UnsupportedMediaType => "unsupported_media_type",
@@ -129,6 +149,45 @@ impl ProxyError {
             _ => {}
         }
         response
+    }
+}
+
+/// Which part of a client's input was refused; each is its own `error` code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    /// The body is not JSON.
+    Json,
+    /// The body is JSON of the wrong shape (missing, unknown or mistyped fields).
+    Request,
+    /// A query parameter.
+    Query,
+    /// The `username` field.
+    Username,
+    /// The `email` field.
+    Email,
+    /// The `password` field.
+    Password,
+}
+
+impl Invalid {
+    /// The `error` code clients match on.
+    pub fn code(self) -> &'static str {
+        match self {
+            Invalid::Json => "invalid_json",
+            Invalid::Request => "invalid_request",
+            Invalid::Query => "invalid_query",
+            Invalid::Username => "invalid_username",
+            Invalid::Email => "invalid_email",
+            Invalid::Password => "invalid_password",
+        }
+    }
+}
+
+/// The `error` code (and message) of a registration refused for a taken field.
+fn taken_code(field: TakenField) -> &'static str {
+    match field {
+        TakenField::Email => "email_taken",
+        TakenField::Username => "username_taken",
     }
 }
 
@@ -203,12 +262,54 @@ mod tests {
     }
     #[test]
     fn invalid_field_maps_to_400_with_its_code() {
-        let err = ProxyError::InvalidField("invalid_email", "bad".into());
+        let err = ProxyError::InvalidField(Invalid::Email, "bad".into());
         assert_eq!((err.status().as_u16(), err.code()), (400, "invalid_email"));
     }
     #[test]
-    fn taken_maps_to_409() {
-        assert_eq!(ProxyError::Taken("email_taken").status(), 409);
+    fn each_invalid_input_has_its_own_code() {
+        let all = [
+            Invalid::Json,
+            Invalid::Request,
+            Invalid::Query,
+            Invalid::Username,
+            Invalid::Email,
+            Invalid::Password,
+        ];
+        let codes: std::collections::HashSet<_> = all.iter().map(|i| i.code()).collect();
+        assert_eq!(codes.len(), all.len());
+    }
+    #[test]
+    fn taken_maps_to_409_naming_the_field() {
+        let err = ProxyError::Taken(TakenField::Email);
+        assert_eq!((err.status().as_u16(), err.code()), (409, "email_taken"));
+        assert_eq!(err.to_string(), "email_taken");
+        assert_eq!(
+            ProxyError::Taken(TakenField::Username).code(),
+            "username_taken"
+        );
+    }
+    #[test]
+    fn refused_framing_maps_to_400_with_the_reason_as_message() {
+        let err = ProxyError::Framing("two Host lines");
+        assert_eq!((err.status().as_u16(), err.code()), (400, "bad_request"));
+        assert_eq!(err.to_string(), "two Host lines");
+    }
+    #[test]
+    fn long_target_maps_to_414() {
+        let err = ProxyError::UriTooLong { len: 9, max: 8 };
+        assert_eq!((err.status().as_u16(), err.code()), (414, "uri_too_long"));
+    }
+    #[test]
+    fn too_many_headers_maps_to_431() {
+        let err = ProxyError::TooManyHeaders { count: 3, max: 2 };
+        assert_eq!(err.status(), 431);
+        assert_eq!(err.code(), "request_header_fields_too_large");
+    }
+    #[test]
+    fn large_head_maps_to_431() {
+        let err = ProxyError::HeadTooLarge { bytes: 9, max: 8 };
+        assert_eq!(err.status(), 431);
+        assert_eq!(err.code(), "request_header_fields_too_large");
     }
     #[test]
     fn oversized_body_maps_to_413() {

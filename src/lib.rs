@@ -14,7 +14,7 @@
 //! - `balancer`: `Backend`, strategies over a weighted schedule, health and active checks.
 //! - `service`: a service's runtime form: policy, backends, balancer.
 //! - `forwarder`: pooled upstream client, header rewrite, failover, upgrades.
-//! - `router`: Host header → service; anything else → `control`.
+//! - `router`: Host header → service (the handler sends unclaimed hosts to `control`).
 //! - `state`: the live snapshot (`ArcSwap`) and what requests share.
 //! - `control`: control-plane endpoints (`/account`, `/login`, `/logout`, `/accounts`, …).
 //! - `handler`: one request end to end: limits, route, policy, forward, error → response, log.

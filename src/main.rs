@@ -128,7 +128,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// Loads the config and applies the environment's overrides (DESIGN.md §2).
+/// Loads the config and applies the environment's overrides (the README's "Command line").
 fn load_settings(path: &Path) -> anyhow::Result<Settings> {
     let mut settings = config::load(path)?;
     if let Some(url) = env_var("DATABASE_URL")? {

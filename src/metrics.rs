@@ -1,4 +1,4 @@
-//! Every metric of DESIGN.md §6, in one registry per process (per `AppState`, so tests that run
+//! Every metric Gatehouse exports (listed in the README's "Observability"), in one registry per process (per `AppState`, so tests that run
 //! several proxies in one process count separately).
 //!
 //! The request path never formats a label: each service and backend resolves its handles when

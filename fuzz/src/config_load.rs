@@ -3,7 +3,7 @@
 //! token keys (`TokenKeys::from_settings`, what `serve` starts with).
 //!
 //! Input: the config file's bytes. Promised: a refusal is `LABEL:LINE:COLUMN: message` with a
-//! location inside the text; an accepted config keeps DESIGN.md §3's rules (unique lowercase
+//! location inside the text; an accepted config keeps the config rules (unique lowercase
 //! hosts without a port, unique service names, non-empty http backend lists, weights 1–100,
 //! durations above zero), builds without panicking, and issues tokens that verify.
 

@@ -16,7 +16,7 @@
 //! ```
 //! Lines that do not parse are skipped, so every mutation still reaches the code.
 //!
-//! Checked against a model of DESIGN.md §5 and RFC 9110 §7.6.1, header for header: hop-by-hop
+//! Checked against a model of the forwarding rules (`docs/architecture.md`) and RFC 9110 §7.6.1, header for header: hop-by-hop
 //! fields and each field a `Connection` option names are removed (`Host` and `X-Request-Id`
 //! excepted), client-sent identity headers and `_` spellings of the headers Gatehouse sets are
 //! removed, everything else passes unchanged and in order, and `X-Forwarded-For`/`-Proto`/`-Host`

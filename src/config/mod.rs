@@ -1,6 +1,6 @@
 //! Configuration: YAML → validated, typed [`Settings`].
 //!
-//! Three steps (STYLE.md): `schema` holds the serde structs (`deny_unknown_fields`), whose scalar
+//! Three steps, so each can be read and tested alone: `schema` holds the serde structs (`deny_unknown_fields`), whose scalar
 //! fields are the checked types of `values`; every rule is a small named function in `rules`;
 //! `load` parses a file and turns any failure into `PATH:LINE:COLUMN: message`. `traffic` holds
 //! the per-service traffic settings (health, retries, timeouts, CORS, rate limits).

@@ -1,4 +1,4 @@
-//! The config file's shape (DESIGN.md §3). Unknown keys are errors; defaults live here.
+//! The config file's shape (every key: the README's "Config reference", `config/app.yaml`). Unknown keys are errors; defaults live here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::{json_body, validate};
 use crate::auth::Auth;
 use crate::config::AccountsPageAccess;
-use crate::error::{json_response, ProxyBody, ProxyError};
+use crate::error::{json_response, Invalid, ProxyBody, ProxyError};
 use crate::request::ClientInfo;
-use crate::store::{Account, ListQuery, NewAccount, Role, StoreError, TakenField};
+use crate::store::{Account, ListQuery, NewAccount, Role, StoreError};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,8 +93,7 @@ async fn create(
         .await;
     match outcome.and_then(|created| created) {
         Ok(account) => Ok(account),
-        Err(StoreError::Taken(TakenField::Email)) => Err(ProxyError::Taken("email_taken")),
-        Err(StoreError::Taken(TakenField::Username)) => Err(ProxyError::Taken("username_taken")),
+        Err(StoreError::Taken(field)) => Err(ProxyError::Taken(field)),
         Err(error) => {
             tracing::error!(%error, "registration failed");
             Err(ProxyError::StoreUnavailable)
@@ -180,7 +179,7 @@ impl Paging {
                     let term = value.trim();
                     if term.len() > Self::MAX_SEARCH_BYTES {
                         return Err(ProxyError::InvalidField(
-                            "invalid_query",
+                            Invalid::Query,
                             format!("q must be at most {} bytes", Self::MAX_SEARCH_BYTES),
                         ));
                     }
@@ -189,7 +188,7 @@ impl Paging {
                     // PostgreSQL refuses it with an error.
                     if term.chars().any(char::is_control) {
                         return Err(ProxyError::InvalidField(
-                            "invalid_query",
+                            Invalid::Query,
                             "q must not contain control characters".into(),
                         ));
                     }
@@ -204,7 +203,7 @@ impl Paging {
 
 fn number(name: &str, value: &str) -> Result<i64, ProxyError> {
     value.trim().parse::<i64>().map_err(|_| {
-        ProxyError::InvalidField("invalid_query", format!("{name} must be a whole number"))
+        ProxyError::InvalidField(Invalid::Query, format!("{name} must be a whole number"))
     })
 }
 

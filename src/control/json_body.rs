@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
-use crate::error::ProxyError;
+use crate::error::{Invalid, ProxyError};
 
 /// Largest body a control-plane request may carry.
 pub(super) const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -67,19 +67,19 @@ pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProxyEr
     if first != Some(&b'{') {
         if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
             return Err(ProxyError::InvalidField(
-                "invalid_json",
+                Invalid::Json,
                 format!("the request body is not valid: {error}"),
             ));
         }
         return Err(ProxyError::InvalidField(
-            "invalid_request",
+            Invalid::Request,
             "the request body must be a JSON object".into(),
         ));
     }
     serde_json::from_slice(bytes).map_err(|error| {
         let code = match error.classify() {
-            serde_json::error::Category::Data => "invalid_request",
-            _ => "invalid_json",
+            serde_json::error::Category::Data => Invalid::Request,
+            _ => Invalid::Json,
         };
         ProxyError::InvalidField(code, format!("the request body is not valid: {error}"))
     })

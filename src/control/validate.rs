@@ -1,6 +1,6 @@
-//! Field rules for registration (DESIGN.md §4), one function per field.
+//! Field rules for registration (the README's "Accounts and tokens"), one function per field.
 
-use crate::error::ProxyError;
+use crate::error::{Invalid, ProxyError};
 
 /// 3–32 characters of `[A-Za-z0-9_.-]`.
 pub(crate) fn username(value: &str) -> Result<(), ProxyError> {
@@ -9,7 +9,7 @@ pub(crate) fn username(value: &str) -> Result<(), ProxyError> {
         Ok(())
     } else {
         Err(ProxyError::InvalidField(
-            "invalid_username",
+            Invalid::Username,
             "username must be 3 to 32 characters of letters, digits, '_', '.' or '-'".into(),
         ))
     }
@@ -33,7 +33,7 @@ pub(crate) fn email(value: &str) -> Result<(), ProxyError> {
         Ok(())
     } else {
         Err(ProxyError::InvalidField(
-            "invalid_email",
+            Invalid::Email,
             "email must be an address like name@example.com (at most 254 bytes)".into(),
         ))
     }
@@ -45,7 +45,7 @@ pub(crate) fn password(value: &str) -> Result<(), ProxyError> {
         Ok(())
     } else {
         Err(ProxyError::InvalidField(
-            "invalid_password",
+            Invalid::Password,
             "password must be 8 to 1024 bytes long".into(),
         ))
     }

@@ -1,4 +1,5 @@
-//! Header rewrite between client and backend (RFC 9110 §7.6.1, DESIGN.md §5).
+//! Header rewrite between client and backend (RFC 9110 §7.6.1; what a backend receives is listed
+//! in `docs/architecture.md`, "The request path").
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -31,7 +32,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 ///
 /// `Host` survives even when named: the backend needs it and dropping it would let a client
 /// make the upstream request fall back to the backend's own authority. So does `X-Request-Id`:
-/// the handler may have set it already, and the backend is promised it (DESIGN.md §5).
+/// the handler may have set it already, and every backend is promised one.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the (few) headers finds the hop-by-hop ones present, so only those cost a
     // hash lookup to remove: most requests have none, most responses only `Connection`.

@@ -6,11 +6,10 @@
 //! connection's buffer may have grown past `max_buf_size`, letting a head of up to about twice
 //! the limit through in one read.
 
-use http::{header, HeaderValue, Request, Response, StatusCode, Version};
-use serde_json::json;
+use http::{header, HeaderValue, Request, Response, Version};
 
 use super::framing;
-use crate::error::{json_response, ProxyBody};
+use crate::error::{ProxyBody, ProxyError};
 
 /// The per-request bounds of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -28,10 +27,7 @@ impl RequestLimits {
     pub(crate) fn reject<B>(&self, request: &Request<B>) -> Option<Response<ProxyBody>> {
         // Heads hyper parses but a proxy must not forward (see `framing`).
         if let Some(reason) = framing::refusal(request.headers()) {
-            let mut response = json_response(
-                StatusCode::BAD_REQUEST,
-                &json!({ "error": "bad_request", "message": reason }),
-            );
+            let mut response = ProxyError::Framing(reason).into_response();
             // The body is left unread, so the connection cannot carry another request.
             if request.version() <= Version::HTTP_11 {
                 response
@@ -44,43 +40,17 @@ impl RequestLimits {
             .uri()
             .path_and_query()
             .map_or(0, |target| target.as_str().len());
-        if target > self.max_uri_bytes {
-            return Some(json_response(
-                StatusCode::URI_TOO_LONG,
-                &json!({
-                    "error": "uri_too_long",
-                    "message": format!(
-                        "the request target is {target} bytes; at most {} are accepted",
-                        self.max_uri_bytes
-                    ),
-                }),
-            ));
+        let max = self.max_uri_bytes;
+        if target > max {
+            return Some(ProxyError::UriTooLong { len: target, max }.into_response());
         }
-        let headers = request.headers().len();
-        if headers > self.max_headers {
-            return Some(json_response(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                &json!({
-                    "error": "request_header_fields_too_large",
-                    "message": format!(
-                        "the request has {headers} header fields; at most {} are accepted",
-                        self.max_headers
-                    ),
-                }),
-            ));
+        let (count, max) = (request.headers().len(), self.max_headers);
+        if count > max {
+            return Some(ProxyError::TooManyHeaders { count, max }.into_response());
         }
-        let head = head_bytes(request);
-        if head > self.max_header_bytes {
-            return Some(json_response(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                &json!({
-                    "error": "request_header_fields_too_large",
-                    "message": format!(
-                        "the request head is {head} bytes; at most {} are accepted",
-                        self.max_header_bytes
-                    ),
-                }),
-            ));
+        let (bytes, max) = (head_bytes(request), self.max_header_bytes);
+        if bytes > max {
+            return Some(ProxyError::HeadTooLarge { bytes, max }.into_response());
         }
         None
     }
@@ -105,6 +75,7 @@ fn head_bytes<B>(request: &Request<B>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
 
     const LIMITS: RequestLimits = RequestLimits {
         max_uri_bytes: 16,

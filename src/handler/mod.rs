@@ -1,5 +1,6 @@
-//! One request from arrival to response: check the request's limits and framing, route, apply
-//! the service's policy, forward (or answer from the control plane), and log it once.
+//! One request from arrival to response: route, check the request's limits and framing (after
+//! routing, so a refusal is counted under its service), apply the service's policy, forward (or
+//! answer from the control plane), and log it once.
 
 pub(crate) mod access_log;
 mod framing;

@@ -3,7 +3,8 @@
 //!
 //! Buckets that have refilled are dropped every [`SWEEP_EVERY`] by a task started with the
 //! first request, so memory follows recent clients only. The task holds the buckets weakly and
-//! ends once a reload has replaced the snapshot (which starts with fresh buckets).
+//! ends once no snapshot holds them (a reload that keeps the limit's settings carries the buckets
+//! over; one that changes them starts fresh).
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

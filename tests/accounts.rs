@@ -1,4 +1,4 @@
-//! The account API end to end (DESIGN.md §4): registration and each of its refusals, login and
+//! The account API end to end: registration and each of its refusals, login and
 //! its indistinguishable failures, throttling, logout, the account list and who may read it,
 //! accounts surviving a restart, and proxying staying responsive through a login storm. Every
 //! refusal is checked for its status, headers and `{"error","message"}` code, and for having
@@ -551,7 +551,7 @@ async fn malformed_json_and_unknown_or_missing_fields_are_refused_and_nothing_is
         (array_registration.status.as_u16(), array_login.status.as_u16()),
         (400, 400),
         "JSON arrays are not the {{\"username\",\"email\",\"password\"}} / {{\"email\",\"password\"}} \
-         objects of DESIGN.md §4: POST /account -> {}, POST /login -> {}",
+         objects the API takes: POST /account -> {}, POST /login -> {}",
         text(&array_registration),
         text(&array_login),
     );

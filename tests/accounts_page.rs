@@ -1,4 +1,4 @@
-//! The accounts page (DESIGN.md §4): served with its security headers and a CSP whose hashes
+//! The accounts page (`/accounts_page`, the account list in a browser): served with its security headers and a CSP whose hashes
 //! match its inline script and style; and used for real in headless Chromium, driven by
 //! playwright-core (`tests/browser/accounts_page.mjs`): a failed and a good login, the list,
 //! paging, search, an XSS username shown as text, the phone layout, logout, public mode and the

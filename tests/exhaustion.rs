@@ -312,9 +312,9 @@ async fn idle_http2(addr: SocketAddr, opening: Vec<u8>, give_up: Duration) -> Op
 }
 
 /// The HTTP/2 side of slowloris: a connection that never opens a stream, and one whose HEADERS
-/// frame never ends (no END_HEADERS, no CONTINUATION), each holding a connection slot. The
-/// contract (DESIGN.md §5) disconnects a client that has not sent complete headers within
-/// `header_read_timeout`, whatever the protocol.
+/// frame never ends (no END_HEADERS, no CONTINUATION), each holding a connection slot. A
+/// client that has not sent complete headers within `header_read_timeout` is disconnected,
+/// whatever the protocol.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_connections_that_never_complete_a_request_head_are_closed_after_the_header_read_timeout(
 ) {

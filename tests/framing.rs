@@ -1,4 +1,5 @@
-//! Malformed HTTP/1.1 framing is refused before it can reach a backend (DESIGN.md §5).
+//! Malformed HTTP/1.1 framing is refused with 400 before it can reach a backend: a request the
+//! proxy and a backend could frame differently is never forwarded.
 
 mod common;
 

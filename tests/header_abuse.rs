@@ -142,8 +142,9 @@ async fn connection_cannot_strip_or_replace_the_headers_gatehouse_sets() {
     assert!(received_header(&reply, "authorization").is_none());
 }
 
-/// DESIGN.md §5: the request id (the client's or a new one) is passed to the backend. Naming it
-/// in `Connection` must not take it away from the backend while the client still gets it.
+/// The request id (the client's or a new one) is passed to the backend as well as returned to
+/// the client. Naming it in `Connection` must not take it away from the backend while the
+/// client still gets it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_cannot_hide_the_request_id_from_the_backend() {
     let setup = Setup::start().await;

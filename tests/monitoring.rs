@@ -27,7 +27,8 @@ const PROMETHEUS: &str = "GATEHOUSE_PROMETHEUS";
 /// Every wait on a live process is bounded by this.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// DESIGN.md §6. The histogram is only selectable through its `_bucket`/`_sum`/`_count` series.
+/// The metric families Gatehouse exports (`src/metrics.rs`), by the names a query selects: the
+/// histogram only through its `_bucket`/`_sum`/`_count` series.
 const DESIGN_METRICS: &[&str] = &[
     "gatehouse_requests_total",
     "gatehouse_request_duration_seconds_bucket",
@@ -232,7 +233,8 @@ fn is_design_metric(name: &str) -> bool {
     DESIGN_METRICS.contains(&name) || name == "up" || name.starts_with("process_")
 }
 
-/// Names in `expr` that DESIGN.md §6 does not define; panics when `expr` selects no metric.
+/// Names in `expr` that Gatehouse does not export (nor Prometheus's own `up` and the
+/// `process_*` family); panics when `expr` selects no metric.
 fn unknown_metrics(expr: &str) -> Vec<String> {
     let names = metric_names(expr);
     assert!(!names.is_empty(), "no metric found in {expr:?}");

@@ -1,5 +1,6 @@
-//! Tokens on proxied requests: who gets through, what the backend learns, and every forgery
-//! that must not work (DESIGN.md §5).
+//! Tokens on proxied requests: who gets through, what the backend learns (the user's identity
+//! in `X-Forwarded-User`/`-Email`, never the token unless asked), and every forgery that must
+//! not work.
 
 mod common;
 

@@ -4,19 +4,19 @@
 //!
 //! Covered elsewhere, so not repeated here:
 //! - one client stalling mid-headers, one silent client, one stalled HTTP/2 preface:
-//!   `connections.rs` (`a_client_stalling_mid_headers_is_disconnected_while_others_are_served`,
+//!   `it/connections.rs` (`a_client_stalling_mid_headers_is_disconnected_while_others_are_served`,
 //!   `a_client_that_sends_nothing_is_disconnected_after_the_header_read_timeout`,
 //!   `a_client_stalling_inside_the_http2_preface_is_disconnected_after_the_header_read_timeout`);
-//! - the connection cap itself: `connections.rs`
+//! - the connection cap itself: `it/connections.rs`
 //!   (`clients_beyond_max_connections_wait_until_a_slot_frees`);
-//! - 431 for a 70 KiB header, 200 just under 64 KiB, HTTP/2 431: `limits.rs`
+//! - 431 for a 70 KiB header, 200 just under 64 KiB, HTTP/2 431: `it/limits.rs`
 //!   (`a_70_kib_header_is_answered_431`, `headers_just_under_64_kib_are_served`,
 //!   `http2_requests_over_the_limits_get_the_same_statuses`), and HTTP/2 streams beyond
 //!   MAX_CONCURRENT_STREAMS (`http2_streams_beyond_max_concurrent_streams_are_refused`);
-//! - one stalled proxied body answered 408: `traffic.rs` (`a_stalled_request_body_is_cut_off`);
-//!   a paced upload is not a 504: `failures.rs`
+//! - one stalled proxied body answered 408: `it/traffic.rs` (`a_stalled_request_body_is_cut_off`);
+//!   a paced upload is not a 504: `it/failures.rs`
 //!   (`a_slow_client_upload_is_not_cut_off_as_a_gateway_timeout`);
-//! - 100 logins without throttling while proxying stays fast (in-process): `accounts.rs`
+//! - 100 logins without throttling while proxying stays fast (in-process): `account_load.rs`
 //!   (`a_login_storm_does_not_stall_proxied_requests`).
 
 mod common;

@@ -4,19 +4,20 @@
 //!
 //! Covered elsewhere, so not repeated here:
 //! - refused backends skipped, 502 when all refuse, 504 for a slow answer, 502 for a hang-up:
-//!   `failures.rs` (`a_refused_backend_is_skipped_and_the_live_one_answers_every_request`,
+//!   `it/failures.rs` (`a_refused_backend_is_skipped_and_the_live_one_answers_every_request`,
 //!   `every_backend_refusing_gives_502_bad_gateway_as_json`,
 //!   `a_backend_slower_than_the_service_timeout_gives_504_gateway_timeout`,
 //!   `a_backend_that_closes_the_connection_without_answering_gives_502`);
 //! - a killed backend ejected at once and re-admitted by its health check, one request at a
-//!   time: `traffic.rs` (`a_dead_backend_is_ejected_at_once_and_readmitted_by_its_health_check`);
-//!   ejection by 5xx then a fast 503: `traffic.rs`
+//!   time: `it/traffic.rs`
+//!   (`a_dead_backend_is_ejected_at_once_and_readmitted_by_its_health_check`);
+//!   ejection by 5xx then a fast 503: `it/traffic.rs`
 //!   (`five_hundreds_eject_after_the_threshold_and_every_backend_out_is_a_fast_503`); a backend
-//!   that stops reading an upload: `traffic.rs`
+//!   that stops reading an upload: `it/traffic.rs`
 //!   (`a_backend_that_stops_reading_an_upload_times_out_with_504`);
 //! - `/ready` following PostgreSQL down and up, one issued token proxying and one login 503
-//!   meanwhile: `ready.rs` (`ready_follows_the_postgres_server_down_and_back`);
-//! - accounts surviving a clean (SIGTERM) restart: `accounts.rs`
+//!   meanwhile: `it/ready.rs` (`ready_follows_the_postgres_server_down_and_back`);
+//! - accounts surviving a clean (SIGTERM) restart: `it/accounts.rs`
 //!   (`accounts_survive_a_restart_on_sqlite`, `accounts_survive_a_restart_on_postgres`).
 //!
 //! Not tested here: a panic inside one request's handler. Connections are spawned tasks

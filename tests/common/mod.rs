@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod binary;
+pub mod deployment;
 pub mod fixed_backend;
 pub mod killable;
 pub mod postgres;
@@ -465,6 +466,11 @@ impl Reply {
             .get(name)
             .and_then(|v| v.as_str())
             .map(str::to_string)
+    }
+
+    /// Status and body as text, for assertion messages.
+    pub fn text(&self) -> String {
+        format!("{} {:?}", self.status, String::from_utf8_lossy(&self.body))
     }
 }
 

@@ -9,8 +9,8 @@ mod common;
 
 use std::time::Instant;
 
+use common::assert_json_error_about;
 use common::deployment::{Deployment, Store};
-use common::Reply;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -28,12 +28,6 @@ mod postgres {
         super::login_takes_as_long_for_an_unknown_email_as_for_a_known_one(super::Store::Postgres)
             .await;
     }
-}
-
-fn assert_error(reply: &Reply, status: u16, code: &str, what: &str) {
-    assert_eq!(reply.status, status, "{what}: {}", reply.text());
-    assert_eq!(reply.header("content-type"), "application/json", "{what}");
-    assert_eq!(reply.json()["error"], code, "{what}: {}", reply.text());
 }
 
 /// The middle value of `values` (sorted in place).
@@ -69,7 +63,7 @@ async fn login_takes_as_long_for_an_unknown_email_as_for_a_known_one(store: Stor
             let started = Instant::now();
             let reply = client.login(email, "wrong password").await;
             let took = started.elapsed().as_secs_f64() * 1000.0;
-            assert_error(&reply, 401, "invalid_credentials", email);
+            assert_json_error_about(&reply, 401, "invalid_credentials", email);
             took
         }
     };

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Output, Stdio};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{header, Request};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -175,6 +176,14 @@ pub fn base64url_decode(text: &str) -> Vec<u8> {
     URL_SAFE_NO_PAD.decode(text).expect("base64url")
 }
 
+/// Unix time in whole seconds, as `iat`, `nbf` and `exp` count it.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
 // ---------------------------------------------------------------------------------------------
 // The account list and the accounts it shows
 
@@ -300,6 +309,15 @@ where
         .into_iter()
         .map(|o| o.expect("every task ran"))
         .collect()
+}
+
+/// `key=value` with the value form-encoded, for query strings.
+pub fn query(pairs: &[(&str, &str)]) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in pairs {
+        serializer.append_pair(key, value);
+    }
+    serializer.finish()
 }
 
 /// The list answer for `query`, checked for shape and for never showing a hash.

@@ -15,10 +15,10 @@ use std::collections::HashSet;
 use base64::engine::{general_purpose::STANDARD_NO_PAD, Engine};
 use serde_json::{json, Value};
 
-use common::accounts::{claims_of, gatehouse_accounts, CONTROL};
+use common::accounts::{claims_of, gatehouse_accounts, query, CONTROL};
 use common::deployment::{Deployment, Store};
 use common::scrape::{count, scrape};
-use common::{full, Client, Reply};
+use common::{assert_json_error_about, assert_rate_limited_about, full, Client, Reply};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -50,34 +50,15 @@ both_stores!(
     guessing_is_throttled_alike_for_existing_and_unknown_emails_whatever_the_client_claims,
 );
 
-fn text(reply: &Reply) -> String {
-    format!("{} {}", reply.status, String::from_utf8_lossy(&reply.body))
-}
-
 /// Registers `username`/`email`, expecting a 400 with `code`.
 async fn assert_refused_registration(client: &Client, username: &str, email: &str, code: &str) {
     let reply = client.register(username, email, PASSWORD).await;
-    assert_error(&reply, 400, code, &format!("{username:?} / {email:?}"));
-}
-
-fn assert_error(reply: &Reply, status: u16, code: &str, what: &str) {
-    assert_eq!(reply.status, status, "{what}: {}", text(reply));
-    assert_eq!(reply.header("content-type"), "application/json", "{what}");
-    assert_eq!(reply.json()["error"], code, "{what}: {}", text(reply));
-}
-
-/// `key=value&…` with values form-encoded.
-fn query(pairs: &[(&str, &str)]) -> String {
-    let mut serializer = form_urlencoded::Serializer::new(String::new());
-    for (key, value) in pairs {
-        serializer.append_pair(key, value);
-    }
-    serializer.finish()
+    assert_json_error_about(&reply, 400, code, &format!("{username:?} / {email:?}"));
 }
 
 async fn listed(client: &Client, query: &str, token: &str) -> Value {
     let reply = client.accounts(query, Some(token)).await;
-    assert_eq!(reply.status, 200, "GET /accounts?{query}: {}", text(&reply));
+    assert_eq!(reply.status, 200, "GET /accounts?{query}: {}", reply.text());
     reply.json()
 }
 
@@ -143,11 +124,11 @@ async fn sql_injection_is_data_or_a_clear_400_and_the_table_survives(store: Stor
         let login = client.token(email, password).await;
         assert_eq!(claims_of(&login)["email"], *email);
         let reply = client.login(email, "' OR ''='").await;
-        assert_error(&reply, 401, "invalid_credentials", email);
+        assert_json_error_about(&reply, 401, "invalid_credentials", email);
     }
 
     let unknown = client.login("nobody@example.com", PASSWORD).await;
-    assert_error(&unknown, 401, "invalid_credentials", "unknown email");
+    assert_json_error_about(&unknown, 401, "invalid_credentials", "unknown email");
     let login_emails = [
         "' OR '1'='1",
         "' OR 1=1 --",
@@ -161,7 +142,7 @@ async fn sql_injection_is_data_or_a_clear_400_and_the_table_survives(store: Stor
     ];
     for email in login_emails {
         let reply = client.login(email, PASSWORD).await;
-        assert_error(
+        assert_json_error_about(
             &reply,
             401,
             "invalid_credentials",
@@ -189,7 +170,7 @@ async fn sql_injection_is_data_or_a_clear_400_and_the_table_survives(store: Stor
     // PostgreSQL refuses it in text (an error). It is a malformed query, like a bad page.
     for term in ["\u{0}", "'\u{0}--", "a\u{0}' OR 1=1 --"] {
         let reply = client.accounts(&query(&[("q", term)]), Some(&token)).await;
-        assert_error(&reply, 400, "invalid_query", &format!("q={term:?}"));
+        assert_json_error_about(&reply, 400, "invalid_query", &format!("q={term:?}"));
     }
     for bad in [
         ("page", "1;DROP TABLE accounts"),
@@ -203,7 +184,7 @@ async fn sql_injection_is_data_or_a_clear_400_and_the_table_survives(store: Stor
     ] {
         let bad = query(&[bad]);
         let reply = client.accounts(&bad, Some(&token)).await;
-        assert_error(&reply, 400, "invalid_query", &bad);
+        assert_json_error_about(&reply, 400, "invalid_query", &bad);
     }
     let far = listed(client, "page=9223372036854775807&per_page=100", &token).await;
     assert_eq!(far["accounts"], json!([]), "a page past the end is empty");
@@ -273,7 +254,7 @@ async fn xss_payloads_are_stored_as_data_and_never_become_markup(store: Store) {
 
     let token = client.token(payloads[1], PASSWORD).await;
     let reply = client.accounts("q=evil.test", Some(&token)).await;
-    assert_eq!(reply.status, 200, "{}", text(&reply));
+    assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("content-type"), "application/json");
     assert_eq!(reply.json()["accounts"], json!(accounts));
     let raw = String::from_utf8_lossy(&reply.body);
@@ -306,7 +287,7 @@ async fn xss_payloads_are_stored_as_data_and_never_become_markup(store: Store) {
     ];
     for path in reflected {
         let reply = client.with_token("GET", CONTROL, path, &token).await;
-        assert!(reply.status.is_client_error(), "{path}: {}", text(&reply));
+        assert!(reply.status.is_client_error(), "{path}: {}", reply.text());
         assert_eq!(reply.header("content-type"), "application/json", "{path}");
         let body = String::from_utf8_lossy(&reply.body);
         assert!(
@@ -443,18 +424,6 @@ async fn login_via(
     client.send(request.body(full(body)).unwrap()).await
 }
 
-/// A 429 as the contract has it; the wait in whole seconds.
-fn assert_throttled(reply: &Reply, what: &str) -> u64 {
-    assert_error(reply, 429, "rate_limited", what);
-    let wait: u64 = reply
-        .header("retry-after")
-        .parse()
-        .unwrap_or_else(|_| panic!("{what}: Retry-After is not whole seconds"));
-    assert!((1..=60).contains(&wait), "{what}: Retry-After {wait}");
-    assert!(!String::from_utf8_lossy(&reply.body).contains("access_token"));
-    wait
-}
-
 /// Everything but the date, the request id and the wait (which counts down per bucket).
 fn without_the_wait(reply: &Reply) -> (u16, Vec<(String, String)>, String) {
     let wait = reply.header("retry-after").to_string();
@@ -502,7 +471,7 @@ async fn guessing_is_throttled_alike_for_existing_and_unknown_emails_whatever_th
             "guess",
         )
         .await;
-        assert_error(
+        assert_json_error_about(
             &reply,
             401,
             "invalid_credentials",
@@ -516,7 +485,7 @@ async fn guessing_is_throttled_alike_for_existing_and_unknown_emails_whatever_th
         PASSWORD,
     )
     .await;
-    assert_throttled(&spoofed, "spoofed X-Forwarded-For");
+    assert_rate_limited_about(&spoofed, "spoofed X-Forwarded-For");
 
     // A botnet through the ingress: every guess from a new address, one email at a time.
     let ingress = Client::http1_from(addr, "127.0.0.2".parse().unwrap());
@@ -525,7 +494,7 @@ async fn guessing_is_throttled_alike_for_existing_and_unknown_emails_whatever_th
         for n in 0..LIMIT {
             let ip = format!("10.{subnet}.0.{n}");
             let reply = login_via(&ingress, Some(&ip), email, "guess").await;
-            assert_error(
+            assert_json_error_about(
                 &reply,
                 401,
                 "invalid_credentials",
@@ -534,7 +503,7 @@ async fn guessing_is_throttled_alike_for_existing_and_unknown_emails_whatever_th
         }
         let ip = format!("10.{subnet}.1.1");
         let reply = login_via(&ingress, Some(&ip), email, PASSWORD).await;
-        assert_throttled(&reply, &format!("{email}, guess {} from {ip}", LIMIT + 1));
+        assert_rate_limited_about(&reply, &format!("{email}, guess {} from {ip}", LIMIT + 1));
         throttled.push(reply);
     }
     let (existing, unknown) = (&throttled[0], &throttled[1]);
@@ -544,14 +513,14 @@ async fn guessing_is_throttled_alike_for_existing_and_unknown_emails_whatever_th
         "a 429 tells an existing email from an unknown one"
     );
     let (a, b) = (
-        assert_throttled(existing, "victim"),
-        assert_throttled(unknown, "ghost"),
+        assert_rate_limited_about(existing, "victim"),
+        assert_rate_limited_about(unknown, "ghost"),
     );
     assert!(a.abs_diff(b) <= 1, "waits of {a} s and {b} s");
 
     // The ingress itself and other emails are not held back by any of this.
     let other = login_via(&ingress, Some("10.3.0.1"), "someone@example.com", "guess").await;
-    assert_error(
+    assert_json_error_about(
         &other,
         401,
         "invalid_credentials",

@@ -16,11 +16,14 @@ use serde_json::{json, Value};
 
 use common::accounts::{
     assert_account_view, assert_keys, assert_no_hash, claims_of, concurrently, gatehouse_accounts,
-    list, rfc3339_nanos, CONTROL,
+    list, query, rfc3339_nanos, CONTROL,
 };
 use common::binary::{Gatehouse, TempDir};
 use common::postgres::fresh_database;
-use common::{backends, full, ChannelBody, Client, ConfigYaml, Proxy, Reply, ServiceYaml};
+use common::{
+    assert_invalid_token, assert_json_error, assert_missing_token, assert_rate_limited, backends,
+    full, ChannelBody, Client, ConfigYaml, Proxy, Reply, ServiceYaml,
+};
 
 /// The host of an `auth: required` service.
 const LOCKED: &str = "locked.test";
@@ -28,51 +31,6 @@ const PASSWORD: &str = "correct horse battery";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn text(reply: &Reply) -> String {
-    format!(
-        "{} {:?}",
-        reply.status,
-        String::from_utf8_lossy(&reply.body)
-    )
-}
-
-/// `status` with a JSON body of exactly `{"error": code, "message": <a sentence>}`.
-fn assert_error(reply: &Reply, status: u16, code: &str) {
-    assert_eq!(
-        reply.status,
-        status,
-        "expected {status} {code}: {}",
-        text(reply)
-    );
-    assert_eq!(reply.header("content-type"), "application/json");
-    let body = reply.json();
-    let fields: Vec<&str> = body
-        .as_object()
-        .unwrap_or_else(|| panic!("error body is not an object: {}", text(reply)))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(fields, ["error", "message"], "{}", text(reply));
-    assert_eq!(body["error"], code, "{}", text(reply));
-    let message = body["message"].as_str().expect("message is a string");
-    assert!(!message.trim().is_empty(), "empty message: {}", text(reply));
-}
-
-/// 401 for an unusable token: `invalid_token` with the RFC 6750 challenge.
-fn assert_invalid_token(reply: &Reply) {
-    assert_error(reply, 401, "invalid_token");
-    assert_eq!(
-        reply.header("www-authenticate"),
-        "Bearer error=\"invalid_token\""
-    );
-}
-
-/// 401 for no token at all: `missing_token` with a bare `Bearer` challenge.
-fn assert_missing_token(reply: &Reply) {
-    assert_error(reply, 401, "missing_token");
-    assert_eq!(reply.header("www-authenticate"), "Bearer");
-}
 
 /// Headers that may differ between two equal answers: the date and the request id.
 fn stable_headers(reply: &Reply) -> Vec<(String, String)> {
@@ -91,7 +49,7 @@ fn stable_headers(reply: &Reply) -> Vec<(String, String)> {
 
 /// The same status, the same headers (but `Date` and `X-Request-Id`) and the same body bytes.
 fn assert_same_answer(a: &Reply, b: &Reply, what: &str) {
-    assert_eq!(a.status, b.status, "{what}: {} vs {}", text(a), text(b));
+    assert_eq!(a.status, b.status, "{what}: {} vs {}", a.text(), b.text());
     assert_eq!(a.body, b.body, "{what}: bodies differ");
     assert_eq!(
         stable_headers(a),
@@ -105,15 +63,6 @@ fn unix_nanos_now() -> i128 {
         .duration_since(UNIX_EPOCH)
         .expect("after 1970")
         .as_nanos() as i128
-}
-
-/// `key=value` with the value form-encoded, for query strings.
-fn query(pairs: &[(&str, &str)]) -> String {
-    let mut serializer = form_urlencoded::Serializer::new(String::new());
-    for (key, value) in pairs {
-        serializer.append_pair(key, value);
-    }
-    serializer.finish()
 }
 
 fn usernames(listed: &Value) -> Vec<String> {
@@ -152,7 +101,7 @@ impl Seeded {
         let registered = client
             .register("original", "original@example.com", PASSWORD)
             .await;
-        assert_eq!(registered.status, 201, "{}", text(&registered));
+        assert_eq!(registered.status, 201, "{}", registered.text());
         let token = client.token("original@example.com", PASSWORD).await;
         Seeded {
             _proxy: proxy,
@@ -177,7 +126,7 @@ impl Seeded {
             login.status,
             200,
             "the original can no longer log in: {}",
-            text(&login)
+            login.text()
         );
     }
 }
@@ -316,7 +265,7 @@ async fn each_invalid_field_is_refused_with_its_own_code_and_nothing_is_stored()
     ];
     for (username, email, password, code) in &cases {
         let reply = client.register(username, email, password).await;
-        assert_error(&reply, 400, code);
+        assert_json_error(&reply, 400, code);
         assert_no_hash(&reply);
         assert!(
             reply.headers.get("www-authenticate").is_none(),
@@ -351,10 +300,10 @@ async fn each_invalid_field_is_refused_with_its_own_code_and_nothing_is_stored()
     ];
     for (username, email, password) in &accepted {
         let reply = client.register(username, email, password).await;
-        assert_eq!(reply.status, 201, "{username}: {}", text(&reply));
+        assert_eq!(reply.status, 201, "{username}: {}", reply.text());
         assert_eq!(reply.json()["email"], email.as_str());
         let login = client.login(email, password).await;
-        assert_eq!(login.status, 200, "{username}: {}", text(&login));
+        assert_eq!(login.status, 200, "{username}: {}", login.text());
     }
     seeded.assert_intact(4).await;
 }
@@ -372,18 +321,18 @@ async fn malformed_json_and_unknown_or_missing_fields_are_refused_and_nothing_is
         "not json",
         r#"{"username":"x1",}"#,
     ] {
-        assert_error(&post(body).await, 400, "invalid_json");
+        assert_json_error(&post(body).await, 400, "invalid_json");
     }
 
     let role = post(
         r#"{"username":"mallory","email":"mallory@example.com","password":"correct horse","role":"admin"}"#,
     )
     .await;
-    assert_error(&role, 400, "invalid_request");
+    assert_json_error(&role, 400, "invalid_request");
     assert!(
         role.json()["message"].as_str().unwrap().contains("role"),
         "the message should name the unknown field: {}",
-        text(&role)
+        role.text()
     );
     for body in [
         r#"{"username":"mallory","email":"mallory@example.com"}"#,
@@ -394,7 +343,7 @@ async fn malformed_json_and_unknown_or_missing_fields_are_refused_and_nothing_is
         "{}",
         "\"mallory\"",
     ] {
-        assert_error(&post(body).await, 400, "invalid_request");
+        assert_json_error(&post(body).await, 400, "invalid_request");
     }
     // The contract's body is an object; serde's derive would also take the fields as an array
     // in declaration order, which no client should rely on.
@@ -411,15 +360,15 @@ async fn malformed_json_and_unknown_or_missing_fields_are_refused_and_nothing_is
         (400, 400),
         "JSON arrays are not the {{\"username\",\"email\",\"password\"}} / {{\"email\",\"password\"}} \
          objects the API takes: POST /account -> {}, POST /login -> {}",
-        text(&array_registration),
-        text(&array_login),
+        array_registration.text(),
+        array_login.text(),
     );
-    assert_error(&array_registration, 400, "invalid_request");
-    assert_error(&array_login, 400, "invalid_request");
+    assert_json_error(&array_registration, 400, "invalid_request");
+    assert_json_error(&array_login, 400, "invalid_request");
 
     seeded.assert_intact(1).await;
     let login = client.login("mallory@example.com", "correct horse").await;
-    assert_error(&login, 401, "invalid_credentials");
+    assert_json_error(&login, 401, "invalid_credentials");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,7 +390,7 @@ async fn only_json_bodies_of_at_most_16_kib_are_read() {
         let reply = client
             .post_raw("/account", content_type, full(valid(1)))
             .await;
-        assert_error(&reply, 415, "unsupported_media_type");
+        assert_json_error(&reply, 415, "unsupported_media_type");
     }
 
     // Over the limit with a Content-Length: refused from the headers.
@@ -451,7 +400,7 @@ async fn only_json_bodies_of_at_most_16_kib_are_read() {
     let reply = fresh
         .post_raw("/account", Some("application/json"), full(oversized))
         .await;
-    assert_error(&reply, 413, "payload_too_large");
+    assert_json_error(&reply, 413, "payload_too_large");
 
     // Over the limit, chunked, with no Content-Length: refused once 16 KiB have been read.
     let (feed, body) = ChannelBody::pair();
@@ -469,7 +418,7 @@ async fn only_json_bodies_of_at_most_16_kib_are_read() {
     let reply = fresh
         .post_raw("/account", Some("application/json"), body)
         .await;
-    assert_error(&reply, 413, "payload_too_large");
+    assert_json_error(&reply, 413, "payload_too_large");
     seeded.assert_intact(1).await;
 
     // Exactly 16 KiB is still a body; parameters and letter case of the type do not matter.
@@ -478,7 +427,7 @@ async fn only_json_bodies_of_at_most_16_kib_are_read() {
     let reply = client
         .post_raw("/account", Some("application/json"), full(at_limit))
         .await;
-    assert_eq!(reply.status, 201, "{}", text(&reply));
+    assert_eq!(reply.status, 201, "{}", reply.text());
     let reply = client
         .post_raw(
             "/account",
@@ -486,7 +435,7 @@ async fn only_json_bodies_of_at_most_16_kib_are_read() {
             full(valid(4)),
         )
         .await;
-    assert_eq!(reply.status, 201, "{}", text(&reply));
+    assert_eq!(reply.status, 201, "{}", reply.text());
     seeded.assert_intact(3).await;
 }
 
@@ -502,11 +451,11 @@ async fn other_methods_on_account_are_405_with_allow_post() {
             .body(common::empty())
             .unwrap();
         let reply = client.send(request).await;
-        assert_error(&reply, 405, "method_not_allowed");
+        assert_json_error(&reply, 405, "method_not_allowed");
         assert_eq!(reply.header("allow"), "POST", "{method}");
     }
     let reply = client.get(CONTROL, "/login").await;
-    assert_error(&reply, 405, "method_not_allowed");
+    assert_json_error(&reply, 405, "method_not_allowed");
     assert_eq!(reply.header("allow"), "POST");
     seeded.assert_intact(1).await;
 }
@@ -524,7 +473,7 @@ async fn a_registration_shows_only_public_fields_and_duplicates_in_any_case_are_
         .await;
     let after = unix_nanos_now();
 
-    assert_eq!(reply.status, 201, "{}", text(&reply));
+    assert_eq!(reply.status, 201, "{}", reply.text());
     assert_eq!(reply.header("content-type"), "application/json");
     assert_no_hash(&reply);
     let account = reply.json();
@@ -545,13 +494,13 @@ async fn a_registration_shows_only_public_fields_and_duplicates_in_any_case_are_
         ("alice4", "aLiCe@eXaMpLe.CoM"),
     ] {
         let reply = client.register(username, email, "other password").await;
-        assert_error(&reply, 409, "email_taken");
+        assert_json_error(&reply, 409, "email_taken");
     }
     for username in ["alice", "ALICE", "Alice"] {
         let reply = client
             .register(username, "someone.else@example.com", "other password")
             .await;
-        assert_error(&reply, 409, "username_taken");
+        assert_json_error(&reply, 409, "username_taken");
     }
 
     let token = client.token("ALICE@example.COM", PASSWORD).await;
@@ -560,12 +509,12 @@ async fn a_registration_shows_only_public_fields_and_duplicates_in_any_case_are_
     assert_eq!(listed["accounts"][0], account, "the first account changed");
     for email in ["alice@example.com", "Alice@Example.com"] {
         let reply = client.login(email, "other password").await;
-        assert_error(&reply, 401, "invalid_credentials");
+        assert_json_error(&reply, 401, "invalid_credentials");
     }
     let reply = client
         .login("someone.else@example.com", "other password")
         .await;
-    assert_error(&reply, 401, "invalid_credentials");
+    assert_json_error(&reply, 401, "invalid_credentials");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -592,7 +541,7 @@ async fn forty_concurrent_registrations_of_one_email_create_exactly_one_account(
         replies.iter().map(|(r, _)| r.status).collect::<Vec<_>>()
     );
     for (reply, _) in replies.iter().filter(|(r, _)| r.status != 201) {
-        assert_error(reply, 409, "email_taken");
+        assert_json_error(reply, 409, "email_taken");
     }
     let (winner, password) = winners[0];
     let token = client.token("race@example.com", password).await;
@@ -612,7 +561,7 @@ async fn a_login_answers_a_bearer_token_that_is_never_cached() {
     assert_eq!(registered.status, 201);
 
     let reply = client.login("lena@EXAMPLE.com", PASSWORD).await;
-    assert_eq!(reply.status, 200, "{}", text(&reply));
+    assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("content-type"), "application/json");
     assert_eq!(reply.header("cache-control"), "no-store");
     assert_no_hash(&reply);
@@ -633,18 +582,18 @@ async fn a_login_answers_a_bearer_token_that_is_never_cached() {
     let reply = client
         .post_raw("/login", Some("application/json"), full("{"))
         .await;
-    assert_error(&reply, 400, "invalid_json");
+    assert_json_error(&reply, 400, "invalid_json");
     let reply = client
         .post_json(
             "/login",
             &json!({"email": "lena@example.com", "password": PASSWORD, "admin": true}),
         )
         .await;
-    assert_error(&reply, 400, "invalid_request");
+    assert_json_error(&reply, 400, "invalid_request");
     let reply = client
         .post_raw("/login", Some("text/plain"), full("{}"))
         .await;
-    assert_error(&reply, 415, "unsupported_media_type");
+    assert_json_error(&reply, 415, "unsupported_media_type");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -670,7 +619,7 @@ async fn wrong_password_unknown_email_and_disabled_account_get_the_same_401() {
 
     let wrong_password = client.login("vera@example.com", "not the password").await;
     let unknown_email = client.login("nobody@example.com", "not the password").await;
-    assert_error(&wrong_password, 401, "invalid_credentials");
+    assert_json_error(&wrong_password, 401, "invalid_credentials");
     assert_same_answer(
         &wrong_password,
         &unknown_email,
@@ -721,20 +670,6 @@ async fn wrong_password_unknown_email_and_disabled_account_get_the_same_401() {
 // ---------------------------------------------------------------------------------------------
 // Throttling
 
-fn retry_after(reply: &Reply) -> u64 {
-    let value = reply.header("retry-after");
-    let secs: u64 = value
-        .parse()
-        .unwrap_or_else(|_| panic!("Retry-After is not a number of seconds: {value:?}"));
-    assert!((1..=60).contains(&secs), "Retry-After {secs}");
-    secs
-}
-
-fn assert_rate_limited(reply: &Reply) -> u64 {
-    assert_error(reply, 429, "rate_limited");
-    retry_after(reply)
-}
-
 /// Two 429s alike but for the wait, which depends on when each bucket was first drawn on.
 fn assert_same_refusal_but_the_wait(a: &Reply, b: &Reply, what: &str) {
     let (wait_a, wait_b) = (assert_rate_limited(a), assert_rate_limited(b));
@@ -742,8 +677,8 @@ fn assert_same_refusal_but_the_wait(a: &Reply, b: &Reply, what: &str) {
         let mut headers = stable_headers(reply);
         headers.retain(|(name, _)| name != "retry-after");
         let message = reply.json()["message"].as_str().unwrap().to_string();
-        let secs = retry_after(reply).to_string();
-        (headers, message.replace(&secs, "N"))
+        let secs = reply.header("retry-after");
+        (headers, message.replace(secs, "N"))
     };
     assert_eq!(without_wait(a), without_wait(b), "{what}");
     assert!(
@@ -773,7 +708,7 @@ async fn a_client_past_its_login_limit_gets_the_same_429_for_existing_and_unknow
         let reply = client
             .login(&format!("stranger{n}@example.com"), "guess")
             .await;
-        assert_error(&reply, 401, "invalid_credentials");
+        assert_json_error(&reply, 401, "invalid_credentials");
     }
     // The client's bucket is empty: the right password of a real account does not help, and
     // an unknown email is answered exactly alike.
@@ -800,7 +735,7 @@ async fn a_client_past_its_login_limit_gets_the_same_429_for_existing_and_unknow
     // Only this client is held back: the account itself logs in from elsewhere.
     let elsewhere = Client::http1_from(proxy.addr, loopback(2));
     let reply = elsewhere.login("tina@example.com", PASSWORD).await;
-    assert_eq!(reply.status, 200, "{}", text(&reply));
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -828,9 +763,9 @@ async fn an_email_past_its_login_limit_gets_429_from_every_client_whether_or_not
     ];
     for (i, (existing, unknown)) in spellings.iter().enumerate() {
         let reply = clients[i].login(existing, "guess").await;
-        assert_error(&reply, 401, "invalid_credentials");
+        assert_json_error(&reply, 401, "invalid_credentials");
         let reply = clients[i + 4].login(unknown, "guess").await;
-        assert_error(&reply, 401, "invalid_credentials");
+        assert_json_error(&reply, 401, "invalid_credentials");
     }
     let existing = clients[3].login("tom@example.com", PASSWORD).await;
     let unknown = clients[7].login("ghost@example.com", PASSWORD).await;
@@ -849,7 +784,7 @@ async fn an_email_past_its_login_limit_gets_429_from_every_client_whether_or_not
         201
     );
     let reply = clients[3].login("una@example.com", PASSWORD).await;
-    assert_eq!(reply.status, 200, "{}", text(&reply));
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -861,12 +796,12 @@ async fn a_client_past_its_registration_limit_gets_429_and_nothing_is_stored() {
         let reply = client
             .register(&format!("reg{n}"), &format!("reg{n}@example.com"), PASSWORD)
             .await;
-        assert_eq!(reply.status, 201, "{}", text(&reply));
+        assert_eq!(reply.status, 201, "{}", reply.text());
     }
     let refused = client.register("reg4", "reg4@example.com", PASSWORD).await;
     assert_rate_limited(&refused);
     assert_no_hash(&refused);
-    assert_error(
+    assert_json_error(
         &client.login("reg4@example.com", PASSWORD).await,
         401,
         "invalid_credentials",
@@ -882,7 +817,7 @@ async fn a_client_past_its_registration_limit_gets_429_and_nothing_is_stored() {
         reply.status,
         201,
         "another client is not held back: {}",
-        text(&reply)
+        reply.text()
     );
     assert_eq!(total(&client, &token).await, 4);
 }
@@ -905,7 +840,7 @@ async fn a_logged_out_token_is_refused_everywhere_and_other_tokens_live_on() {
     );
 
     let reply = client.with_token("POST", CONTROL, "/logout", &first).await;
-    assert_eq!(reply.status, 204, "{}", text(&reply));
+    assert_eq!(reply.status, 204, "{}", reply.text());
     assert!(reply.body.is_empty());
 
     assert_invalid_token(&client.accounts("", Some(&first)).await);
@@ -955,7 +890,7 @@ async fn the_account_list_pages_oldest_first_with_per_page_clamped() {
         let reply = client
             .register(name, &format!("{name}@example.com"), PASSWORD)
             .await;
-        assert_eq!(reply.status, 201, "{}", text(&reply));
+        assert_eq!(reply.status, 201, "{}", reply.text());
     }
     let token = client.token("user01@example.com", PASSWORD).await;
     let token = Some(token.as_str());
@@ -987,7 +922,7 @@ async fn the_account_list_pages_oldest_first_with_per_page_clamped() {
     assert_eq!(usernames(&page0), names[..5], "page 0 is the first page");
 
     let reply = client.accounts("page=two", token).await;
-    assert_error(&reply, 400, "invalid_query");
+    assert_json_error(&reply, 400, "invalid_query");
     assert_eq!(reply.header("content-type"), "application/json");
 }
 
@@ -1047,7 +982,7 @@ async fn sql_in_fields_and_searches_is_stored_and_returned_as_plain_data() {
     let drop_table = "'; DROP TABLE accounts; --";
     let email = "o'neil';DROP/**/TABLE/**/accounts;--@example.com";
     let registered = client.register("o.neil--", email, drop_table).await;
-    assert_eq!(registered.status, 201, "{}", text(&registered));
+    assert_eq!(registered.status, 201, "{}", registered.text());
     assert_eq!(registered.json()["email"], email);
     assert_eq!(registered.json()["username"], "o.neil--");
     let other = client
@@ -1056,17 +991,17 @@ async fn sql_in_fields_and_searches_is_stored_and_returned_as_plain_data() {
     assert_eq!(other.status, 201);
 
     let token = client.token(email, drop_table).await;
-    assert_error(
+    assert_json_error(
         &client.login(email, "' OR '1'='1").await,
         401,
         "invalid_credentials",
     );
-    assert_error(
+    assert_json_error(
         &client.login("' OR '1'='1", "' OR '1'='1").await,
         401,
         "invalid_credentials",
     );
-    assert_error(
+    assert_json_error(
         &client.login("plain@example.com", "' OR ''='").await,
         401,
         "invalid_credentials",
@@ -1166,7 +1101,7 @@ async fn an_admin_account_list_refuses_users_with_403_and_answers_admins() {
     let admin = client.token("root@example.com", PASSWORD).await;
     assert_eq!(claims_of(&admin)["role"], "admin");
 
-    assert_error(&client.accounts("", Some(&user)).await, 403, "forbidden");
+    assert_json_error(&client.accounts("", Some(&user)).await, 403, "forbidden");
     assert_missing_token(&client.accounts("", None).await);
     let listed = list(&client, "", Some(&admin)).await;
     assert_eq!(usernames(&listed), ["ulla", "root"]);
@@ -1191,7 +1126,7 @@ async fn accounts_survive_a_restart(database_url: &str) {
     let reply = client
         .with_token("POST", CONTROL, "/logout", &dropped)
         .await;
-    assert_eq!(reply.status, 204, "{}", text(&reply));
+    assert_eq!(reply.status, 204, "{}", reply.text());
     first.signal(libc::SIGTERM);
     let status = first.wait_exit(Duration::from_secs(15)).await;
     assert!(
@@ -1203,7 +1138,7 @@ async fn accounts_survive_a_restart(database_url: &str) {
     let second = start().await;
     let client = Client::http1(second.addr);
     let reply = client.login("RITA@example.com", PASSWORD).await;
-    assert_eq!(reply.status, 200, "{}\n{}", text(&reply), second.logs());
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), second.logs());
     let listed = list(&client, "", Some(&kept)).await;
     assert_eq!(
         usernames(&listed),
@@ -1211,7 +1146,7 @@ async fn accounts_survive_a_restart(database_url: &str) {
         "a token from before the restart still works"
     );
     assert_invalid_token(&client.accounts("", Some(&dropped)).await);
-    assert_error(
+    assert_json_error(
         &client.register("rita", "rita2@example.com", PASSWORD).await,
         409,
         "username_taken",

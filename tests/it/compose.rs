@@ -19,15 +19,12 @@ use std::sync::Mutex;
 use serde_yaml_ng::{Mapping, Value};
 
 use common::binary::{check, free_addr, Gatehouse, TempDir, GATEHOUSE};
+use common::files::{repo, yaml_text};
 
 const COMPOSE_DIR: &str = "docker-compose";
 const COMPOSE_FILE: &str = "docker-compose/docker-compose.yml";
 const ENV_EXAMPLE: &str = "docker-compose/.env.example";
 const BACKEND_BINARY: &str = "gatehouse-backend";
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
@@ -56,13 +53,7 @@ fn services(compose: &Value) -> impl Iterator<Item = (&str, &Value)> {
         .as_mapping()
         .expect("services")
         .iter()
-        .map(|(name, service)| (text(name), service))
-}
-
-fn text(value: &Value) -> &str {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {value:?}"))
+        .map(|(name, service)| (yaml_text(name), service))
 }
 
 fn strings(value: &Value) -> Vec<&str> {
@@ -70,12 +61,12 @@ fn strings(value: &Value) -> Vec<&str> {
         .as_sequence()
         .unwrap_or_else(|| panic!("expected a list, got {value:?}"))
         .iter()
-        .map(text)
+        .map(yaml_text)
         .collect()
 }
 
 fn environment<'a>(service: &'a Value, name: &str) -> &'a str {
-    text(&service["environment"][name])
+    yaml_text(&service["environment"][name])
 }
 
 /// A short-syntax volume: `SOURCE:TARGET[:MODE]`.
@@ -103,11 +94,11 @@ fn mounts(service: &Value) -> Vec<Mount> {
         .map_or(&[][..], |s| s.as_slice())
         .iter()
         .map(|volume| {
-            let parts: Vec<&str> = text(volume).split(':').collect();
+            let parts: Vec<&str> = yaml_text(volume).split(':').collect();
             assert!(
                 (2..=3).contains(&parts.len()),
                 "volume `{}`: use SOURCE:TARGET[:ro]",
-                text(volume)
+                yaml_text(volume)
             );
             Mount {
                 source: parts[0].to_owned(),
@@ -194,7 +185,7 @@ fn backend_services(compose: &Value) -> Vec<(String, u16)> {
     services(compose)
         .filter_map(|(name, service)| {
             let entrypoint = service["entrypoint"].as_sequence()?;
-            let args: Vec<&str> = entrypoint.iter().map(text).collect();
+            let args: Vec<&str> = entrypoint.iter().map(yaml_text).collect();
             (args.first() == Some(&BACKEND_BINARY))
                 .then(|| (name.to_owned(), port_of(arg_after(&args, "--listen"))))
         })
@@ -216,12 +207,12 @@ fn mounted_config_listens_where_the_stack_expects() {
     let config = compose_gatehouse_config();
     let gatehouse = service(&compose, "gatehouse");
 
-    let listen = text(&config["listen"]);
+    let listen = yaml_text(&config["listen"]);
     assert!(
         listen.starts_with("0.0.0.0:"),
         "listen `{listen}` must bind all interfaces in a container"
     );
-    let admin = text(&config["admin_listen"]);
+    let admin = yaml_text(&config["admin_listen"]);
     assert!(
         admin.starts_with("0.0.0.0:"),
         "admin_listen `{admin}` must bind all interfaces in a container"
@@ -257,7 +248,7 @@ fn mounted_config_has_the_demo_services_on_the_backend_containers() {
             .as_sequence()
             .expect("services")
             .iter()
-            .map(|s| text(&s["name"]).to_owned())
+            .map(|s| yaml_text(&s["name"]).to_owned())
             .collect()
     };
     assert_eq!(
@@ -273,7 +264,7 @@ fn mounted_config_has_the_demo_services_on_the_backend_containers() {
         .iter()
         .zip(demo["services"].as_sequence().unwrap())
     {
-        let name = text(&ours["name"]);
+        let name = yaml_text(&ours["name"]);
         for key in ["hosts", "strategy", "auth"] {
             assert_eq!(
                 ours[key], theirs[key],
@@ -285,7 +276,7 @@ fn mounted_config_has_the_demo_services_on_the_backend_containers() {
                 .as_sequence()
                 .expect("backends")
                 .iter()
-                .map(|b| text(&b["url"]).to_owned())
+                .map(|b| yaml_text(&b["url"]).to_owned())
                 .collect()
         };
         let (ours_urls, demo_urls) = (urls(ours), urls(theirs));
@@ -319,7 +310,7 @@ fn mounted_config_has_the_demo_services_on_the_backend_containers() {
 fn mounted_config_uses_the_postgres_service() {
     let compose = compose();
     let config = compose_gatehouse_config();
-    let url = text(&config["database"]["url"]);
+    let url = yaml_text(&config["database"]["url"]);
     let user_info = url
         .strip_prefix("postgres://")
         .and_then(|rest| rest.split_once("@postgres:5432/"))
@@ -366,7 +357,7 @@ async fn served_config_passes_the_compose_health_check() {
     let admin: SocketAddr = admin_used.lock().unwrap().expect("admin address");
 
     let probe = strings(&service(&compose, "gatehouse")["healthcheck"]["test"]);
-    let container = format!("127.0.0.1:{}", port_of(text(&config["listen"])));
+    let container = format!("127.0.0.1:{}", port_of(yaml_text(&config["listen"])));
     let url = probe[3].replace(&container, &gatehouse.addr.to_string());
     assert_ne!(url, probe[3], "the health check probes {container}");
     let healthy = run_probe(&url);
@@ -415,13 +406,13 @@ fn gatehouse_waits_for_a_healthy_postgres() {
     let compose = compose();
     let gatehouse = service(&compose, "gatehouse");
     assert_eq!(
-        text(&gatehouse["depends_on"]["postgres"]["condition"]),
+        yaml_text(&gatehouse["depends_on"]["postgres"]["condition"]),
         "service_healthy",
         "gatehouse opens the store at start: it must wait for pg_isready"
     );
     for (name, _) in backend_services(&compose) {
         assert_eq!(
-            text(&gatehouse["depends_on"][name.as_str()]["condition"]),
+            yaml_text(&gatehouse["depends_on"][name.as_str()]["condition"]),
             "service_healthy",
             "{name}"
         );
@@ -468,7 +459,7 @@ fn secrets_come_from_the_env_file() {
             continue;
         };
         for (key, value) in env {
-            let (key, value) = (text(key), text(value));
+            let (key, value) = (yaml_text(key), yaml_text(value));
             if key.contains("SECRET") || key.contains("PASSWORD") {
                 assert!(
                     value.starts_with("${") && value.ends_with('}'),
@@ -615,7 +606,7 @@ fn prometheus_mounts_the_alert_rules_and_scrapes_admin_listen() {
         .iter()
         .flat_map(|c| strings(&c["targets"]))
         .collect();
-    let admin = port_of(text(&compose_gatehouse_config()["admin_listen"]));
+    let admin = port_of(yaml_text(&compose_gatehouse_config()["admin_listen"]));
     assert_eq!(
         targets,
         [format!("gatehouse:{admin}")],
@@ -632,7 +623,7 @@ fn grafana_is_provisioned_from_deploy() {
     assert_eq!(provisioning.source, "../deploy/grafana/provisioning");
 
     let provider = yaml(&provisioning.host_path().join("dashboards/gatehouse.yml"));
-    let folder = text(&provider["providers"][0]["options"]["path"]);
+    let folder = yaml_text(&provider["providers"][0]["options"]["path"]);
     let dashboard = mount_at(&mounts, &format!("{folder}/gatehouse-dashboard.json"));
     assert_eq!(
         dashboard.source,
@@ -640,11 +631,11 @@ fn grafana_is_provisioned_from_deploy() {
     );
 
     let datasource = yaml(&provisioning.host_path().join("datasources/prometheus.yml"));
-    let (host, port) = host_port(text(&datasource["datasources"][0]["url"]));
+    let (host, port) = host_port(yaml_text(&datasource["datasources"][0]["url"]));
     assert!(service(&compose, host).is_mapping());
     assert_eq!(port, 9090, "Prometheus listens on 9090 in its container");
     assert_eq!(
-        text(&grafana["depends_on"][host]["condition"]),
+        yaml_text(&grafana["depends_on"][host]["condition"]),
         "service_healthy"
     );
 }

@@ -4,19 +4,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{backends, full, refused_addr, ConfigYaml, Proxy, Reply, ServiceYaml};
-
-fn assert_json_error(reply: &Reply, status: u16, code: &str) {
-    assert_eq!(reply.status, status, "{:?}", reply.body);
-    assert_eq!(reply.header("content-type"), "application/json");
-    assert!(!reply.header("x-request-id").is_empty());
-    let body = reply.json();
-    assert_eq!(body["error"], code, "{body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-}
+use common::{assert_json_error, backends, full, refused_addr, ConfigYaml, Proxy, ServiceYaml};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_backend_is_skipped_and_the_live_one_answers_every_request() {

@@ -15,68 +15,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::binary::Gatehouse;
-use common::{backends, raw_exchange, ConfigYaml, CountingRelay, RawReply, ServiceYaml};
+use common::setup::Setup;
+use common::RawReply;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-const PASSWORD: &str = "correct horse battery";
-
 /// Bound on an HTTP/2 answer: generous for a loaded 2-core CI machine, where the proxy still
 /// answers in milliseconds.
 const REPLY_WITHIN: Duration = Duration::from_secs(10);
-
-/// The binary with `private.test` (auth required, backend `b0`) and `open.test` (no auth,
-/// backend `b1`), each behind a relay counting the connections that reach it, and a token for
-/// `alice`.
-struct Setup {
-    gatehouse: Gatehouse,
-    private: CountingRelay,
-    open: CountingRelay,
-    token: String,
-}
-
-impl Setup {
-    async fn start() -> Self {
-        let echo = backends(2).await;
-        let private = CountingRelay::start(echo[0]).await;
-        let open = CountingRelay::start(echo[1]).await;
-        let (private_addr, open_addr) = (private.addr, open.addr);
-        let gatehouse = Gatehouse::start(&["serve"], |listen| {
-            ConfigYaml::new()
-                .listen(listen)
-                .service(ServiceYaml::new("private", "private.test").backend(private_addr))
-                .service(ServiceYaml::open("open", "open.test").backend(open_addr))
-                .render()
-        })
-        .await;
-        let token = common::Client::http1(gatehouse.addr)
-            .signed_up("alice", "alice@example.com", PASSWORD)
-            .await;
-        Setup {
-            gatehouse,
-            private,
-            open,
-            token,
-        }
-    }
-
-    /// Sends `head` (request line and headers, each ending in CRLF) plus `Connection: close`.
-    async fn send(&self, head: &str) -> RawReply {
-        raw_exchange(
-            self.gatehouse.addr,
-            &format!("{head}Connection: close\r\n\r\n"),
-        )
-        .await
-    }
-
-    /// The backends reached so far: (private, open).
-    fn reached(&self) -> (usize, usize) {
-        (self.private.connections(), self.open.connections())
-    }
-}
 
 /// What the echo backend received: its `headers` object.
 fn received(reply: &RawReply) -> serde_json::Map<String, serde_json::Value> {

@@ -2,16 +2,8 @@
 
 use crate::common;
 
-use common::{
-    backends, empty, is_generated_request_id, raw_exchange, ConfigYaml, Proxy, Reply, ServiceYaml,
-};
+use common::{app_proxy, empty, is_generated_request_id, raw_exchange, Proxy, Reply};
 use http::Request;
-
-async fn app_proxy() -> Proxy {
-    let addrs = backends(1).await;
-    Proxy::start(&ConfigYaml::new().service(ServiceYaml::open("app", "app.test").backends(&addrs)))
-        .await
-}
 
 /// GET `/` on `app.test` with extra headers.
 async fn get_with(proxy: &Proxy, headers: &[(&str, &str)]) -> Reply {

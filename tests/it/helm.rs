@@ -12,7 +12,7 @@
 use crate::common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine as _;
@@ -20,14 +20,11 @@ use serde::Deserialize as _;
 use serde_yaml_ng::Value;
 
 use common::binary::{check, TempDir};
+use common::files::{repo, yaml_text};
 
 const PROD_VALUES: &str = "helm/gatehouse/ci/prod-values.yaml";
 const CONFIG_KEY: &str = "gatehouse.yaml";
 const CONFIG_DIR: &str = "/etc/gatehouse/config";
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
 
 /// helm, rendering the chart as release `gatehouse`.
 struct Helm(PathBuf);
@@ -117,15 +114,9 @@ fn seq(value: &Value) -> &[Value] {
     value.as_sequence().map_or(&[], |s| s.as_slice())
 }
 
-fn text(value: &Value) -> &str {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {value:?}"))
-}
-
 /// The Gatehouse config inside the rendered ConfigMap.
 fn rendered_config(objects: &[Value]) -> String {
-    text(&object(objects, "ConfigMap", "gatehouse")["data"][CONFIG_KEY]).to_owned()
+    yaml_text(&object(objects, "ConfigMap", "gatehouse")["data"][CONFIG_KEY]).to_owned()
 }
 
 /// Runs the real `gatehouse check --config` on `config`; panics with its output unless it passes.
@@ -172,7 +163,7 @@ fn rendered_configs_pass_gatehouse_check() {
         assert_gatehouse_accepts(variant, &config);
         let parsed: Value = serde_yaml_ng::from_str(&config).expect("config is YAML");
         assert!(
-            !text(&parsed["listen"]).starts_with("127."),
+            !yaml_text(&parsed["listen"]).starts_with("127."),
             "{variant}: listen must not be loopback in a pod"
         );
     }
@@ -205,7 +196,7 @@ fn deployment_is_locked_down_and_probed() {
             .collect();
         assert!(!containers.is_empty());
         for container in &containers {
-            let name = text(&container["name"]);
+            let name = yaml_text(&container["name"]);
             let security = &container["securityContext"];
             assert_eq!(
                 security["runAsNonRoot"],
@@ -224,7 +215,7 @@ fn deployment_is_locked_down_and_probed() {
             );
             let dropped: Vec<&str> = seq(&security["capabilities"]["drop"])
                 .iter()
-                .map(text)
+                .map(yaml_text)
                 .collect();
             assert_eq!(dropped, ["ALL"], "{variant} {name}");
             let resources = &container["resources"];
@@ -245,7 +236,7 @@ fn deployment_is_locked_down_and_probed() {
             .iter()
             .find(|c| c["name"].as_str() == Some("gatehouse"))
             .expect("container gatehouse");
-        let args: Vec<&str> = seq(&gatehouse["args"]).iter().map(text).collect();
+        let args: Vec<&str> = seq(&gatehouse["args"]).iter().map(yaml_text).collect();
         let config_path = format!("{CONFIG_DIR}/{CONFIG_KEY}");
         assert_eq!(
             args[..3],
@@ -254,7 +245,12 @@ fn deployment_is_locked_down_and_probed() {
         );
         let ports: Vec<(&str, u64)> = seq(&gatehouse["ports"])
             .iter()
-            .map(|p| (text(&p["name"]), p["containerPort"].as_u64().expect("port")))
+            .map(|p| {
+                (
+                    yaml_text(&p["name"]),
+                    p["containerPort"].as_u64().expect("port"),
+                )
+            })
             .collect();
         assert_eq!(ports, [("http", 8080), ("admin", 9090)], "{variant}");
 
@@ -274,7 +270,7 @@ fn deployment_is_locked_down_and_probed() {
         let volumes = seq(&spec["volumes"]);
         let mut writable = BTreeSet::new();
         for mount in seq(&gatehouse["volumeMounts"]) {
-            let path = text(&mount["mountPath"]);
+            let path = yaml_text(&mount["mountPath"]);
             assert!(mount["subPath"].is_null(), "{variant}: {path} uses subPath");
             let volume = volumes
                 .iter()
@@ -352,7 +348,7 @@ fn probes_follow_admin_listen() {
         &object(&objects, "Deployment", "gatehouse")["spec"]["template"]["spec"]["containers"][0];
     let ports: Vec<&str> = seq(&gatehouse["ports"])
         .iter()
-        .map(|p| text(&p["name"]))
+        .map(|p| yaml_text(&p["name"]))
         .collect();
     assert_eq!(ports, ["http"]);
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
@@ -432,7 +428,7 @@ fn secrets_are_generated_or_required_never_defaulted() {
     let jwt = |args: &[&str]| -> String {
         let objects = helm.render(args);
         let secret = object(&objects, "Secret", "gatehouse");
-        let encoded = text(&secret["data"]["GATEHOUSE_JWT_SECRET"]);
+        let encoded = yaml_text(&secret["data"]["GATEHOUSE_JWT_SECRET"]);
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .expect("base64");
@@ -532,13 +528,13 @@ fn ingress_and_demo_backends_match_the_config() {
         // Every service host and the control host reach the proxy's `http` port.
         let mut expected: BTreeSet<&str> = seq(&config["services"])
             .iter()
-            .flat_map(|s| seq(&s["hosts"]).iter().map(text))
+            .flat_map(|s| seq(&s["hosts"]).iter().map(yaml_text))
             .collect();
         expected.insert("gatehouse.my-company.com");
         let ingress = object(&objects, "Ingress", "gatehouse");
         let mut hosts = BTreeSet::new();
         for rule in seq(&ingress["spec"]["rules"]) {
-            hosts.insert(text(&rule["host"]));
+            hosts.insert(yaml_text(&rule["host"]));
             let backend = &rule["http"]["paths"][0]["backend"]["service"];
             assert_eq!(backend["name"].as_str(), Some("gatehouse"));
             assert_eq!(backend["port"]["name"].as_str(), Some("http"));
@@ -562,7 +558,7 @@ fn ingress_and_demo_backends_match_the_config() {
         assert_eq!(demo.len(), 4);
         for service in seq(&config["services"]) {
             for backend in seq(&service["backends"]) {
-                let url = text(&backend["url"]);
+                let url = yaml_text(&backend["url"]);
                 let (name, port) = url
                     .strip_prefix("http://")
                     .and_then(|rest| rest.split_once(':'))
@@ -577,7 +573,7 @@ fn ingress_and_demo_backends_match_the_config() {
                 let pod = &object(&objects, "Deployment", name)["spec"]["template"]["spec"];
                 let command: Vec<&str> = seq(&pod["containers"][0]["command"])
                     .iter()
-                    .map(text)
+                    .map(yaml_text)
                     .collect();
                 let listen = format!("0.0.0.0:{port}");
                 assert_eq!(

@@ -13,7 +13,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::engine::{general_purpose::STANDARD, Engine};
@@ -21,23 +20,19 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use common::accounts::{base64url_decode, base64url_encode, claims_of, CONTROL};
+use common::accounts::{base64url_decode, base64url_encode, claims_of, now, CONTROL};
 use common::binary::{Gatehouse, TempDir};
 use common::scrape::{count, scrape};
-use common::{backends, parse_raw, Client, ConfigYaml, CountingRelay, Reply, ServiceYaml};
+use common::{
+    assert_invalid_token_about, backends, send_raw, Client, ConfigYaml, CountingRelay, Reply,
+    ServiceYaml,
+};
 
 /// An `auth: required` service (also claiming `127.0.0.1`, the `:authority` of HTTP/2 tests).
 const APP: &str = "app.test";
 /// An `auth: required` service restricted to `roles: [admin]`.
 const ADMINS: &str = "admins.test";
 const PASSWORD: &str = "correct horse battery";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Building tokens
@@ -222,19 +217,7 @@ impl Target {
     async fn assert_refused(&self, token: &str, what: &str) {
         for (host, path) in [(APP, "/"), (CONTROL, "/accounts")] {
             let reply = self.get(host, path, token).await;
-            assert_eq!(
-                reply.status,
-                401,
-                "{what} on {host}: {:?}",
-                String::from_utf8_lossy(&reply.body)
-            );
-            assert_eq!(
-                reply.header("www-authenticate"),
-                "Bearer error=\"invalid_token\"",
-                "{what}"
-            );
-            assert_eq!(reply.json()["error"], "invalid_token", "{what}");
-            assert!(reply.headers.get("x-backend").is_none(), "{what}");
+            assert_invalid_token_about(&reply, &format!("{what} on {host}"));
         }
     }
 
@@ -731,14 +714,4 @@ async fn oversized_tokens_are_refused_before_they_are_parsed() {
         200,
         "HTTP/2 serves on"
     );
-}
-
-/// Writes `request` and reads until the server closes (it may close before reading it all).
-async fn send_raw(addr: SocketAddr, request: &[u8]) -> common::RawReply {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let _ = stream.write_all(request).await;
-    let received = common::read_until_closed(&mut stream, Duration::from_secs(10))
-        .await
-        .expect("the server answers and closes the connection");
-    parse_raw(&received)
 }

@@ -4,14 +4,13 @@
 
 use crate::common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{
-    backends, empty, parse_raw, Client, ConfigYaml, CountingRelay, Proxy, RawReply, ServiceYaml,
+    backends, empty, h2, send_raw, Client, ConfigYaml, CountingRelay, Proxy, ServiceYaml,
 };
 use http::{Request, Version};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const HOST: &str = "app.test";
@@ -27,28 +26,6 @@ async fn proxy_with(limits: &[(&str, &str)]) -> (Proxy, CountingRelay) {
         config = config.limit(key, value);
     }
     (Proxy::start(&config).await, relay)
-}
-
-/// Writes `request` and reads until the server closes. The server may close before reading
-/// everything (that is the point of a limit), so write errors and a reset after the response
-/// are expected.
-async fn send_raw(addr: SocketAddr, request: &[u8]) -> RawReply {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let _ = stream.write_all(request).await;
-    let mut received = Vec::new();
-    let mut buf = [0u8; 8192];
-    let read = async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("the server answers and closes");
-    parse_raw(&received)
 }
 
 fn request_with(target: &str, extra_headers: &str) -> Vec<u8> {
@@ -198,85 +175,23 @@ async fn http2_requests_over_the_limits_get_the_same_statuses() {
     assert_eq!(fine.status, 200);
 }
 
-/// Raw HTTP/2 frames, for what a well-behaved client library will not do.
-mod frames {
-    use super::*;
-
-    pub const HEADERS: u8 = 0x1;
-    pub const RST_STREAM: u8 = 0x3;
-    pub const SETTINGS: u8 = 0x4;
-    pub const ACK: u8 = 0x1;
-    pub const END_STREAM: u8 = 0x1;
-    pub const END_HEADERS: u8 = 0x4;
-    pub const MAX_CONCURRENT_STREAMS: u16 = 0x3;
-    pub const MAX_HEADER_LIST_SIZE: u16 = 0x6;
-    pub const REFUSED_STREAM: u32 = 0x7;
-
-    pub struct Frame {
-        pub kind: u8,
-        pub flags: u8,
-        pub stream: u32,
-        pub payload: Vec<u8>,
-    }
-
-    pub async fn write(stream: &mut TcpStream, kind: u8, flags: u8, id: u32, payload: &[u8]) {
-        let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
-        let mut frame = vec![len[1], len[2], len[3], kind, flags];
-        frame.extend_from_slice(&id.to_be_bytes());
-        frame.extend_from_slice(payload);
-        stream.write_all(&frame).await.unwrap();
-    }
-
-    pub async fn read(stream: &mut TcpStream) -> Frame {
-        let mut head = [0u8; 9];
-        stream.read_exact(&mut head).await.expect("a frame header");
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let mut payload = vec![0u8; len];
-        stream
-            .read_exact(&mut payload)
-            .await
-            .expect("a frame payload");
-        Frame {
-            kind: head[3],
-            flags: head[4],
-            stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
-            payload,
+/// Sends the client preface and an empty SETTINGS, and returns the server's SETTINGS
+/// parameters (after acknowledging them).
+async fn handshake(stream: &mut TcpStream) -> Vec<(u16, u32)> {
+    stream.write_all(&h2::opening()).await.unwrap();
+    loop {
+        let frame = h2::read(stream).await.expect("a frame");
+        if frame.kind == h2::SETTINGS && frame.flags & h2::ACK == 0 {
+            h2::write(stream, h2::SETTINGS, h2::ACK, 0, &[]).await;
+            return frame
+                .payload
+                .chunks_exact(6)
+                .map(|p| {
+                    let id = u16::from_be_bytes([p[0], p[1]]);
+                    (id, u32::from_be_bytes([p[2], p[3], p[4], p[5]]))
+                })
+                .collect();
         }
-    }
-
-    /// Sends the client preface and an empty SETTINGS, and returns the server's SETTINGS
-    /// parameters (after acknowledging them).
-    pub async fn handshake(stream: &mut TcpStream) -> Vec<(u16, u32)> {
-        stream
-            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-            .await
-            .unwrap();
-        write(stream, SETTINGS, 0, 0, &[]).await;
-        loop {
-            let frame = read(stream).await;
-            if frame.kind == SETTINGS && frame.flags & ACK == 0 {
-                write(stream, SETTINGS, ACK, 0, &[]).await;
-                return frame
-                    .payload
-                    .chunks_exact(6)
-                    .map(|p| {
-                        let id = u16::from_be_bytes([p[0], p[1]]);
-                        (id, u32::from_be_bytes([p[2], p[3], p[4], p[5]]))
-                    })
-                    .collect();
-            }
-        }
-    }
-
-    /// An HPACK block for `GET http://app.test{path}`, literals only (no table state).
-    pub fn get(path: &str) -> Vec<u8> {
-        let mut block = vec![0x82, 0x86]; // :method GET, :scheme http (static table)
-        for (index, value) in [(4u8, path), (1u8, HOST)] {
-            block.push(index); // literal without indexing, name from the static table
-            block.push(u8::try_from(value.len()).unwrap());
-            block.extend_from_slice(value.as_bytes());
-        }
-        block
     }
 }
 
@@ -293,15 +208,15 @@ async fn http2_settings_advertise_the_default_stream_and_header_list_limits() {
     let (proxy, _relay) = proxy_with(&[]).await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
 
-    let settings = frames::handshake(&mut stream).await;
+    let settings = handshake(&mut stream).await;
 
     assert_eq!(
-        setting(&settings, frames::MAX_CONCURRENT_STREAMS),
+        setting(&settings, h2::MAX_CONCURRENT_STREAMS),
         Some(200),
         "{settings:?}"
     );
     assert_eq!(
-        setting(&settings, frames::MAX_HEADER_LIST_SIZE),
+        setting(&settings, h2::MAX_HEADER_LIST_SIZE),
         Some(64 * 1024),
         "{settings:?}"
     );
@@ -311,38 +226,31 @@ async fn http2_settings_advertise_the_default_stream_and_header_list_limits() {
 async fn http2_streams_beyond_max_concurrent_streams_are_refused() {
     let (proxy, _relay) = proxy_with(&[("h2_max_concurrent_streams", "2")]).await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let settings = frames::handshake(&mut stream).await;
+    let settings = handshake(&mut stream).await;
     assert_eq!(
-        setting(&settings, frames::MAX_CONCURRENT_STREAMS),
+        setting(&settings, h2::MAX_CONCURRENT_STREAMS),
         Some(2),
         "{settings:?}"
     );
     // The server applies its limit once the client acknowledges it: the ACK written by
     // `handshake` precedes these frames on the wire, so the limit is in force for them.
 
-    let flags = frames::END_STREAM | frames::END_HEADERS;
+    let flags = h2::END_STREAM | h2::END_HEADERS;
     for id in [1, 3, 5] {
-        frames::write(
-            &mut stream,
-            frames::HEADERS,
-            flags,
-            id,
-            &frames::get("/slow/1"),
-        )
-        .await;
+        h2::write(&mut stream, h2::HEADERS, flags, id, &h2::get("/slow/1")).await;
     }
 
     let mut refused = None;
     let mut answered = Vec::new();
     let collect = async {
         while answered.len() < 2 {
-            let frame = frames::read(&mut stream).await;
+            let frame = h2::read(&mut stream).await.expect("a frame");
             match frame.kind {
-                frames::RST_STREAM => {
+                h2::RST_STREAM => {
                     let code = u32::from_be_bytes(frame.payload[..4].try_into().unwrap());
                     refused = Some((frame.stream, code));
                 }
-                frames::HEADERS => answered.push(frame.stream),
+                h2::HEADERS => answered.push(frame.stream),
                 _ => {}
             }
         }
@@ -351,7 +259,7 @@ async fn http2_streams_beyond_max_concurrent_streams_are_refused() {
         .await
         .expect("both admitted streams are answered");
 
-    assert_eq!(refused, Some((5, frames::REFUSED_STREAM)));
+    assert_eq!(refused, Some((5, h2::REFUSED_STREAM)));
     answered.sort_unstable();
     assert_eq!(answered, [1, 3]);
 }

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::accounts::CONTROL;
 use common::binary::{free_addr, Gatehouse};
@@ -19,14 +19,7 @@ const BACKEND_UP: &str = "gatehouse_backend_up";
 
 /// Polls `check` on fresh scrapes of `addr` until it holds (true) or 10 s pass (false).
 async fn eventually(addr: std::net::SocketAddr, check: impl Fn(&str) -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check(&scrape(addr).await) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+    common::holds_within(Duration::from_secs(10), async || check(&scrape(addr).await)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

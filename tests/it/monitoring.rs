@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use common::binary::{free_addr, TempDir};
+use common::scrape::scrape;
 use common::{backends, Client, ConfigYaml, Proxy, ServiceYaml};
 
 const PROMTOOL: &str = "GATEHOUSE_PROMTOOL";
@@ -474,21 +475,13 @@ async fn proxy_with_traffic() -> Proxy {
     proxy
 }
 
-/// `GET /metrics` on the control plane.
-async fn scrape(proxy: &Proxy) -> String {
-    let reply = proxy.client().get("localhost", "/metrics").await;
-    let body = String::from_utf8_lossy(&reply.body).into_owned();
-    assert_eq!(reply.status, 200, "GET /metrics: {body}");
-    body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_metrics_pass_promtool_lint() {
     let Some(promtool) = tool(PROMTOOL, "live_metrics_pass_promtool_lint") else {
         return;
     };
     let proxy = proxy_with_traffic().await;
-    let metrics = scrape(&proxy).await;
+    let metrics = scrape(proxy.addr).await;
     assert!(metrics.contains(r#"service="svc""#), "{metrics}");
 
     let problems = run_ok(&promtool, &["check", "metrics"], metrics.as_bytes());

@@ -7,52 +7,7 @@
 
 use crate::common;
 
-use common::binary::Gatehouse;
-use common::{backends, raw_exchange, ConfigYaml, CountingRelay, RawReply, ServiceYaml};
-
-const PASSWORD: &str = "correct horse battery";
-
-/// The binary with `private.test` (auth required) over an echo backend behind a counting relay,
-/// and a token for `alice`.
-struct Setup {
-    gatehouse: Gatehouse,
-    relay: CountingRelay,
-    token: String,
-}
-
-impl Setup {
-    async fn start() -> Self {
-        let echo = backends(1).await[0];
-        let relay = CountingRelay::start(echo).await;
-        let relay_addr = relay.addr;
-        let gatehouse = Gatehouse::start(&["serve"], |listen| {
-            ConfigYaml::new()
-                .listen(listen)
-                .service(ServiceYaml::new("private", "private.test").backend(relay_addr))
-                .render()
-        })
-        .await;
-        let token = common::Client::http1(gatehouse.addr)
-            .signed_up("alice", "alice@example.com", PASSWORD)
-            .await;
-        Setup {
-            gatehouse,
-            relay,
-            token,
-        }
-    }
-
-    /// `METHOD TARGET` on `host` with the extra header lines, `Connection: close`.
-    async fn send(&self, method: &str, target: &str, host: &str, extra: &str) -> RawReply {
-        raw_exchange(
-            self.gatehouse.addr,
-            &format!(
-                "{method} {target} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
-            ),
-        )
-        .await
-    }
-}
+use common::setup::Setup;
 
 /// Request targets that some servers normalise onto another path, and the control plane's own
 /// paths, which a service host must not serve.
@@ -84,7 +39,7 @@ async fn no_path_on_a_service_host_skips_authentication() {
     let setup = Setup::start().await;
 
     for target in TRICKY_TARGETS {
-        let reply = setup.send("GET", target, "private.test", "").await;
+        let reply = setup.request("GET", target, "private.test", "").await;
 
         assert_eq!(reply.status, 401, "{target}: {reply:?}");
         assert_eq!(reply.header("www-authenticate"), Some("Bearer"), "{target}");
@@ -97,12 +52,12 @@ async fn no_path_on_a_service_host_skips_authentication() {
         ("POST", "http://private.test/login"),
     ];
     for (method, target) in other_forms {
-        let reply = setup.send(method, target, "private.test", "").await;
+        let reply = setup.request(method, target, "private.test", "").await;
 
         assert_eq!(reply.status, 401, "{method} {target}: {reply:?}");
     }
     assert_eq!(
-        setup.relay.connections(),
+        setup.private.connections(),
         0,
         "a request reached the backend"
     );
@@ -134,14 +89,14 @@ async fn the_backend_receives_the_target_byte_for_byte() {
         ("/frag#..%2f..%2faccounts", "/frag"),
     ]);
     for (target, expected) in cases {
-        let reply = setup.send("GET", target, "private.test", &bearer).await;
+        let reply = setup.request("GET", target, "private.test", &bearer).await;
 
         assert_eq!(reply.status, 200, "{target}: {reply:?}");
         let echo = reply.json();
         assert_eq!(echo["path"], expected, "{target}");
         assert_eq!(echo["headers"]["x-forwarded-user"], "alice", "{target}");
     }
-    let asterisk = setup.send("OPTIONS", "*", "private.test", &bearer).await;
+    let asterisk = setup.request("OPTIONS", "*", "private.test", &bearer).await;
     assert_eq!(asterisk.status, 200, "{asterisk:?}");
     assert_eq!(asterisk.json()["path"], "*");
     assert_eq!(asterisk.json()["method"], "OPTIONS");
@@ -154,9 +109,11 @@ async fn the_backend_receives_the_target_byte_for_byte() {
 async fn control_plane_paths_match_exactly() {
     let setup = Setup::start().await;
 
-    let exact = setup.send("GET", "/accounts", "control.test", "").await;
+    let exact = setup.request("GET", "/accounts", "control.test", "").await;
     assert_eq!(exact.status, 401, "{exact:?}");
-    let with_query = setup.send("GET", "/accounts?q=a", "control.test", "").await;
+    let with_query = setup
+        .request("GET", "/accounts?q=a", "control.test", "")
+        .await;
     assert_eq!(with_query.status, 401, "{with_query:?}");
 
     let spellings = [
@@ -177,14 +134,14 @@ async fn control_plane_paths_match_exactly() {
         "/health/../accounts",
     ];
     for target in spellings {
-        let reply = setup.send("GET", target, "control.test", "").await;
+        let reply = setup.request("GET", target, "control.test", "").await;
 
         assert_eq!(reply.status, 404, "{target}: {reply:?}");
         assert_eq!(reply.json()["error"], "not_found", "{target}");
     }
     let absolute = setup
-        .send("GET", "http://control.test/%61ccounts", "private.test", "")
+        .request("GET", "http://control.test/%61ccounts", "private.test", "")
         .await;
     assert_eq!(absolute.status, 404, "{absolute:?}");
-    assert_eq!(setup.relay.connections(), 0);
+    assert_eq!(setup.private.connections(), 0);
 }

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use common::fixed_backend::FixedBackend;
 use common::tls::{self, client_config, connect, CertFiles, Sender, TestCert, TlsGatehouse};
 use common::{
-    backends, empty, full, raw_exchange, ChannelBody, Client, ConfigYaml, CountingRelay, Proxy,
-    Reply, ServiceYaml, TestBody,
+    assert_rate_limited, backends, empty, full, raw_exchange, ChannelBody, Client, ConfigYaml,
+    CountingRelay, Proxy, Reply, ServiceYaml, TestBody,
 };
 use http::Request;
 
@@ -387,14 +387,6 @@ async fn without_security_headers_nothing_is_added() {
 
 // ---------------------------------------------------------------------------------------------
 // Rate limits
-
-fn assert_rate_limited(reply: &Reply) {
-    assert_eq!(reply.status, 429, "{:?}", reply.body);
-    assert_eq!(reply.json()["error"], "rate_limited");
-    let retry_after: u64 = reply.header("retry-after").parse().expect("whole seconds");
-    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
-    assert!(reply.headers.get("x-backend").is_none());
-}
 
 fn client_from(proxy: &Proxy, ip: &str) -> Client {
     Client::http1_from(proxy.addr, ip.parse::<IpAddr>().expect("IP"))

@@ -4,72 +4,11 @@
 
 use crate::common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::accounts::CONTROL;
+use common::postgres::OwnCluster;
 use common::{backends, ConfigYaml, Proxy, Reply, ServiceYaml};
-
-/// A PostgreSQL cluster of this test's own (the shared one must not be stopped), removed on
-/// drop.
-struct Cluster {
-    dir: PathBuf,
-    url: String,
-}
-
-impl Cluster {
-    fn script(action: &str, dir: &std::path::Path) -> std::process::Output {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres-throwaway");
-        let output = Command::new(script)
-            .arg(action)
-            .arg(dir)
-            .output()
-            .unwrap_or_else(|e| panic!("run {script}: {e}"));
-        assert!(
-            output.status.success(),
-            "postgres-throwaway {action} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("gatehouse-ready-{:x}", rand::random::<u64>()));
-        let output = Self::script("start", &dir);
-        let url = String::from_utf8(output.stdout).unwrap().trim().to_string();
-        Cluster { dir, url }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/postgres-throwaway"
-        ))
-        .arg("stop")
-        .arg(&self.dir)
-        .output();
-    }
-}
-
-/// Whether this run may start PostgreSQL clusters: `scripts/test` sets
-/// `GATEHOUSE_TEST_POSTGRES` once it has one running (so the server is installed).
-fn postgres_available() -> bool {
-    if std::env::var("GATEHOUSE_TEST_POSTGRES").is_ok() {
-        return true;
-    }
-    assert_ne!(
-        std::env::var("GATEHOUSE_REQUIRE_POSTGRES").as_deref(),
-        Ok("1"),
-        "GATEHOUSE_REQUIRE_POSTGRES=1 but GATEHOUSE_TEST_POSTGRES is not set"
-    );
-    eprintln!(
-        "SKIPPED: ready follows PostgreSQL: GATEHOUSE_TEST_POSTGRES not set (run ./scripts/test)"
-    );
-    false
-}
 
 async fn ready(proxy: &Proxy) -> (Reply, Duration) {
     let started = Instant::now();
@@ -91,10 +30,9 @@ async fn ready_becomes(proxy: &Proxy, status: u16, within: Duration) -> Reply {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_follows_the_postgres_server_down_and_back() {
-    if !postgres_available() {
+    let Some(cluster) = OwnCluster::start("ready follows PostgreSQL") else {
         return;
-    }
-    let cluster = Cluster::start();
+    };
     let backend = backends(1).await[0];
     let config = ConfigYaml::new()
         .database(&cluster.url)
@@ -111,7 +49,7 @@ async fn ready_follows_the_postgres_server_down_and_back() {
         (200, Some("ready"))
     );
 
-    Cluster::script("pause", &cluster.dir);
+    cluster.run("pause");
     let (reply, took) = ready(&proxy).await;
     assert_eq!(reply.status, 503, "{:?}", reply.body);
     assert_eq!(reply.json()["error"], "not_ready");
@@ -128,7 +66,7 @@ async fn ready_follows_the_postgres_server_down_and_back() {
         (503, Some("store_unavailable"))
     );
 
-    Cluster::script("resume", &cluster.dir);
+    cluster.run("resume");
     let reply = ready_becomes(&proxy, 200, Duration::from_secs(15)).await;
     assert_eq!(
         reply.status, 200,

@@ -2,14 +2,7 @@
 
 use crate::common;
 
-use common::{backends, raw_exchange, ConfigYaml, Proxy, ServiceYaml};
-
-/// One open service `app` on `app.test` over backend `b0`.
-async fn app_proxy() -> Proxy {
-    let addrs = backends(1).await;
-    let config = ConfigYaml::new().service(ServiceYaml::open("app", "app.test").backends(&addrs));
-    Proxy::start(&config).await
-}
+use common::{app_proxy, backends, raw_exchange, ConfigYaml, Proxy, ServiceYaml};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_with_port_and_upper_case_routes_to_the_service() {

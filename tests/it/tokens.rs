@@ -4,30 +4,13 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::accounts::{claims_of, sign_hs256, sign_test, unsigned, CONTROL};
-use common::{backends, ConfigYaml, CountingRelay, Proxy, Reply, ServiceYaml};
+use common::accounts::{claims_of, now, sign_hs256, sign_test, unsigned, CONTROL};
+use common::{assert_invalid_token, backends, ConfigYaml, CountingRelay, Proxy, ServiceYaml};
 use serde_json::{json, Value};
 
 const APP: &str = "app.test";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn assert_invalid_token(reply: &Reply) {
-    assert_eq!(reply.status, 401, "{:?}", reply.body);
-    assert_eq!(
-        reply.header("www-authenticate"),
-        "Bearer error=\"invalid_token\""
-    );
-    assert_eq!(reply.json()["error"], "invalid_token");
-    assert!(reply.headers.get("x-backend").is_none());
-}
 
 /// A proxy with one `auth: required` service behind a connection-counting relay.
 async fn locked_app(extra: &[(&str, &str)]) -> (Proxy, CountingRelay) {

@@ -4,19 +4,19 @@
 //!
 //! Covered elsewhere, so not repeated here:
 //! - one client stalling mid-headers, one silent client, one stalled HTTP/2 preface:
-//!   `connections.rs` (`a_client_stalling_mid_headers_is_disconnected_while_others_are_served`,
+//!   `it/connections.rs` (`a_client_stalling_mid_headers_is_disconnected_while_others_are_served`,
 //!   `a_client_that_sends_nothing_is_disconnected_after_the_header_read_timeout`,
 //!   `a_client_stalling_inside_the_http2_preface_is_disconnected_after_the_header_read_timeout`);
-//! - the connection cap itself: `connections.rs`
+//! - the connection cap itself: `it/connections.rs`
 //!   (`clients_beyond_max_connections_wait_until_a_slot_frees`);
-//! - 431 for a 70 KiB header, 200 just under 64 KiB, HTTP/2 431: `limits.rs`
+//! - 431 for a 70 KiB header, 200 just under 64 KiB, HTTP/2 431: `it/limits.rs`
 //!   (`a_70_kib_header_is_answered_431`, `headers_just_under_64_kib_are_served`,
 //!   `http2_requests_over_the_limits_get_the_same_statuses`), and HTTP/2 streams beyond
 //!   MAX_CONCURRENT_STREAMS (`http2_streams_beyond_max_concurrent_streams_are_refused`);
-//! - one stalled proxied body answered 408: `traffic.rs` (`a_stalled_request_body_is_cut_off`);
-//!   a paced upload is not a 504: `failures.rs`
+//! - one stalled proxied body answered 408: `it/traffic.rs` (`a_stalled_request_body_is_cut_off`);
+//!   a paced upload is not a 504: `it/failures.rs`
 //!   (`a_slow_client_upload_is_not_cut_off_as_a_gateway_timeout`);
-//! - 100 logins without throttling while proxying stays fast (in-process): `accounts.rs`
+//! - 100 logins without throttling while proxying stays fast (in-process): `account_load.rs`
 //!   (`a_login_storm_does_not_stall_proxied_requests`).
 
 mod common;
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::accounts::CONTROL;
 use common::binary::Gatehouse;
+use common::h2;
 use common::scrape::{sample, scrape};
 use common::stub::Stub;
 use common::{backends, parse_raw, Client, ConfigYaml, CountingRelay, ServiceYaml};
@@ -221,67 +222,6 @@ async fn two_hundred_slowloris_connections_are_cut_at_the_header_read_timeout_wh
     );
 }
 
-/// HTTP/2 frames written and read by hand: what a client library will not do on purpose.
-mod h2 {
-    use super::*;
-
-    pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    pub const HEADERS: u8 = 0x1;
-    pub const RST_STREAM: u8 = 0x3;
-    pub const SETTINGS: u8 = 0x4;
-    pub const PING: u8 = 0x6;
-    pub const GOAWAY: u8 = 0x7;
-    pub const END_STREAM: u8 = 0x1;
-    pub const END_HEADERS: u8 = 0x4;
-    pub const ACK: u8 = 0x1;
-    pub const CANCEL: u32 = 0x8;
-    pub const ENHANCE_YOUR_CALM: u32 = 0xb;
-
-    /// Appends one frame to `out`.
-    pub fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-        let len = u32::try_from(payload.len())
-            .expect("small frame")
-            .to_be_bytes();
-        out.extend_from_slice(&[len[1], len[2], len[3], kind, flags]);
-        out.extend_from_slice(&stream.to_be_bytes());
-        out.extend_from_slice(payload);
-    }
-
-    /// HPACK for `GET http://app.test{path}`: static-table entries and literals only, so no
-    /// dynamic-table state links one block to the next.
-    pub fn get(path: &str) -> Vec<u8> {
-        let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
-        for (name_index, value) in [(4u8, path), (1u8, APP)] {
-            block.push(name_index); // literal without indexing, indexed name (:path, :authority)
-            block.push(u8::try_from(value.len()).expect("short value"));
-            block.extend_from_slice(value.as_bytes());
-        }
-        block
-    }
-
-    /// The preface and an empty SETTINGS frame.
-    pub fn opening() -> Vec<u8> {
-        let mut out = PREFACE.to_vec();
-        frame(&mut out, SETTINGS, 0, 0, &[]);
-        out
-    }
-
-    /// One frame: (type, flags, payload); `None` once the connection is closed.
-    pub async fn read(stream: &mut (impl AsyncReadExt + Unpin)) -> Option<(u8, u8, Vec<u8>)> {
-        let mut head = [0u8; 9];
-        stream.read_exact(&mut head).await.ok()?;
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let mut payload = vec![0u8; len];
-        stream.read_exact(&mut payload).await.ok()?;
-        Some((head[3], head[4], payload))
-    }
-
-    /// The error code of a GOAWAY payload.
-    pub fn goaway_code(payload: &[u8]) -> u32 {
-        u32::from_be_bytes(payload[4..8].try_into().expect("GOAWAY carries a code"))
-    }
-}
-
 /// Speaks just enough HTTP/2 to stay alive (settings and pings acknowledged) after sending
 /// `opening`, and never completes a request head. Returns when the proxy closed the connection
 /// (`None`: still open after `give_up`).
@@ -291,7 +231,13 @@ async fn idle_http2(addr: SocketAddr, opening: Vec<u8>, give_up: Duration) -> Op
     let (mut read, mut write) = stream.into_split();
     write.write_all(&opening).await.expect("write the opening");
     let serve = async {
-        while let Some((kind, flags, payload)) = h2::read(&mut read).await {
+        while let Some(h2::Frame {
+            kind,
+            flags,
+            payload,
+            ..
+        }) = h2::read(&mut read).await
+        {
             let mut answer = Vec::new();
             match kind {
                 h2::SETTINGS if flags & h2::ACK == 0 => {
@@ -312,9 +258,9 @@ async fn idle_http2(addr: SocketAddr, opening: Vec<u8>, give_up: Duration) -> Op
 }
 
 /// The HTTP/2 side of slowloris: a connection that never opens a stream, and one whose HEADERS
-/// frame never ends (no END_HEADERS, no CONTINUATION), each holding a connection slot. The
-/// contract (DESIGN.md §5) disconnects a client that has not sent complete headers within
-/// `header_read_timeout`, whatever the protocol.
+/// frame never ends (no END_HEADERS, no CONTINUATION), each holding a connection slot. A
+/// client that has not sent complete headers within `header_read_timeout` is disconnected,
+/// whatever the protocol.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_connections_that_never_complete_a_request_head_are_closed_after_the_header_read_timeout(
 ) {
@@ -757,7 +703,7 @@ async fn rapid_reset(addr: SocketAddr, streams: u32) -> Flood {
     });
     let mut goaway = None;
     let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some((kind, _, payload)) = h2::read(&mut read).await {
+        while let Some(h2::Frame { kind, payload, .. }) = h2::read(&mut read).await {
             if kind == h2::GOAWAY {
                 goaway = Some(h2::goaway_code(&payload));
             }

@@ -4,19 +4,20 @@
 //!
 //! Covered elsewhere, so not repeated here:
 //! - refused backends skipped, 502 when all refuse, 504 for a slow answer, 502 for a hang-up:
-//!   `failures.rs` (`a_refused_backend_is_skipped_and_the_live_one_answers_every_request`,
+//!   `it/failures.rs` (`a_refused_backend_is_skipped_and_the_live_one_answers_every_request`,
 //!   `every_backend_refusing_gives_502_bad_gateway_as_json`,
 //!   `a_backend_slower_than_the_service_timeout_gives_504_gateway_timeout`,
 //!   `a_backend_that_closes_the_connection_without_answering_gives_502`);
 //! - a killed backend ejected at once and re-admitted by its health check, one request at a
-//!   time: `traffic.rs` (`a_dead_backend_is_ejected_at_once_and_readmitted_by_its_health_check`);
-//!   ejection by 5xx then a fast 503: `traffic.rs`
+//!   time: `it/traffic.rs`
+//!   (`a_dead_backend_is_ejected_at_once_and_readmitted_by_its_health_check`);
+//!   ejection by 5xx then a fast 503: `it/traffic.rs`
 //!   (`five_hundreds_eject_after_the_threshold_and_every_backend_out_is_a_fast_503`); a backend
-//!   that stops reading an upload: `traffic.rs`
+//!   that stops reading an upload: `it/traffic.rs`
 //!   (`a_backend_that_stops_reading_an_upload_times_out_with_504`);
 //! - `/ready` following PostgreSQL down and up, one issued token proxying and one login 503
-//!   meanwhile: `ready.rs` (`ready_follows_the_postgres_server_down_and_back`);
-//! - accounts surviving a clean (SIGTERM) restart: `accounts.rs`
+//!   meanwhile: `it/ready.rs` (`ready_follows_the_postgres_server_down_and_back`);
+//! - accounts surviving a clean (SIGTERM) restart: `it/accounts.rs`
 //!   (`accounts_survive_a_restart_on_sqlite`, `accounts_survive_a_restart_on_postgres`).
 //!
 //! Not tested here: a panic inside one request's handler. Connections are spawned tasks
@@ -30,8 +31,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,8 +38,9 @@ use std::time::{Duration, Instant};
 use common::accounts::CONTROL;
 use common::binary::{Gatehouse, TempDir};
 use common::killable::KillableBackend;
+use common::postgres::OwnCluster;
 use common::scrape::{sample, scrape};
-use common::{backends, parse_raw, Client, ConfigYaml, Reply, ServiceYaml};
+use common::{assert_json_error, backends, parse_raw, Client, ConfigYaml, ServiceYaml};
 use serde_json::json;
 use sqlx::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,23 +60,6 @@ async fn gatehouse(env: &[(&str, &str)], services: Vec<ServiceYaml>) -> Gatehous
         config.render()
     })
     .await
-}
-
-/// `status` with the JSON error body `{"error": code, "message": …}`.
-fn assert_error(reply: &Reply, status: u16, code: &str) {
-    assert_eq!(
-        reply.status,
-        status,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    assert_eq!(reply.header("content-type"), "application/json");
-    let body = reply.json();
-    assert_eq!(body["error"], code, "{body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,7 +204,7 @@ async fn a_backend_that_never_answers_gives_504_within_the_request_timeout() {
     assert_eq!(other.status, 200);
     for wait in waits {
         let (reply, took) = wait.await.unwrap();
-        assert_error(&reply, 504, "gateway_timeout");
+        assert_json_error(&reply, 504, "gateway_timeout");
         // 1 s configured; 2.5 s allows for a loaded machine.
         assert!(took >= Duration::from_millis(950), "504 after {took:?}");
         assert!(took < Duration::from_millis(2500), "504 after {took:?}");
@@ -335,7 +318,7 @@ async fn with_every_backend_down_requests_get_a_fast_503_and_login_still_works()
         let started = Instant::now();
         let reply = client.get(APP, &format!("/down/{i}")).await;
         slowest = slowest.max(started.elapsed());
-        assert_error(&reply, 503, "no_healthy_backend");
+        assert_json_error(&reply, 503, "no_healthy_backend");
     }
     let started = Instant::now();
     let login = client.login("still@example.com", PASSWORD).await;
@@ -353,57 +336,14 @@ async fn with_every_backend_down_requests_get_a_fast_503_and_login_still_works()
 // ---------------------------------------------------------------------------------------------
 // The account store stops
 
-/// A PostgreSQL cluster of this test's own (stopping the shared one would fail other tests),
-/// removed on drop.
-struct OwnCluster {
-    dir: PathBuf,
-    url: String,
-}
-
-impl OwnCluster {
-    fn run(action: &str, dir: &Path) -> String {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres-throwaway");
-        let output = Command::new(script).arg(action).arg(dir).output().unwrap();
-        assert!(
-            output.status.success(),
-            "postgres-throwaway {action}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_string()
-    }
-
-    /// `None` (the caller skips) when PostgreSQL is not provided for this run.
-    fn start() -> Option<Self> {
-        // The server is installed when the test command provides one (`scripts/test`).
-        if std::env::var("GATEHOUSE_TEST_POSTGRES").is_err() {
-            assert_ne!(
-                std::env::var("GATEHOUSE_REQUIRE_POSTGRES").as_deref(),
-                Ok("1"),
-                "GATEHOUSE_REQUIRE_POSTGRES=1 but GATEHOUSE_TEST_POSTGRES is not set"
-            );
-            eprintln!("skipping: GATEHOUSE_TEST_POSTGRES not set");
-            return None;
-        }
-        let dir =
-            std::env::temp_dir().join(format!("gatehouse-faults-{:x}", rand::random::<u64>()));
-        let url = Self::run("start", &dir);
-        Some(OwnCluster { dir, url })
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres-throwaway");
-        let _ = Command::new(script).arg("stop").arg(&self.dir).output();
-    }
-}
-
 /// Bounded wait for one answer; the pool's acquire timeout is 3 s.
 const STORE_DOWN_ANSWER: Duration = Duration::from_secs(6);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgres_stopped_logins_and_registrations_fail_fast_and_recover_without_a_restart() {
-    let Some(cluster) = OwnCluster::start() else {
+    let test =
+        "with_postgres_stopped_logins_and_registrations_fail_fast_and_recover_without_a_restart";
+    let Some(cluster) = OwnCluster::start(test) else {
         return;
     };
     let backend = backends(1).await[0];
@@ -416,7 +356,7 @@ async fn with_postgres_stopped_logins_and_registrations_fail_fast_and_recover_wi
         .await;
     let leaving = client.token("steady@example.com", PASSWORD).await;
 
-    OwnCluster::run("pause", &cluster.dir);
+    cluster.run("pause");
     // Twenty logins and twenty registrations pile up on the dead store at once.
     let mut attempts = JoinSet::new();
     for i in 0..20 {
@@ -450,7 +390,7 @@ async fn with_postgres_stopped_logins_and_registrations_fail_fast_and_recover_wi
     }
     while let Some(attempt) = attempts.join_next().await {
         let (reply, took) = attempt.unwrap();
-        assert_error(&reply, 503, "store_unavailable");
+        assert_json_error(&reply, 503, "store_unavailable");
         assert!(took < STORE_DOWN_ANSWER, "a 503 took {took:?}");
     }
     assert!(
@@ -461,13 +401,13 @@ async fn with_postgres_stopped_logins_and_registrations_fail_fast_and_recover_wi
     let logout = client
         .with_token("POST", CONTROL, "/logout", &leaving)
         .await;
-    assert_error(&logout, 503, "store_unavailable");
+    assert_json_error(&logout, 503, "store_unavailable");
     assert_eq!(
         client.with_token("GET", APP, "/", &leaving).await.status,
         401
     );
 
-    OwnCluster::run("resume", &cluster.dir);
+    cluster.run("resume");
     let mut registered = None;
     let recovered = common::holds_within(Duration::from_secs(15), async || {
         let reply = client

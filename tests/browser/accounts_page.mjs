@@ -1,4 +1,4 @@
-// How to run: tests/accounts_page.rs runs it (cargo test --test accounts_page); by hand:
+// How to run: tests/it/accounts_page.rs runs it (cargo test --test it accounts_page::); by hand:
 //   GATEHOUSE_BROWSER_TOOLS=target/browser-tools node tests/browser/accounts_page.mjs \
 //     --url http://127.0.0.1:PORT/accounts_page --email E --password P --search S \
 //     --xss-search onerror --screenshot target/accounts_page.png \

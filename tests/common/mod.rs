@@ -5,10 +5,14 @@
 
 pub mod accounts;
 pub mod binary;
+pub mod deployment;
+pub mod files;
 pub mod fixed_backend;
+pub mod h2;
 pub mod killable;
 pub mod postgres;
 pub mod scrape;
+pub mod setup;
 pub mod stub;
 pub mod tls;
 
@@ -414,6 +418,13 @@ impl Proxy {
     }
 }
 
+/// A proxy with one open service, `app` on `app.test`, over one echo backend (`b0`).
+pub async fn app_proxy() -> Proxy {
+    let addrs = backends(1).await;
+    let config = ConfigYaml::new().service(ServiceYaml::open("app", "app.test").backends(&addrs));
+    Proxy::start(&config).await
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -466,6 +477,119 @@ impl Reply {
             .and_then(|v| v.as_str())
             .map(str::to_string)
     }
+
+    /// Status and body as text, for assertion messages.
+    pub fn text(&self) -> String {
+        format!("{} {:?}", self.status, String::from_utf8_lossy(&self.body))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error answers
+
+/// An error answer: `status`, `Content-Type: application/json`, a request id, and a body of
+/// exactly `{"error": code, "message": <a sentence>}`.
+#[track_caller]
+pub fn assert_json_error(reply: &Reply, status: u16, code: &str) {
+    assert_json_error_about(reply, status, code, "");
+}
+
+/// [`assert_json_error`], naming `what` (the case being tried) in its messages.
+#[track_caller]
+pub fn assert_json_error_about(reply: &Reply, status: u16, code: &str, what: &str) {
+    assert_eq!(
+        reply.status,
+        status,
+        "{what}: expected {status} {code}: {}",
+        reply.text()
+    );
+    assert_eq!(
+        reply.header("content-type"),
+        "application/json",
+        "{what}: {}",
+        reply.text()
+    );
+    assert!(
+        !reply.header("x-request-id").is_empty(),
+        "{what}: empty request id"
+    );
+    let body = reply.json();
+    let fields: Vec<&str> = body
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: error body is not an object: {}", reply.text()))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(fields, ["error", "message"], "{what}: {}", reply.text());
+    assert_eq!(body["error"], code, "{what}: {}", reply.text());
+    let message = body["message"].as_str().expect("message is a string");
+    assert!(
+        !message.trim().is_empty(),
+        "{what}: empty message: {}",
+        reply.text()
+    );
+}
+
+/// 401 for an unusable token: `invalid_token` with the RFC 6750 challenge, and no backend
+/// reached.
+#[track_caller]
+pub fn assert_invalid_token(reply: &Reply) {
+    assert_invalid_token_about(reply, "");
+}
+
+/// [`assert_invalid_token`], naming `what` (the token being tried) in its messages.
+#[track_caller]
+pub fn assert_invalid_token_about(reply: &Reply, what: &str) {
+    assert_json_error_about(reply, 401, "invalid_token", what);
+    assert_eq!(
+        reply.header("www-authenticate"),
+        "Bearer error=\"invalid_token\"",
+        "{what}"
+    );
+    assert!(
+        reply.headers.get("x-backend").is_none(),
+        "{what}: reached the backend"
+    );
+}
+
+/// 401 for no token at all: `missing_token` with a bare `Bearer` challenge, and no backend
+/// reached.
+#[track_caller]
+pub fn assert_missing_token(reply: &Reply) {
+    assert_json_error(reply, 401, "missing_token");
+    assert_eq!(reply.header("www-authenticate"), "Bearer");
+    assert!(
+        reply.headers.get("x-backend").is_none(),
+        "reached the backend"
+    );
+}
+
+/// 429 `rate_limited` with `Retry-After` in whole seconds (1 to 60), no backend reached and no
+/// token handed out; returns the wait.
+#[track_caller]
+pub fn assert_rate_limited(reply: &Reply) -> u64 {
+    assert_rate_limited_about(reply, "")
+}
+
+/// [`assert_rate_limited`], naming `what` (the attempt) in its messages.
+#[track_caller]
+pub fn assert_rate_limited_about(reply: &Reply, what: &str) -> u64 {
+    assert_json_error_about(reply, 429, "rate_limited", what);
+    let value = reply.header("retry-after");
+    let wait: u64 = value
+        .parse()
+        .unwrap_or_else(|_| panic!("{what}: Retry-After is not whole seconds: {value:?}"));
+    assert!((1..=60).contains(&wait), "{what}: Retry-After {wait}");
+    assert!(
+        reply.headers.get("x-backend").is_none(),
+        "{what}: reached the backend"
+    );
+    assert!(
+        !String::from_utf8_lossy(&reply.body).contains("access_token"),
+        "{what}: {}",
+        reply.text()
+    );
+    wait
 }
 
 /// Reads a whole response.
@@ -595,6 +719,18 @@ impl RawReply {
             )
         })
     }
+}
+
+/// Writes `request` and reads until the server closes the connection, for requests a limit
+/// refuses: the server may close before reading all of it, so write errors and a reset after
+/// the response are expected.
+pub async fn send_raw(addr: SocketAddr, request: &[u8]) -> RawReply {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.write_all(request).await;
+    let received = read_until_closed(&mut stream, Duration::from_secs(10))
+        .await
+        .expect("the server answers and closes the connection");
+    parse_raw(&received)
 }
 
 /// Writes `request` as is on a new connection and reads until the server closes it (so the

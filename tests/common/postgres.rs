@@ -1,5 +1,9 @@
 //! Fresh, isolated databases for store tests: a new PostgreSQL database per test (on the server
-//! `scripts/test` provides) and a new SQLite file per test.
+//! `scripts/test` provides) and a new SQLite file per test; and a PostgreSQL server of a test's
+//! own, for tests that stop it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use sqlx::Connection;
 
@@ -63,4 +67,66 @@ pub fn fresh_sqlite() -> (TempDir, String) {
     let dir = TempDir::new("store");
     let url = format!("sqlite://{}", dir.path().join("db/gatehouse.db").display());
     (dir, url)
+}
+
+/// A PostgreSQL cluster of a test's own (`scripts/postgres-throwaway`), for tests that pause
+/// and resume the server: the shared one must not be stopped under other tests. Removed on
+/// drop.
+pub struct OwnCluster {
+    dir: PathBuf,
+    /// Where it listens, as a connection URL.
+    pub url: String,
+}
+
+impl OwnCluster {
+    /// Starts one; `None` (the caller skips, saying so for `test`) when this run provides no
+    /// PostgreSQL. The server is installed when the test command provides one
+    /// (`GATEHOUSE_TEST_POSTGRES`, set by `scripts/test`); with `GATEHOUSE_REQUIRE_POSTGRES=1`
+    /// its absence fails instead.
+    pub fn start(test: &str) -> Option<Self> {
+        if std::env::var("GATEHOUSE_TEST_POSTGRES").is_err() {
+            assert_ne!(
+                std::env::var("GATEHOUSE_REQUIRE_POSTGRES").as_deref(),
+                Ok("1"),
+                "GATEHOUSE_REQUIRE_POSTGRES=1 but GATEHOUSE_TEST_POSTGRES is not set"
+            );
+            eprintln!("SKIPPED: {test}: GATEHOUSE_TEST_POSTGRES not set (run ./scripts/test)");
+            return None;
+        }
+        let dir =
+            std::env::temp_dir().join(format!("gatehouse-cluster-{:x}", rand::random::<u64>()));
+        let url = throwaway("start", &dir);
+        Some(OwnCluster { dir, url })
+    }
+
+    /// `pause` (the server stops answering) or `resume` it.
+    pub fn run(&self, action: &str) {
+        throwaway(action, &self.dir);
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(THROWAWAY).arg("stop").arg(&self.dir).output();
+    }
+}
+
+const THROWAWAY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres-throwaway");
+
+/// Runs `postgres-throwaway ACTION DIR`, asserting it succeeds; returns its stdout, trimmed.
+fn throwaway(action: &str, dir: &Path) -> String {
+    let output = Command::new(THROWAWAY)
+        .arg(action)
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run {THROWAWAY}: {e}"));
+    assert!(
+        output.status.success(),
+        "postgres-throwaway {action} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("UTF-8 output")
+        .trim()
+        .to_string()
 }

@@ -1,0 +1,536 @@
+//! The `AccountStore` contract, run against SQLite and PostgreSQL alike: every test below is a
+//! plain async fn over a database URL, and `contract!` makes a `sqlite::` and a `postgres::`
+//! test of each. PostgreSQL tests need `GATEHOUSE_TEST_POSTGRES` (`scripts/test` provides it).
+
+use crate::common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse::store::{
+    self, AccountStore, ListQuery, NewAccount, Revocation, Role, StoreError, TakenField,
+};
+
+use common::postgres::{drop_database, fresh_database, fresh_sqlite, with_database};
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let (_dir, url) = super::fresh_sqlite();
+                    super::$name(&url).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(url) = super::fresh_database().await else { return };
+                    super::$name(&url).await;
+                    super::drop_database(&url).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    create_then_credentials_by_email_in_other_case,
+    duplicate_username_in_any_case_is_taken,
+    duplicate_email_in_other_case_is_taken_and_nothing_is_written,
+    concurrent_creates_of_one_email_succeed_exactly_once,
+    concurrent_distinct_creates_all_land,
+    list_pages_oldest_first_with_the_total,
+    search_matches_username_or_email_in_any_case,
+    search_takes_wildcards_and_backslashes_literally,
+    sql_in_fields_and_search_is_only_data,
+    disable_bumps_the_generation_and_blocks_login,
+    disable_of_an_unknown_email_is_none,
+    revocations_hold_tokens_and_accounts_and_drop_expired_tokens,
+    reopening_keeps_accounts_and_reruns_migrations,
+    feed_hears_revocations_from_another_replica,
+    ping_answers,
+);
+
+/// A dummy hash: the store never looks inside it.
+const HASH: &str = "$argon2id$fake";
+
+fn new_account(username: &str, email: &str) -> NewAccount {
+    NewAccount {
+        username: username.to_string(),
+        email: email.to_string(),
+        password_hash: HASH.to_string(),
+        role: Role::User,
+    }
+}
+
+async fn open(url: &str) -> Arc<dyn AccountStore> {
+    Arc::from(
+        store::open(url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}")),
+    )
+}
+
+async fn total(store: &dyn AccountStore) -> i64 {
+    all(store, None).await.total
+}
+
+async fn all(store: &dyn AccountStore, search: Option<&str>) -> gatehouse::store::AccountPage {
+    let query = ListQuery {
+        search: search.map(str::to_string),
+        offset: 0,
+        limit: 1000,
+    };
+    store.list(&query).await.expect("list")
+}
+
+async fn usernames(store: &dyn AccountStore, search: &str) -> Vec<String> {
+    let page = all(store, Some(search)).await;
+    assert_eq!(
+        page.total,
+        page.accounts.len() as i64,
+        "total matches the filter"
+    );
+    page.accounts.into_iter().map(|a| a.username).collect()
+}
+
+async fn create_then_credentials_by_email_in_other_case(url: &str) {
+    let store = open(url).await;
+    let mut admin = new_account("Ada", "Ada@Example.com");
+    admin.role = Role::Admin;
+    let created = store.create(admin).await.expect("create");
+    assert_eq!(created.username, "Ada");
+    assert_eq!(created.email, "Ada@Example.com", "kept as typed");
+    assert_eq!(created.role, Role::Admin);
+    assert!(uuid::Uuid::parse_str(&created.id).is_ok(), "{}", created.id);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!((now_ms - created.created_at_ms).abs() < 60_000);
+
+    let found = store.credentials("aDA@example.COM").await.expect("query");
+    let found = found.expect("found in another letter case");
+    assert_eq!(found.account, created);
+    assert_eq!(found.password_hash, HASH);
+    assert!(!found.disabled);
+    assert_eq!(found.token_generation, 0);
+    assert!(store
+        .credentials("nobody@example.com")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn duplicate_username_in_any_case_is_taken(url: &str) {
+    let store = open(url).await;
+    store
+        .create(new_account("grace", "g1@example.com"))
+        .await
+        .unwrap();
+    for username in ["grace", "GRACE", "Grace"] {
+        let result = store.create(new_account(username, "g2@example.com")).await;
+        assert!(
+            matches!(result, Err(StoreError::Taken(TakenField::Username))),
+            "{username}: {result:?}"
+        );
+    }
+    assert_eq!(total(&*store).await, 1);
+}
+
+async fn duplicate_email_in_other_case_is_taken_and_nothing_is_written(url: &str) {
+    let store = open(url).await;
+    store
+        .create(new_account("one", "Same@Example.com"))
+        .await
+        .unwrap();
+    let result = store.create(new_account("two", "sAME@example.COM")).await;
+    assert!(
+        matches!(result, Err(StoreError::Taken(TakenField::Email))),
+        "{result:?}"
+    );
+    assert_eq!(total(&*store).await, 1);
+    assert!(store
+        .credentials("same@example.com")
+        .await
+        .unwrap()
+        .is_some());
+}
+
+async fn concurrent_creates_of_one_email_succeed_exactly_once(url: &str) {
+    let store = open(url).await;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let email = if i % 2 == 0 {
+                "race@example.com"
+            } else {
+                "RACE@example.com"
+            };
+            tokio::spawn(
+                async move { store.create(new_account(&format!("racer{i}"), email)).await },
+            )
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::Taken(TakenField::Email)) => {}
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(total(&*store).await, 1);
+}
+
+async fn concurrent_distinct_creates_all_land(url: &str) {
+    let store = open(url).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let account = new_account(&format!("user{i}"), &format!("u{i}@example.com"));
+                store.create(account).await
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for task in tasks {
+        ids.insert(task.await.unwrap().expect("create").id);
+    }
+    assert_eq!(ids.len(), 200, "ids are unique");
+    assert_eq!(total(&*store).await, 200);
+}
+
+async fn list_pages_oldest_first_with_the_total(url: &str) {
+    let store = open(url).await;
+    let mut created = Vec::new();
+    for i in 0..7 {
+        let account = new_account(&format!("p{i}"), &format!("p{i}@example.com"));
+        created.push(store.create(account).await.unwrap());
+    }
+    let mut seen = Vec::new();
+    for offset in (0..9).step_by(3) {
+        let query = ListQuery {
+            search: None,
+            offset,
+            limit: 3,
+        };
+        let page = store.list(&query).await.unwrap();
+        assert_eq!(page.total, 7);
+        seen.extend(page.accounts);
+    }
+    assert_eq!(seen, created, "every account once, oldest first");
+    let past_the_end = ListQuery {
+        search: None,
+        offset: 100,
+        limit: 3,
+    };
+    let page = store.list(&past_the_end).await.unwrap();
+    assert!(page.accounts.is_empty());
+    assert_eq!(page.total, 7);
+}
+
+async fn search_matches_username_or_email_in_any_case(url: &str) {
+    let store = open(url).await;
+    store
+        .create(new_account("Alice", "alice@one.org"))
+        .await
+        .unwrap();
+    store
+        .create(new_account("bob", "BOB@Two.org"))
+        .await
+        .unwrap();
+    store
+        .create(new_account("carol", "carol@one.org"))
+        .await
+        .unwrap();
+    assert_eq!(usernames(&*store, "ALI").await, ["Alice"]);
+    assert_eq!(usernames(&*store, "two.ORG").await, ["bob"]);
+    assert_eq!(usernames(&*store, "One.org").await, ["Alice", "carol"]);
+    assert!(usernames(&*store, "zed").await.is_empty());
+    let paged = ListQuery {
+        search: Some("one.org".into()),
+        offset: 1,
+        limit: 1,
+    };
+    let page = store.list(&paged).await.unwrap();
+    assert_eq!(page.total, 2, "the total counts the filter, not the page");
+    assert_eq!(page.accounts[0].username, "carol");
+}
+
+async fn search_takes_wildcards_and_backslashes_literally(url: &str) {
+    let store = open(url).await;
+    for (username, email) in [
+        ("a_b", "1@x.org"),
+        ("axb", "2@x.org"),
+        ("100%", "3@x.org"),
+        ("1000", "4@x.org"),
+        ("back\\slash", "5@x.org"),
+        ("backxslash", "6@x.org"),
+    ] {
+        store.create(new_account(username, email)).await.unwrap();
+    }
+    assert_eq!(usernames(&*store, "_").await, ["a_b"]);
+    assert_eq!(usernames(&*store, "a_").await, ["a_b"]);
+    assert_eq!(usernames(&*store, "%").await, ["100%"]);
+    assert_eq!(usernames(&*store, "0%").await, ["100%"]);
+    assert_eq!(usernames(&*store, "\\").await, ["back\\slash"]);
+    assert_eq!(usernames(&*store, "k\\s").await, ["back\\slash"]);
+}
+
+async fn sql_in_fields_and_search_is_only_data(url: &str) {
+    let store = open(url).await;
+    let nasty = [
+        ("x'); DROP TABLE accounts; --", "o'neil@example.com"),
+        ("\"; DELETE FROM accounts; --", "a\"b@example.com"),
+        ("' OR '1'='1", "$1@example.com"),
+    ];
+    for (username, email) in nasty {
+        let created = store.create(new_account(username, email)).await.unwrap();
+        assert_eq!(created.username, username);
+        let found = store.credentials(email).await.unwrap().expect("found");
+        assert_eq!(found.account.username, username);
+        assert_eq!(found.account.email, email);
+    }
+    assert_eq!(
+        usernames(&*store, "'); DROP TABLE accounts; --").await,
+        [nasty[0].0]
+    );
+    assert_eq!(usernames(&*store, "' OR '1'='1").await, [nasty[2].0]);
+    assert!(usernames(&*store, "' OR 1=1 --").await.is_empty());
+    assert!(store.credentials("' OR '1'='1").await.unwrap().is_none());
+    assert_eq!(
+        total(&*store).await,
+        3,
+        "the table is still there, with every row"
+    );
+}
+
+async fn disable_bumps_the_generation_and_blocks_login(url: &str) {
+    let store = open(url).await;
+    let created = store
+        .create(new_account("dee", "Dee@example.com"))
+        .await
+        .unwrap();
+    let revocation = store.disable("DEE@EXAMPLE.COM").await.unwrap();
+    let expected = Revocation::Account {
+        id: created.id.clone(),
+        generation: 1,
+        disabled: true,
+    };
+    assert_eq!(revocation, Some(expected));
+    let found = store.credentials("dee@example.com").await.unwrap().unwrap();
+    assert!(found.disabled);
+    assert_eq!(found.token_generation, 1);
+    // Disabling again still revokes whatever was issued since.
+    let again = store.disable("dee@example.com").await.unwrap();
+    assert!(matches!(
+        again,
+        Some(Revocation::Account { generation: 2, .. })
+    ));
+}
+
+async fn disable_of_an_unknown_email_is_none(url: &str) {
+    let store = open(url).await;
+    store
+        .create(new_account("eve", "eve@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(store.disable("nobody@example.com").await.unwrap(), None);
+    assert!(
+        !store
+            .credentials("eve@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+}
+
+async fn revocations_hold_tokens_and_accounts_and_drop_expired_tokens(url: &str) {
+    let store = open(url).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(store.revocations().await.unwrap().is_empty());
+    store
+        .create(new_account("active", "active@example.com"))
+        .await
+        .unwrap();
+    let gone = store
+        .create(new_account("gone", "gone@example.com"))
+        .await
+        .unwrap();
+    store.disable("gone@example.com").await.unwrap();
+    store.revoke_token("live-jti", now + 600).await.unwrap();
+    store
+        .revoke_token("live-jti", now + 600)
+        .await
+        .expect("revoking twice is fine");
+    store.revoke_token("old-jti", now - 10).await.unwrap();
+
+    let live = Revocation::Token {
+        jti: "live-jti".into(),
+        expires_at: now + 600,
+    };
+    let account = Revocation::Account {
+        id: gone.id,
+        generation: 1,
+        disabled: true,
+    };
+    for _ in 0..2 {
+        let mut revocations = store.revocations().await.unwrap();
+        revocations.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(revocations, [account.clone(), live.clone()]);
+    }
+}
+
+async fn reopening_keeps_accounts_and_reruns_migrations(url: &str) {
+    let first = open(url).await;
+    let created = first
+        .create(new_account("kept", "kept@example.com"))
+        .await
+        .unwrap();
+    first.revoke_token("kept-jti", i64::MAX).await.unwrap();
+    drop(first);
+
+    let second = open(url).await;
+    let found = second.credentials("kept@example.com").await.unwrap();
+    assert_eq!(found.expect("survives a restart").account, created);
+    assert_eq!(second.revocations().await.unwrap().len(), 1);
+    let third = open(url).await;
+    assert_eq!(
+        total(&*third).await,
+        1,
+        "two processes may share one database"
+    );
+}
+
+async fn feed_hears_revocations_from_another_replica(url: &str) {
+    let listening = open(url).await;
+    let writing = open(url).await;
+    let Some(mut feed) = listening.feed().await.unwrap() else {
+        assert_eq!(listening.kind(), "sqlite", "only SQLite is polled");
+        return;
+    };
+    let created = writing
+        .create(new_account("fed", "fed@example.com"))
+        .await
+        .unwrap();
+    writing
+        .revoke_token("feed-jti", 4_000_000_000)
+        .await
+        .unwrap();
+    writing.disable("FED@example.com").await.unwrap();
+
+    let within = Duration::from_secs(1);
+    let first = tokio::time::timeout(within, feed.next())
+        .await
+        .expect("within 1 s");
+    let expected = Revocation::Token {
+        jti: "feed-jti".into(),
+        expires_at: 4_000_000_000,
+    };
+    assert_eq!(first.unwrap(), Some(expected));
+    let second = tokio::time::timeout(within, feed.next())
+        .await
+        .expect("within 1 s");
+    let expected = Revocation::Account {
+        id: created.id,
+        generation: 1,
+        disabled: true,
+    };
+    assert_eq!(second.unwrap(), Some(expected));
+}
+
+async fn ping_answers(url: &str) {
+    let store = open(url).await;
+    store.ping().await.expect("ping");
+    assert!(["sqlite", "postgres"].contains(&store.kind()));
+}
+
+/// Kills the connection the feed listens on (as a failover or an idle reaper would): the feed
+/// says so, and then hears what is revoked after the caller's resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_feed_reports_a_lost_connection_then_hears_again() {
+    use sqlx::Connection;
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let store = open(&url).await;
+    let mut feed = store.feed().await.unwrap().expect("PostgreSQL pushes");
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, [true], "one listening connection");
+
+    let within = Duration::from_secs(5);
+    let lost = tokio::time::timeout(within, feed.next())
+        .await
+        .expect("noticed");
+    assert_eq!(lost.unwrap(), None, "the caller is told to resync");
+    store
+        .revoke_token("after-jti", 4_000_000_000)
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(within, feed.next())
+        .await
+        .expect("heard");
+    assert!(matches!(heard.unwrap(), Some(Revocation::Token { jti, .. }) if jti == "after-jti"));
+    drop_database(&url).await;
+}
+
+/// A notice the feed cannot read (another version, another sender) is skipped, not fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_feed_skips_undecodable_notices() {
+    use sqlx::Connection;
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let store = open(&url).await;
+    let mut feed = store.feed().await.unwrap().expect("PostgreSQL pushes");
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    for garbage in ["", "t", "t soon jti", "a 1 yes id", "\u{1F600}"] {
+        sqlx::query("SELECT pg_notify('gatehouse_revocations', $1)")
+            .bind(garbage)
+            .execute(&mut other)
+            .await
+            .unwrap();
+    }
+    store.revoke_token("good-jti", 4_000_000_000).await.unwrap();
+    let within = Duration::from_secs(1);
+    let heard = tokio::time::timeout(within, feed.next())
+        .await
+        .expect("heard");
+    assert!(matches!(heard.unwrap(), Some(Revocation::Token { jti, .. }) if jti == "good-jti"));
+    drop_database(&url).await;
+}
+
+#[test]
+fn with_database_replaces_only_the_name() {
+    assert_eq!(
+        with_database("postgres://app@127.0.0.1:5/postgres", "gh_1"),
+        "postgres://app@127.0.0.1:5/gh_1"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h/db?sslmode=disable", "gh_1"),
+        "postgres://u:p@h/gh_1?sslmode=disable"
+    );
+    assert_eq!(
+        with_database("postgres://h:5", "gh_1"),
+        "postgres://h:5/gh_1"
+    );
+}

@@ -2,7 +2,7 @@
 //! functions with them, and panics when one of the properties the code promises breaks (a
 //! plain panic inside Gatehouse counts too).
 //!
-//! The targets in `fuzz_targets/` are one-line wrappers; `tests/fuzz_regressions.rs` includes
+//! The targets in `fuzz_targets/` are one-line wrappers; `tests/it/fuzz_regressions.rs` includes
 //! this file to replay the seed corpus and every past crash on stable, so nothing here may
 //! depend on more than the gatehouse package itself does.
 

@@ -47,6 +47,15 @@ pub struct Claims {
     pub generation: i64,
 }
 
+impl Claims {
+    /// The last Unix second at which the token can still be accepted: `exp` plus the clock skew
+    /// tolerated. A logout must be remembered at least this long, or the token works again
+    /// between its expiry and the end of the leeway.
+    pub fn accepted_until(&self) -> u64 {
+        self.exp.saturating_add(LEEWAY_SECS)
+    }
+}
+
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {

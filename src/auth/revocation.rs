@@ -85,7 +85,8 @@ impl Revocations {
         }
     }
 
-    /// Forgets logged-out tokens past their expiry (they fail the `exp` check anyway).
+    /// Forgets logged-out tokens once they could no longer be accepted anyway (the time they
+    /// were recorded with: expiry plus leeway).
     pub fn prune(&self, now: i64) {
         self.tokens.pin().retain(|_, expires_at| *expires_at >= now);
     }

@@ -82,7 +82,9 @@ pub(super) async fn logout(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let identity = auth.authenticate(request.headers())?;
     let jti = identity.claims.jti.clone();
-    let expires_at = i64::try_from(identity.claims.exp).unwrap_or(i64::MAX);
+    // Remembered for as long as verification could still accept the token, not only until its
+    // `exp`: tokens pass for a few seconds of clock skew after it.
+    let expires_at = i64::try_from(identity.claims.accepted_until()).unwrap_or(i64::MAX);
     // This replica stops accepting the token even if the store is down; the 503 then tells
     // the client that other replicas may not have heard of it.
     auth.revocations.apply(&Revocation::Token {

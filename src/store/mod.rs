@@ -178,7 +178,8 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// token it holds); returns the new state, or `None` if no such account.
     async fn disable(&self, email: &str) -> Result<Option<Revocation>, StoreError>;
 
-    /// Records a logged-out token until `expires_at` and tells the other replicas.
+    /// Records a logged-out token until `expires_at` (the last second it could be accepted:
+    /// its expiry plus the verification leeway) and tells the other replicas.
     async fn revoke_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
 
     /// Every revocation still in force (tokens not yet expired, accounts disabled or with a

@@ -236,6 +236,36 @@ async fn an_expired_token_is_refused_once_its_ttl_has_passed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_out_token_stays_refused_through_the_expiry_leeway() {
+    let backend = backends(1).await[0];
+    let config = ConfigYaml::new()
+        .jwt("ttl", "1s")
+        .service(ServiceYaml::new("app", APP).backend(backend));
+    let proxy = Proxy::start(&config).await;
+    let client = proxy.client();
+    let token = client
+        .signed_up("hank", "hank@example.com", "correct horse")
+        .await;
+    let exp = claims_of(&token)["exp"].as_u64().unwrap();
+    let reply = client.with_token("POST", CONTROL, "/logout", &token).await;
+    assert_eq!(reply.status, 204);
+
+    // Past `exp` but inside the 5 s of leeway a token is still verified as valid, so only the
+    // logout stands between it and the backend. By now the deny-list has been pruned and
+    // re-read from the store several times (every 250 ms).
+    while now() < exp + 3 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        now() <= exp + 4,
+        "the test ran too slowly to land inside the leeway"
+    );
+    let reply = client.with_token("GET", APP, "/", &token).await;
+    assert_invalid_token(&reply);
+    assert_eq!(reply.json()["message"], "the token has been revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabling_an_account_revokes_its_tokens_within_a_second() {
     let (proxy, _relay) = locked_app(&[]).await;
     let client = proxy.client();

@@ -266,7 +266,10 @@ mod tests {
         s.refused();
         assert!(!s.is_available(now_ms()) && gauge(&metrics).ends_with(" 0"));
         assert!(s.is_available(now_ms() + 201));
-        s.ejected_until.store(1, Ordering::Relaxed); // let it expire
+        // Let it expire: a deadline of now has passed by the time `answered` reads the clock.
+        // (A fixed `1` did not when the whole test ran within the process clock's first
+        // millisecond, as it can in a release build.)
+        s.ejected_until.store(now_ms(), Ordering::Relaxed);
         s.answered(StatusCode::OK);
         assert!(gauge(&metrics).ends_with(" 1"));
     }
@@ -291,10 +294,10 @@ mod tests {
         let s = state(&Metrics::new(), 1);
         s.refused();
         let first = s.ejected_until.load(Ordering::Relaxed) - now_ms();
-        s.ejected_until.store(1, Ordering::Relaxed); // let it expire
+        s.ejected_until.store(now_ms(), Ordering::Relaxed); // let it expire
         s.refused();
         let second = s.ejected_until.load(Ordering::Relaxed) - now_ms();
-        s.ejected_until.store(1, Ordering::Relaxed);
+        s.ejected_until.store(now_ms(), Ordering::Relaxed);
         s.refused();
         let third = s.ejected_until.load(Ordering::Relaxed) - now_ms();
         assert!((150..=200).contains(&first), "{first}");

@@ -18,6 +18,7 @@ use gatehouse::forwarder::{add_identity, rewrite_request_headers};
 use gatehouse::metrics::{method_slot, Metrics};
 use gatehouse::request::ClientInfo;
 use gatehouse::router::Router;
+use gatehouse::service::IdentityHeaders;
 use gatehouse::store::{Account, Credentials, Role};
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Version};
 use ipnet::IpNet;
@@ -297,7 +298,8 @@ fn browser_request(token: &str, via_ingress: bool) -> http::request::Parts {
 }
 
 /// What the forwarder does to an authenticated request's headers before sending it: the
-/// rewrite (hop-by-hop and spoofed identity out, `X-Forwarded-*` in), then the identity.
+/// rewrite (hop-by-hop and spoofed identity out, `X-Forwarded-*`, `X-Real-IP` and `Forwarded`
+/// in), then the identity.
 fn header_rewrite(c: &mut Criterion) {
     let keys = TokenKeys::hs256(SECRET, "gatehouse", Duration::from_secs(900));
     let (token, claims) = keys.issue(&credentials()).unwrap();
@@ -305,8 +307,10 @@ fn header_rewrite(c: &mut Criterion) {
     let trusted: Arc<[IpNet]> = Arc::from(["10.0.0.0/8".parse::<IpNet>().unwrap()]);
     let ingress = ClientInfo::new("10.1.2.3:40000".parse().unwrap(), "http", trusted.clone());
     let direct = ClientInfo::new("198.51.100.9:51234".parse().unwrap(), "https", trusted);
+    let defaults = parse_str("services: []\n", "defaults.yaml").unwrap();
+    let identity_headers = IdentityHeaders::new(&defaults.identity_headers);
     let rewrite = |mut parts: http::request::Parts, client: &ClientInfo| {
-        rewrite_request_headers(&mut parts, client);
+        rewrite_request_headers(&mut parts, client, &identity_headers);
         add_identity(&mut parts.headers, &identity.caller, false);
         parts // dropped outside the timing
     };

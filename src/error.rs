@@ -50,7 +50,7 @@ pub enum ProxyError {
     #[error("the request is malformed: {0}")]
     BadRequest(&'static str),
     #[error("{0}")]
-    Framing(&'static str),
+    RefusedHead(&'static str),
     #[error("the request target is {len} bytes; at most {max} are accepted")]
     UriTooLong { len: usize, max: usize },
     #[error("the request has {count} header fields; at most {max} are accepted")]
@@ -79,9 +79,9 @@ impl ProxyError {
             | ProxyError::InvalidToken(_)
             | ProxyError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden(_) | ProxyError::CorsForbidden(_) => StatusCode::FORBIDDEN,
-            ProxyError::BadRequest(_) | ProxyError::Framing(_) | ProxyError::InvalidField(..) => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::BadRequest(_)
+            | ProxyError::RefusedHead(_)
+            | ProxyError::InvalidField(..) => StatusCode::BAD_REQUEST,
             ProxyError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ProxyError::TooManyHeaders { .. } | ProxyError::HeadTooLarge { .. } => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
@@ -108,7 +108,7 @@ impl ProxyError {
             ProxyError::InvalidToken(_) => "invalid_token",
             ProxyError::Forbidden(_) => "forbidden",
             ProxyError::CorsForbidden(_) => "cors_forbidden",
-            ProxyError::BadRequest(_) | ProxyError::Framing(_) => "bad_request",
+            ProxyError::BadRequest(_) | ProxyError::RefusedHead(_) => "bad_request",
             ProxyError::UriTooLong { .. } => "uri_too_long",
             ProxyError::TooManyHeaders { .. } | ProxyError::HeadTooLarge { .. } => {
                 "request_header_fields_too_large"
@@ -204,14 +204,20 @@ impl From<crate::auth::AuthError> for ProxyError {
 const INVALID_TOKEN_CHALLENGE: HeaderValue =
     HeaderValue::from_static("Bearer error=\"invalid_token\"");
 
-/// A response with a JSON body built from `value`.
+/// A response with a JSON body built from `value`, marked `nosniff` so that no browser renders
+/// an echoed value (a username, a search term) as HTML.
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(full_body(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     response
 }
@@ -289,8 +295,8 @@ mod tests {
         );
     }
     #[test]
-    fn refused_framing_maps_to_400_with_the_reason_as_message() {
-        let err = ProxyError::Framing("two Host lines");
+    fn refused_head_maps_to_400_with_the_reason_as_message() {
+        let err = ProxyError::RefusedHead("two Host lines");
         assert_eq!((err.status().as_u16(), err.code()), (400, "bad_request"));
         assert_eq!(err.to_string(), "two Host lines");
     }
@@ -369,5 +375,9 @@ mod tests {
     fn error_body_is_json_with_code_and_message() {
         let response = ProxyError::NotFound("/x".into()).into_response();
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff"
+        );
     }
 }

@@ -9,7 +9,7 @@ use http::Request;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::request::request_host;
-use crate::service::{BuildContext, Service};
+use crate::service::{BuildContext, IdentityHeaders, Service};
 
 /// The routing table of one config snapshot.
 #[derive(Debug, Default)]
@@ -31,6 +31,7 @@ impl Router {
         tls: bool,
     ) -> Self {
         let mut by_host = HashMap::new();
+        let identity_headers = Arc::new(IdentityHeaders::new(&settings.identity_headers));
         for service_settings in &settings.services {
             let name = service_settings.name.0.as_str();
             let old = previous.and_then(|p| p.service(name)).map(|s| &**s);
@@ -38,6 +39,7 @@ impl Router {
                 metrics,
                 tls,
                 body_read_timeout: settings.limits.body_read_timeout,
+                identity_headers: &identity_headers,
             };
             let service = Arc::new(Service::from_settings(service_settings, context, old));
             let checks = service.health_check.as_ref();

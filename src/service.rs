@@ -10,6 +10,8 @@ use crate::balancer::{Backend, BackendState, Balancer};
 use crate::config::{EjectionSettings, HealthCheckSettings, ServiceAuth, ServiceSettings};
 use crate::metrics::{Metrics, ServiceMetrics};
 use crate::policy::{BodyLimits, Policy, RetryBudget};
+// Public here for what builds services outside the crate (the fuzz targets).
+pub use crate::policy::IdentityHeaders;
 use crate::store::Role;
 
 /// A routed pool of backends with its policy.
@@ -23,12 +25,18 @@ pub struct Service {
     pub roles: Option<Box<[Role]>>,
     /// Whether the client's `Authorization` header is passed to the backends.
     pub forward_authorization: bool,
+    /// Whether `TRACE` is forwarded (otherwise 405).
+    pub allow_trace: bool,
+    /// Headers no client may pass to the backends (shared by every service of a snapshot).
+    pub identity_headers: Arc<IdentityHeaders>,
     /// How long to wait for a backend's response headers.
     pub timeout: Duration,
     /// How long a TCP connect to a backend may take.
     pub connect_timeout: Duration,
     /// Idle upstream connections are closed after this.
     pub idle_timeout: Duration,
+    /// A tunnel silent both ways for this long is closed.
+    pub tunnel_idle: Duration,
     /// Extra tries for idempotent requests after a 502/503 or a broken connection.
     pub retries: u32,
     /// Caps retries at a share of requests; shared with the next snapshot while the share is
@@ -58,6 +66,8 @@ pub struct BuildContext<'a> {
     pub tls: bool,
     /// `limits.body_read_timeout`.
     pub body_read_timeout: Duration,
+    /// `identity_headers`, built once for the whole snapshot.
+    pub identity_headers: &'a Arc<IdentityHeaders>,
 }
 
 impl Service {
@@ -83,9 +93,12 @@ impl Service {
             auth: settings.auth,
             roles: settings.roles.as_ref().map(|roles| roles.0.clone().into()),
             forward_authorization: settings.forward_authorization,
+            allow_trace: settings.allow_trace,
+            identity_headers: Arc::clone(context.identity_headers),
             timeout: settings.request_timeout(),
             connect_timeout: settings.timeouts.connect,
             idle_timeout: settings.timeouts.idle,
+            tunnel_idle: settings.timeouts.tunnel_idle,
             retries: settings.retries.attempts.0,
             retry_budget: previous
                 .map(|p| &p.retry_budget)

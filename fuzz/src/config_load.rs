@@ -14,7 +14,7 @@ use gatehouse::auth::TokenKeys;
 use gatehouse::clock::now_ms;
 use gatehouse::config::{parse_str, ConfigError, JwtAlgorithm, Settings};
 use gatehouse::metrics::Metrics;
-use gatehouse::service::{BuildContext, Service};
+use gatehouse::service::{BuildContext, IdentityHeaders, Service};
 use gatehouse::store::{Account, Credentials, Role};
 
 const LABEL: &str = "fuzz.yaml";
@@ -106,11 +106,13 @@ fn check_settings(settings: &Settings) {
 fn build_services(settings: &Settings) {
     // A registry per config: the fuzzer makes up service names without end.
     let metrics = Metrics::new();
+    let identity_headers = std::sync::Arc::new(IdentityHeaders::new(&settings.identity_headers));
     for (index, service) in settings.services.iter().enumerate() {
         let context = BuildContext {
             metrics: &metrics,
             tls: index % 2 == 1,
             body_read_timeout: settings.limits.body_read_timeout,
+            identity_headers: &identity_headers,
         };
         let built = Service::from_settings(service, context, None);
         // A reload of the same config carries the old service's state over.

@@ -16,19 +16,23 @@
 //! ```
 //! Lines that do not parse are skipped, so every mutation still reaches the code.
 //!
-//! Checked against a model of the forwarding rules (`docs/architecture.md`) and RFC 9110 §7.6.1, header for header: hop-by-hop
-//! fields and each field a `Connection` option names are removed (`Host` and `X-Request-Id`
-//! excepted), client-sent identity headers and `_` spellings of the headers Gatehouse sets are
-//! removed, everything else passes unchanged and in order, and `X-Forwarded-For`/`-Proto`/`-Host`
-//! and the identity are Gatehouse's. The client
+//! Checked against a model of the forwarding rules (`docs/architecture.md`) and RFC 9110
+//! §7.6.1, header for header: hop-by-hop fields and each field a `Connection` option names are
+//! removed (`Host` and `X-Request-Id` excepted), client-sent identity headers and `_` spellings
+//! of the headers Gatehouse sets are removed, as are the default `identity_headers`, everything
+//! else passes unchanged and in order, and `X-Forwarded-For`/`-Proto`/`-Host`, `X-Real-IP`,
+//! `Forwarded` and the identity are Gatehouse's (a trusted proxy's chains extended, anyone
+//! else's replaced by the peer). The client
 //! address is the rightmost `X-Forwarded-For` entry that is not a trusted proxy.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use gatehouse::auth::{Claims, Identity};
+use gatehouse::config::parse_str;
 use gatehouse::forwarder::{add_identity, rewrite_request_headers};
 use gatehouse::request::ClientInfo;
+use gatehouse::service::IdentityHeaders;
 use gatehouse::store::Role;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri};
@@ -49,16 +53,44 @@ const HOP_BY_HOP: [&str; 10] = [
 
 /// Headers a CGI-style backend would fold a client's `_` spelling onto (`X_Forwarded_For` →
 /// `HTTP_X_FORWARDED_FOR`): such spellings never reach the backend.
-const FOLDED_ONTO_OURS: [&str; 8] = [
+const FOLDED_ONTO_OURS: [&str; 9] = [
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
+    "x-real-ip",
     "x-request-id",
     "transfer-encoding",
     "content-length",
 ];
+
+/// The default `identity_headers`: removed in any case and `_` spelling; `x-gatehouse-` is a
+/// prefix.
+const IDENTITY: [&str; 12] = [
+    "remote-user",
+    "remote-email",
+    "remote-groups",
+    "remote-name",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-groups",
+    "x-auth-request-preferred-username",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+];
+const IDENTITY_PREFIX: &str = "x-gatehouse-";
+
+/// The identity headers of the default config, as the proxy builds them.
+fn default_identity_headers() -> &'static IdentityHeaders {
+    static HEADERS: OnceLock<IdentityHeaders> = OnceLock::new();
+    HEADERS.get_or_init(|| {
+        let settings = parse_str("services: []\n", "defaults.yaml").expect("the defaults parse");
+        IdentityHeaders::new(&settings.identity_headers)
+    })
+}
 
 /// One request as the input describes it.
 struct Case {
@@ -87,7 +119,7 @@ pub fn forward_headers(data: &[u8]) {
         .into_parts()
         .0;
     parts.headers = case.headers.clone();
-    rewrite_request_headers(&mut parts, &client);
+    rewrite_request_headers(&mut parts, &client, default_identity_headers());
     if let Some(identity) = &case.identity {
         add_identity(
             &mut parts.headers,
@@ -201,14 +233,17 @@ fn list_elements<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a [u8]> {
 }
 
 fn expected_client_ip(case: &Case) -> IpAddr {
+    client_ip_from(case, &case.headers)
+}
+
+/// The client as `headers` name it: the peer, or behind trusted proxies the rightmost entry of
+/// `X-Forwarded-For` that is not one.
+fn client_ip_from(case: &Case, headers: &HeaderMap) -> IpAddr {
     let mut client = case.peer.ip();
     if !trusted(case, client) {
         return client;
     }
-    for entry in list_elements(&case.headers, "x-forwarded-for")
-        .into_iter()
-        .rev()
-    {
+    for entry in list_elements(headers, "x-forwarded-for").into_iter().rev() {
         match std::str::from_utf8(entry)
             .ok()
             .and_then(|e| e.parse::<IpAddr>().ok())
@@ -227,12 +262,15 @@ fn removed(case: &Case, name: &HeaderName) -> bool {
         .into_iter()
         .filter_map(|option| HeaderName::from_bytes(option).ok())
         .any(|option| option == name);
+    let folded = name.replace('_', "-");
     let underscored_spelling_of_ours =
-        name.contains('_') && FOLDED_ONTO_OURS.contains(&name.replace('_', "-").as_str());
+        name.contains('_') && FOLDED_ONTO_OURS.contains(&folded.as_str());
+    let identity = IDENTITY.contains(&folded.as_str()) || folded.starts_with(IDENTITY_PREFIX);
     HOP_BY_HOP.contains(&name)
         || (named_by_connection && name != "host" && name != "x-request-id")
         || name == "x-forwarded-user"
         || name == "x-forwarded-email"
+        || identity
         || underscored_spelling_of_ours
 }
 
@@ -253,26 +291,48 @@ fn expected_headers(case: &Case) -> HeaderMap {
     }
     let host = out.get(header::HOST).cloned();
     let peer = case.peer.ip().to_string();
-    let chain = if from_client.contains_key("x-forwarded-for") {
-        let mut chain: Vec<u8> = Vec::new();
-        for value in from_client.get_all("x-forwarded-for") {
-            chain.extend_from_slice(value.as_bytes());
-            chain.extend_from_slice(b", ");
-        }
-        chain.extend_from_slice(peer.as_bytes());
-        HeaderValue::from_bytes(&chain).expect("valid values joined")
+    let peer_trusted = trusted(case, case.peer.ip());
+    // A trusted proxy's chains are extended; anyone else's are replaced by the peer alone.
+    let chain = if peer_trusted && from_client.contains_key("x-forwarded-for") {
+        joined(&from_client, "x-forwarded-for", peer.as_bytes())
     } else {
         HeaderValue::from_str(&peer).expect("an address")
     };
     out.insert("x-forwarded-for", chain);
+    let real_ip = client_ip_from(case, &from_client).to_string();
+    out.insert(
+        "x-real-ip",
+        HeaderValue::from_str(&real_ip).expect("an address"),
+    );
     let claimed = from_client
         .get("x-forwarded-proto")
         .map(HeaderValue::as_bytes);
     let proto = match claimed {
-        Some(b"https") if trusted(case, case.peer.ip()) => "https",
-        Some(b"http") if trusted(case, case.peer.ip()) => "http",
+        Some(b"https") if peer_trusted => "https",
+        Some(b"http") if peer_trusted => "http",
         _ => case.proto,
     };
+    let node = match case.peer.ip() {
+        IpAddr::V4(v4) => format!("for={v4}"),
+        IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+    };
+    let mut element = format!("{node};proto={proto}").into_bytes();
+    if let Some(host) = &host {
+        element.extend_from_slice(b";host=\"");
+        for &byte in host.as_bytes() {
+            if matches!(byte, b'"' | b'\\') {
+                element.push(b'\\');
+            }
+            element.push(byte);
+        }
+        element.push(b'"');
+    }
+    let forwarded = if peer_trusted && from_client.contains_key("forwarded") {
+        joined(&from_client, "forwarded", &element)
+    } else {
+        HeaderValue::from_bytes(&element).expect("valid bytes")
+    };
+    out.insert("forwarded", forwarded);
     out.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     match host {
         Some(host) => out.insert("x-forwarded-host", host),
@@ -286,4 +346,15 @@ fn expected_headers(case: &Case) -> HeaderMap {
         }
     }
     out
+}
+
+/// Every value of `name` in `headers`, joined with `, `, then `last`.
+fn joined(headers: &HeaderMap, name: &str, last: &[u8]) -> HeaderValue {
+    let mut chain: Vec<u8> = Vec::new();
+    for value in headers.get_all(name) {
+        chain.extend_from_slice(value.as_bytes());
+        chain.extend_from_slice(b", ");
+    }
+    chain.extend_from_slice(last);
+    HeaderValue::from_bytes(&chain).expect("valid values joined")
 }

@@ -21,4 +21,6 @@ pub use traffic::{
     CorsSettings, EjectionSettings, HealthCheckSettings, RateLimitKey, RateLimitSettings,
     RetrySettings, TimeoutSettings,
 };
-pub use values::{BackendUrl, Bounded, HostName, ProxyNet, ServiceName, Size, Weight, Workers};
+pub use values::{
+    BackendUrl, Bounded, HostName, IdentityHeader, ProxyNet, ServiceName, Size, Weight, Workers,
+};

@@ -89,6 +89,28 @@ pub(crate) fn check_proxy_net(text: &str) -> Result<ipnet::IpNet, String> {
     Ok(net)
 }
 
+/// A header name a client may never send to a backend: a field name (RFC 9110 token
+/// characters), compared case-insensitively, or a prefix ending in `*` (`x-gatehouse-*`).
+pub(crate) fn check_identity_header(text: &str) -> Result<String, String> {
+    let name = text.trim().to_ascii_lowercase();
+    let stem = name.strip_suffix('*').unwrap_or(&name);
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'+-.^_`|~".contains(c);
+    if stem.is_empty() || !stem.chars().all(token) {
+        return Err(format!(
+            "invalid identity header `{text}`: write a header name like remote-user, or a prefix like x-gatehouse-*"
+        ));
+    }
+    if matches!(
+        stem,
+        "host" | "content-length" | "transfer-encoding" | "x-request-id"
+    ) {
+        return Err(format!(
+            "`{text}` cannot be an identity header: requests need it"
+        ));
+    }
+    Ok(name)
+}
+
 /// A backend URL must be `http://host[:port]` with nothing after the authority; the port, when
 /// written, must be a real one (the URI parser would otherwise accept `:99999` and the connector
 /// silently fall back to port 80).

@@ -12,7 +12,8 @@ use super::traffic::{
     TimeoutSettings,
 };
 use super::values::{
-    BackendUrl, Dur, HostName, NonEmpty, ProxyNet, ServiceName, Size, Weight, Workers,
+    BackendUrl, Dur, HostName, IdentityHeader, NonEmpty, ProxyNet, ServiceName, Size, Weight,
+    Workers,
 };
 use crate::store::Role;
 
@@ -37,6 +38,10 @@ pub struct Settings {
     /// the client.
     #[serde(default)]
     pub trusted_proxies: Vec<ProxyNet>,
+    /// Headers that name a user and that no client may pass to a backend (removed from every
+    /// proxied request, in any `_` spelling); a trailing `*` matches a prefix.
+    #[serde(default = "default_identity_headers")]
+    pub identity_headers: Vec<IdentityHeader>,
     /// The account store.
     #[serde(default)]
     pub database: DatabaseSettings,
@@ -48,6 +53,29 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Host-routed backend pools; required, though `[]` (control plane only) is allowed.
     pub services: Vec<ServiceSettings>,
+}
+
+/// The headers other auth proxies (oauth2-proxy, Authelia, Pomerium) set for their backends, so
+/// that a backend written for one of them cannot be handed an identity by a client.
+fn default_identity_headers() -> Vec<IdentityHeader> {
+    [
+        "remote-user",
+        "remote-email",
+        "remote-groups",
+        "remote-name",
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-auth-request-groups",
+        "x-auth-request-preferred-username",
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-preferred-username",
+        "x-gatehouse-*",
+    ]
+    .into_iter()
+    .map(|name| IdentityHeader(name.to_string()))
+    .collect()
 }
 
 fn default_listen() -> SocketAddr {
@@ -308,6 +336,10 @@ pub struct ServiceSettings {
     /// Gatehouse's business, and backends get `X-Forwarded-User`/`-Email` instead).
     #[serde(default)]
     pub forward_authorization: bool,
+    /// Whether `TRACE` requests are forwarded (off: 405, since a backend's echo of the request
+    /// shows its headers, cookies included, to whoever reads the response).
+    #[serde(default)]
+    pub allow_trace: bool,
     /// Longest wait for a backend's response headers before answering 504 (`timeouts.request`
     /// wins when both are set).
     #[serde(default = "default_timeout", with = "dur")]

@@ -118,6 +118,10 @@ pub struct TimeoutSettings {
     /// Idle keep-alive connections to backends are closed after this.
     #[serde(with = "dur")]
     pub idle: Duration,
+    /// A WebSocket tunnel with no byte in either direction for this long is closed (it holds a
+    /// client connection slot and a backend connection).
+    #[serde(with = "dur")]
+    pub tunnel_idle: Duration,
 }
 
 impl Default for TimeoutSettings {
@@ -126,6 +130,7 @@ impl Default for TimeoutSettings {
             connect: Duration::from_secs(3),
             request: None,
             idle: Duration::from_secs(60),
+            tunnel_idle: Duration::from_secs(3600),
         }
     }
 }

@@ -143,6 +143,20 @@ impl<'de> Deserialize<'de> for ProxyNet {
     }
 }
 
+/// A header name (or `prefix-*`) clients may never pass to a backend, lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeader(pub String);
+
+impl<'de> Deserialize<'de> for IdentityHeader {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str(
+            d,
+            "a header name like remote-user, or a prefix like x-gatehouse-*",
+            |s| rules::check_identity_header(s).map(IdentityHeader),
+        )
+    }
+}
+
 /// A byte size written `512`, `64KiB`, `10MiB` or `1GiB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);

@@ -3,7 +3,8 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::request::{Caller, X_REQUEST_ID};
+use crate::policy::IdentityHeaders;
+use crate::request::{ip_header_value, Caller, ClientInfo, X_REQUEST_ID};
 
 const HOPS: usize = 9;
 
@@ -27,6 +28,7 @@ pub(crate) const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forw
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Removes hop-by-hop headers, `Upgrade`, and every header the `Connection` header names.
 ///
@@ -88,23 +90,25 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// `_` spellings onto: `X_Forwarded_For` and `X-Forwarded-For` are both
 /// `HTTP_X_FORWARDED_FOR` there, so a client's underscored copy would stand beside, or
 /// replace, Gatehouse's own. Names without a `-` have no such spelling.
-const FOLDED_ONTO_OURS: [&str; 8] = [
+const FOLDED_ONTO_OURS: [&str; 9] = [
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
+    "x-real-ip",
     "x-request-id",
     "transfer-encoding",
     "content-length",
 ];
 
-/// Drops client-sent identity headers, and `_` spellings of every header in
-/// [`FOLDED_ONTO_OURS`] (nginx drops all underscored names by default; other underscored
-/// names pass here).
-pub(crate) fn strip_identity(headers: &mut HeaderMap) {
+/// Drops client-sent identity headers (Gatehouse's own, and the configured `identity` ones in
+/// any spelling), and `_` spellings of every header in [`FOLDED_ONTO_OURS`] (nginx drops all
+/// underscored names by default; other underscored names pass here).
+pub(crate) fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
     headers.remove(X_FORWARDED_USER);
     headers.remove(X_FORWARDED_EMAIL);
+    identity.strip(headers);
     let underscored = headers.keys().any(|name| name.as_str().contains('_'));
     if underscored {
         let spoofed: Vec<HeaderName> = headers
@@ -131,27 +135,39 @@ pub fn add_identity(headers: &mut HeaderMap, caller: &Caller, keep_authorization
     }
 }
 
-/// Appends the peer to `X-Forwarded-For` and sets `X-Forwarded-Proto` and `-Host`.
+/// Sets the forwarding headers from one decision about who the client is.
 ///
-/// `peer` is the client's IP already rendered (once per connection, not per request).
+/// From a trusted proxy, its `X-Forwarded-For` and `Forwarded` chains are kept and the peer
+/// appended, and `X-Real-IP` is the client that chain names. From anyone else the client's own
+/// values are dropped: `X-Forwarded-For` and `X-Real-IP` are exactly the peer, `Forwarded` is
+/// one element of Gatehouse's. `X-Forwarded-Proto`, `-Host` and the `Forwarded` element's
+/// `proto` and `host` follow `proto` and `host`.
 pub(crate) fn add_forwarded(
     headers: &mut HeaderMap,
-    peer: &HeaderValue,
+    client: &ClientInfo,
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let chain = if headers.contains_key(&X_FORWARDED_FOR) {
-        let mut chain = Vec::with_capacity(64);
-        for value in headers.get_all(&X_FORWARDED_FOR) {
-            chain.extend_from_slice(value.as_bytes());
-            chain.extend_from_slice(b", ");
-        }
-        chain.extend_from_slice(peer.as_bytes());
-        HeaderValue::from_bytes(&chain).expect("joined from valid header values")
+    let trusted = client.peer_trusted();
+    let real_ip = if trusted {
+        ip_header_value(client.ip(headers))
     } else {
-        peer.clone()
+        client.peer_ip.clone()
+    };
+    let chain = if trusted && headers.contains_key(&X_FORWARDED_FOR) {
+        joined(headers, &X_FORWARDED_FOR, client.peer_ip.as_bytes())
+    } else {
+        client.peer_ip.clone()
+    };
+    let element = forwarded_element(&client.peer_node, proto, host);
+    let forwarded = if trusted && headers.contains_key(header::FORWARDED) {
+        joined(headers, &header::FORWARDED, &element)
+    } else {
+        HeaderValue::from_bytes(&element).expect("built from valid header bytes")
     };
     headers.insert(X_FORWARDED_FOR, chain);
+    headers.insert(X_REAL_IP, real_ip);
+    headers.insert(header::FORWARDED, forwarded);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
@@ -159,10 +175,41 @@ pub(crate) fn add_forwarded(
     };
 }
 
+/// Every value of `name`, joined with `, `, then `last`.
+fn joined(headers: &HeaderMap, name: &HeaderName, last: &[u8]) -> HeaderValue {
+    let mut chain = Vec::with_capacity(64);
+    for value in headers.get_all(name) {
+        chain.extend_from_slice(value.as_bytes());
+        chain.extend_from_slice(b", ");
+    }
+    chain.extend_from_slice(last);
+    HeaderValue::from_bytes(&chain).expect("joined from valid header values")
+}
+
+/// `for=…;proto=…;host="…"`: this hop's `Forwarded` element (RFC 7239 §4). The host is quoted
+/// (a port's `:` is not a token character) with `"` and `\` escaped.
+fn forwarded_element(node: &str, proto: &str, host: Option<&HeaderValue>) -> Vec<u8> {
+    let mut element = Vec::with_capacity(64);
+    element.extend_from_slice(node.as_bytes());
+    element.extend_from_slice(b";proto=");
+    element.extend_from_slice(proto.as_bytes());
+    if let Some(host) = host {
+        element.extend_from_slice(b";host=\"");
+        for &byte in host.as_bytes() {
+            if byte == b'"' || byte == b'\\' {
+                element.push(b'\\');
+            }
+            element.push(byte);
+        }
+        element.push(b'"');
+    }
+    element
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::ip_header_value;
+    use crate::config::IdentityHeader;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -247,15 +294,27 @@ mod tests {
         assert!(h.is_empty());
     }
 
+    fn identity() -> IdentityHeaders {
+        let names = ["remote-user", "x-gatehouse-*"].map(|n| IdentityHeader(n.to_string()));
+        IdentityHeaders::new(&names)
+    }
+
+    fn client(peer: &str, trusted: &[&str]) -> ClientInfo {
+        let trusted: Vec<ipnet::IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        ClientInfo::new(peer.parse().unwrap(), "http", trusted.into())
+    }
+
     #[test]
     fn spoofed_identity_headers_are_removed_in_any_spelling() {
         let mut h = map(&[
             ("x-forwarded-user", "admin"),
             ("X_Forwarded_Email", "a@b.c"),
+            ("Remote_User", "root"),
+            ("x-gatehouse-role", "admin"),
             ("x_other", "kept"),
         ]);
-        strip_identity(&mut h);
-        assert_eq!(h.len(), 1);
+        strip_identity(&mut h, &identity());
+        assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h["x_other"], "kept");
     }
 
@@ -275,33 +334,57 @@ mod tests {
             ("x_request_id", "forged"),
             ("transfer_encoding", "chunked"),
             ("content_length", "40"),
+            ("x_real_ip", "6.6.6.6"),
             ("x_other", "kept"),
         ]);
-        strip_identity(&mut h);
+        strip_identity(&mut h, &identity());
         assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h["x_other"], "kept");
     }
 
     #[test]
-    fn forwarded_for_appends_the_peer() {
+    fn a_trusted_proxy_s_chains_are_extended() {
         let mut h = map(&[
-            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "198.51.100.7"),
             ("x-forwarded-for", "10.0.0.2"),
+            ("forwarded", "for=198.51.100.7"),
         ]);
         let host = HeaderValue::from_static("a.com:8080");
-        let peer = ip_header_value("192.0.2.7".parse().unwrap());
-        add_forwarded(&mut h, &peer, "http", Some(&host));
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
+        add_forwarded(
+            &mut h,
+            &client("10.0.0.9:1", &["10.0.0.0/8"]),
+            "http",
+            Some(&host),
+        );
+        assert_eq!(h["x-forwarded-for"], "198.51.100.7, 10.0.0.2, 10.0.0.9");
+        assert_eq!(h["x-real-ip"], "198.51.100.7");
+        assert_eq!(
+            h["forwarded"],
+            "for=198.51.100.7, for=10.0.0.9;proto=http;host=\"a.com:8080\""
+        );
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.com:8080");
     }
 
     #[test]
-    fn forwarded_for_starts_a_chain() {
-        let mut h = HeaderMap::new();
-        let peer = ip_header_value("::1".parse().unwrap());
-        add_forwarded(&mut h, &peer, "https", None);
+    fn an_untrusted_client_s_forwarding_headers_are_replaced_by_its_address() {
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6;host=evil.test"),
+        ]);
+        add_forwarded(&mut h, &client("[::1]:1", &["10.0.0.0/8"]), "https", None);
         assert_eq!(h["x-forwarded-for"], "::1");
+        assert_eq!(h["x-real-ip"], "::1");
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https");
         assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h.get_all("forwarded").iter().count(), 1);
+    }
+
+    #[test]
+    fn a_quote_in_the_host_is_escaped_in_forwarded() {
+        let host = HeaderValue::from_static("a\"b");
+        let element = forwarded_element("for=192.0.2.1", "http", Some(&host));
+        assert_eq!(element, b"for=192.0.2.1;proto=http;host=\"a\\\"b\"");
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use crate::balancer::{attempt_order, Backend};
 use crate::clock::now_ms;
 use crate::error::ProxyError;
-use crate::policy::retry;
+use crate::policy::{retry, IdentityHeaders};
 use crate::request::{Caller, ClientInfo};
 use crate::service::Service;
 use body::{ClientBodyError, UpstreamBody, WAITING_ON_CLIENT};
@@ -66,7 +66,7 @@ impl Forwarder {
         let upgrade = upgrade::requested(&request).then(|| upgrade::client_side(&mut request));
         let (mut parts, incoming) = request.into_parts();
         let upgrade = upgrade.map(|client_side| (client_side, upgrade::protocol(&parts.headers)));
-        rewrite_request_headers(&mut parts, client);
+        rewrite_request_headers(&mut parts, client, &service.identity_headers);
         if let Some((_, protocol)) = &upgrade {
             upgrade::restore_request_headers(&mut parts.headers, protocol.clone());
         }
@@ -112,7 +112,11 @@ impl Forwarder {
                         continue;
                     }
                     if let Some((client_side, _)) = upgrade {
-                        upgrade::tunnel_if_switched(&mut response, client_side);
+                        upgrade::tunnel_if_switched(
+                            &mut response,
+                            client_side,
+                            service.tunnel_idle,
+                        );
                     } else {
                         headers::strip_hop_by_hop(response.headers_mut());
                     }
@@ -372,14 +376,18 @@ fn failed(service: &Service, backend: &Backend, error: &hyper::Error) -> Attempt
     )))
 }
 
-/// Prepares the client's headers for the backend: hop-by-hop and spoofed identity headers out,
-/// `X-Forwarded-*` in, and the client's host kept as `Host` (a routed request always has one:
-/// the router matched it). Public for the fuzz targets (fuzz/); [`Forwarder::forward`] is its
-/// only caller in the proxy.
-pub fn rewrite_request_headers(parts: &mut http::request::Parts, client: &ClientInfo) {
+/// Prepares the client's headers for the backend: hop-by-hop and spoofed identity headers (those
+/// in `identity` too) out, `X-Forwarded-*`, `X-Real-IP` and `Forwarded` in, and the client's
+/// host kept as `Host` (a routed request always has one: the router matched it). Public for the
+/// fuzz targets (fuzz/); [`Forwarder::forward`] is its only caller in the proxy.
+pub fn rewrite_request_headers(
+    parts: &mut http::request::Parts,
+    client: &ClientInfo,
+    identity: &IdentityHeaders,
+) {
     let headers = &mut parts.headers;
     headers::strip_hop_by_hop(headers);
-    headers::strip_identity(headers);
+    headers::strip_identity(headers, identity);
     // The authority of an absolute-form URI (or h2 `:authority`) is the host the client asked
     // for and what the router matched; the backend must see the same one.
     if let Some(authority) = parts.uri.authority() {
@@ -389,7 +397,7 @@ pub fn rewrite_request_headers(parts: &mut http::request::Parts, client: &Client
     }
     let host = headers.get(header::HOST).cloned();
     let scheme = client.scheme(headers);
-    headers::add_forwarded(headers, &client.peer_ip, scheme, host.as_ref());
+    headers::add_forwarded(headers, client, scheme, host.as_ref());
 }
 
 /// The first error of type `T` in `error`'s chain of causes.

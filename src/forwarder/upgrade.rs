@@ -1,12 +1,21 @@
 //! `Upgrade` (WebSocket and friends) as a tunnel: the request goes to the backend with its
 //! `Upgrade` header, and only when the backend really answers `101 Switching Protocols` are the
-//! two connections joined, byte for byte, until either side closes.
+//! two connections joined, byte for byte, until either side closes or the tunnel has carried
+//! nothing either way for the service's `timeouts.tunnel_idle`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::request::ConnectionSlot;
 
@@ -62,7 +71,11 @@ pub(super) fn restore_request_headers(headers: &mut HeaderMap, protocol: HeaderV
 /// When the backend switched protocols, keeps the 101's `Upgrade`/`Connection` for the client
 /// and joins the two connections in a task of their own; any other answer is passed on as a
 /// plain response (with hop-by-hop headers removed) and the client's upgrade is dropped.
-pub(super) fn tunnel_if_switched(response: &mut Response<Incoming>, client_side: ClientSide) {
+pub(super) fn tunnel_if_switched(
+    response: &mut Response<Incoming>,
+    client_side: ClientSide,
+    idle: Duration,
+) {
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         super::headers::strip_hop_by_hop(response.headers_mut());
         return;
@@ -73,11 +86,7 @@ pub(super) fn tunnel_if_switched(response: &mut Response<Incoming>, client_side:
         let (client, upstream) = tokio::join!(client_side.upgrade, upstream_side);
         match (client, upstream) {
             (Ok(client), Ok(upstream)) => {
-                let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-                if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                {
-                    tracing::debug!(%error, "upgraded connection ended with an error");
-                }
+                join(TokioIo::new(client), TokioIo::new(upstream), idle).await;
             }
             (client, upstream) => tracing::debug!(
                 client_ok = client.is_ok(),
@@ -86,4 +95,144 @@ pub(super) fn tunnel_if_switched(response: &mut Response<Incoming>, client_side:
             ),
         }
     });
+}
+
+/// Copies both ways until either side closes, or nothing has moved either way for `idle`.
+async fn join<C, U>(client: C, upstream: U, idle: Duration)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let activity = Arc::new(Activity::new());
+    let mut client = Stamped::new(client, &activity);
+    let mut upstream = Stamped::new(upstream, &activity);
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    tokio::pin!(copy);
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        let silent = activity.silent_ms();
+        if silent >= idle_ms {
+            tracing::debug!(
+                ?idle,
+                "tunnel closed after carrying nothing for its idle timeout"
+            );
+            return;
+        }
+        tokio::select! {
+            ended = &mut copy => {
+                if let Err(error) = ended {
+                    tracing::debug!(%error, "upgraded connection ended with an error");
+                }
+                return;
+            }
+            // Checked again when the deadline as last known comes; traffic meanwhile moved it.
+            () = tokio::time::sleep(Duration::from_millis(idle_ms - silent)) => {}
+        }
+    }
+}
+
+/// When a tunnel last carried a byte, on tokio's clock (so a test can pause it).
+struct Activity {
+    start: tokio::time::Instant,
+    /// Milliseconds after `start`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            start: tokio::time::Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn stamp(&self) {
+        self.last.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn silent_ms(&self) -> u64 {
+        self.now_ms()
+            .saturating_sub(self.last.load(Ordering::Relaxed))
+    }
+}
+
+/// One side of a tunnel, stamping the shared activity whenever bytes arrive from it (each byte
+/// written was read from the other side, so reads are all the activity there is).
+struct Stamped<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T> Stamped<T> {
+    fn new(inner: T, activity: &Arc<Activity>) -> Self {
+        Stamped {
+            inner,
+            activity: Arc::clone(activity),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Stamped<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.stamp();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Stamped<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_tunnel_closes_after_its_idle_time_and_a_busy_one_does_not() {
+        let (client, mut client_far) = tokio::io::duplex(64);
+        let (upstream, mut upstream_far) = tokio::io::duplex(64);
+        let tunnel = tokio::spawn(join(client, upstream, Duration::from_secs(10)));
+        // Traffic every 6 s keeps it open well past 10 s (the paused clock jumps, no real wait).
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            client_far.write_all(b"ping").await.unwrap();
+            let mut got = [0u8; 4];
+            upstream_far.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"ping");
+        }
+        assert!(!tunnel.is_finished());
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        tokio::task::yield_now().await;
+        assert!(
+            tunnel.is_finished(),
+            "a tunnel silent for 11 s of 10 is still open"
+        );
+    }
 }

@@ -109,11 +109,14 @@ impl Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         let r = &self.record;
+        // Text fields go in as strings, never `%` (Display): the text log format then quotes and
+        // escapes them, so a client's Host or path cannot forge a field (`host=a user="admin"`);
+        // the JSON format writes them as JSON strings either way.
         tracing::info!(
             target: TARGET,
-            method = %r.method,
-            host = %r.host,
-            path = %r.path,
+            method = r.method.as_str(),
+            host = r.host.as_str(),
+            path = r.path.as_str(),
             status = self.status,
             service = self.outcome.service_name(),
             backend = self.outcome.backend_name().unwrap_or("-"),
@@ -121,7 +124,7 @@ impl Drop for LoggedBody {
             duration_ms = r.started.elapsed().as_secs_f64() * 1000.0,
             bytes = self.bytes,
             client = %r.peer,
-            request_id = %r.request_id,
+            request_id = r.request_id.as_str(),
         );
     }
 }

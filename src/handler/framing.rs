@@ -1,12 +1,29 @@
 //! Request heads hyper accepts but a proxy must not pass on (RFC 9112): a `Transfer-Encoding`
-//! other than exactly one `chunked`, and more than one `Host` line.
+//! other than exactly one `chunked`, more than one `Host` line, and an absolute-form target
+//! whose scheme is not `http` or `https`.
 //!
 //! The upstream request is re-framed and `Transfer-Encoding` dropped as hop-by-hop, so a
 //! coding besides the one `chunked` hyper removes (a second `chunked`, `gzip`) would reach the
 //! backend still applied, with nothing saying so. Two `Host` lines let the route follow one
-//! while a backend reads the other (RFC 9112 §3.2: "MUST respond with a 400").
+//! while a backend reads the other (RFC 9112 §3.2: "MUST respond with a 400"). A target such
+//! as `ftp://host/` would be routed by its host and sent on as plain `/`, as if the client had
+//! asked for something else.
 
 use http::header::{self, HeaderMap};
+use http::Uri;
+
+/// Why a request for `target` is refused, if it is: only `http` and `https` are proxied.
+pub(super) fn target_refusal(target: &Uri) -> Option<&'static str> {
+    match target.scheme_str() {
+        None => None,
+        Some(scheme)
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            None
+        }
+        Some(_) => Some("the request target's scheme must be http or https"),
+    }
+}
 
 /// Why a request with these headers is refused, if it is.
 pub(super) fn refusal(headers: &HeaderMap) -> Option<&'static str> {
@@ -28,6 +45,19 @@ pub(super) fn refusal(headers: &HeaderMap) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_http_and_https_targets_pass() {
+        for ok in ["/x", "http://a.test/x", "HTTPS://a.test/", "a.test:443"] {
+            assert_eq!(target_refusal(&ok.parse().unwrap()), None, "{ok}");
+        }
+        for refused in ["ftp://a.test/x", "ws://a.test/", "gopher://a.test/"] {
+            assert!(
+                target_refusal(&refused.parse().unwrap()).is_some(),
+                "{refused}"
+            );
+        }
+    }
     use http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -26,8 +26,10 @@ impl RequestLimits {
     /// The error response for a request over a limit; `None` when it is within all of them.
     pub(crate) fn reject<B>(&self, request: &Request<B>) -> Option<Response<ProxyBody>> {
         // Heads hyper parses but a proxy must not forward (see `framing`).
-        if let Some(reason) = framing::refusal(request.headers()) {
-            let mut response = ProxyError::Framing(reason).into_response();
+        let refused =
+            framing::refusal(request.headers()).or_else(|| framing::target_refusal(request.uri()));
+        if let Some(reason) = refused {
+            let mut response = ProxyError::RefusedHead(reason).into_response();
             // The body is left unread, so the connection cannot carry another request.
             if request.version() <= Version::HTTP_11 {
                 response

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use futures_util::FutureExt;
 
-use http::{HeaderValue, Request, Response};
+use http::{header, HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -143,6 +143,9 @@ async fn proxy(
     client: &ClientInfo,
     outcome: &mut Outcome,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    if let Some(refused) = refuse_method(service, request.method()) {
+        return Ok(refused);
+    }
     let policy = &service.policy;
     outcome.cors_origin = policy.allowed_origin(request.headers());
     if let Some(answer) = policy.preflight(&request, outcome.cors_origin.as_ref()) {
@@ -170,6 +173,24 @@ async fn proxy(
     Ok(response.map(|body| ResponseBody::new(body, service.timeout).boxed_unsync()))
 }
 
+/// The methods a service is told to allow in a 405 (the backend decides the rest).
+const ALLOWED_METHODS: HeaderValue =
+    HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS");
+
+/// 405 for a method Gatehouse does not proxy. `CONNECT` never: sent on as `CONNECT /` it would
+/// ask a backend to open a tunnel nobody checks. `TRACE` only where the service allows it: the
+/// backend echoes the request, cookies and headers included, to whoever reads the answer.
+fn refuse_method(service: &Service, method: &Method) -> Option<Response<ProxyBody>> {
+    let refused = *method == Method::CONNECT || (*method == Method::TRACE && !service.allow_trace);
+    refused.then(|| {
+        let mut response = ProxyError::MethodNotAllowed.into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, ALLOWED_METHODS);
+        response
+    })
+}
+
 /// The request's verified identity, if its role may use `service`. CPU only: revocations are
 /// checked against memory, not the store.
 fn authorize<B>(
@@ -195,10 +216,11 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
         .unwrap_or("(not a string)")
 }
 
-/// Keeps the client's `X-Request-Id` (passed to the backend too) or assigns a new one.
+/// Keeps the client's `X-Request-Id` (passed to the backend too) if it is a plain token, or
+/// assigns a new one.
 fn ensure_request_id(request: &mut Request<Incoming>, state: &AppState) -> HeaderValue {
     if let Some(id) = request.headers().get(X_REQUEST_ID) {
-        if !id.is_empty() && id.len() <= 200 {
+        if is_plain_request_id(id.as_bytes()) {
             return id.clone();
         }
     }
@@ -207,9 +229,40 @@ fn ensure_request_id(request: &mut Request<Incoming>, state: &AppState) -> Heade
     id
 }
 
+/// Longest client request id kept.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// 1 to 128 visible ASCII characters without quotes or backslashes: an id that log readers and
+/// backends can take as one field. Anything else (a space and `user="admin"`, say, forging a
+/// field in a text log line) is replaced, not escaped, so every consumer sees the same id.
+fn is_plain_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_BYTES).contains(&id.len())
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_id_is_kept_only_as_a_short_plain_token() {
+        assert!(is_plain_request_id(b"trace-42"));
+        assert!(is_plain_request_id(b"00-4bf92f3577b34da6-01:a/b_c.d"));
+        assert!(is_plain_request_id(&[b'a'; 128]));
+        assert!(!is_plain_request_id(&[b'a'; 129]));
+        assert!(!is_plain_request_id(b""));
+        for forged in [
+            &b"abc user=\"admin\""[..],
+            b"abc\tx",
+            b"it's",
+            b"back\\slash",
+            "caf\u{e9}".as_bytes(),
+        ] {
+            assert!(!is_plain_request_id(forged), "{forged:?}");
+        }
+    }
 
     fn future_size<F, Fut>(_: F) -> usize
     where

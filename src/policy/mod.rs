@@ -14,11 +14,13 @@
 
 mod body_limits;
 mod cors;
+mod identity_headers;
 mod rate;
 pub(crate) mod retry;
 mod security;
 
 pub use body_limits::BodyLimits;
+pub use identity_headers::IdentityHeaders;
 pub use retry::RetryBudget;
 
 use std::net::IpAddr;

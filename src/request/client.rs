@@ -25,6 +25,8 @@ pub struct ClientInfo {
     pub proto: &'static str,
     /// The peer's IP rendered for `X-Forwarded-For`.
     pub peer_ip: HeaderValue,
+    /// The peer as a `Forwarded` node (`for=192.0.2.1`, `for="[2001:db8::1]"`, RFC 7239 §6).
+    pub peer_node: Box<str>,
     /// Proxies whose forwarding headers are believed (empty: none).
     trusted: Arc<[IpNet]>,
     /// Whether the peer is one of them.
@@ -40,9 +42,15 @@ impl ClientInfo {
             peer,
             proto,
             peer_ip: ip_header_value(peer.ip()),
+            peer_node: forwarded_node(peer.ip()),
             trusted,
             peer_trusted,
         }
+    }
+
+    /// Whether the peer is a trusted proxy, whose forwarding headers are believed and extended.
+    pub fn peer_trusted(&self) -> bool {
+        self.peer_trusted
     }
 
     /// The client's address for this request: the peer, or the rightmost untrusted address of
@@ -88,6 +96,14 @@ impl ClientInfo {
 /// An IP address as a header value (`X-Forwarded-For`).
 pub fn ip_header_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::try_from(ip.to_string()).expect("an IP address is a valid header value")
+}
+
+/// `for=` and the address as RFC 7239 §6 writes a node: IPv6 bracketed and quoted.
+fn forwarded_node(ip: IpAddr) -> Box<str> {
+    match ip {
+        IpAddr::V4(v4) => format!("for={v4}").into(),
+        IpAddr::V6(v6) => format!("for=\"[{v6}]\"").into(),
+    }
 }
 
 fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
@@ -156,6 +172,18 @@ mod tests {
         let line = HeaderValue::from_bytes(b"caf\xe9, 198.51.100.7").unwrap();
         headers.append(X_FORWARDED_FOR, line);
         assert_eq!(c.ip(&headers), "198.51.100.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn forwarded_nodes_quote_and_bracket_ipv6() {
+        assert_eq!(
+            &*forwarded_node("192.0.2.1".parse().unwrap()),
+            "for=192.0.2.1"
+        );
+        assert_eq!(
+            &*forwarded_node("2001:db8::1".parse().unwrap()),
+            "for=\"[2001:db8::1]\""
+        );
     }
 
     #[test]

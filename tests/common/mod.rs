@@ -191,6 +191,7 @@ pub const TEST_JWT_SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 /// JWT secret file, so tests never share accounts.
 #[derive(Debug, Clone)]
 pub struct ConfigYaml {
+    top: Vec<(String, String)>,
     listen: Option<SocketAddr>,
     admin_listen: Option<SocketAddr>,
     trusted_proxies: Vec<String>,
@@ -209,6 +210,7 @@ impl Default for ConfigYaml {
         let dir = binary::TempDir::new("config");
         let secret = dir.write("jwt-secret", TEST_JWT_SECRET);
         ConfigYaml {
+            top: Vec::new(),
             listen: None,
             admin_listen: None,
             trusted_proxies: Vec::new(),
@@ -281,6 +283,12 @@ impl ConfigYaml {
         self
     }
 
+    /// Adds a top-level `key: value` line (YAML flow style for lists and maps).
+    pub fn top(mut self, key: &str, value: &str) -> Self {
+        self.top.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// Sets `trusted_proxies` (address ranges whose forwarding headers are believed).
     pub fn trusted_proxies(mut self, ranges: &[&str]) -> Self {
         self.trusted_proxies = ranges.iter().map(|r| r.to_string()).collect();
@@ -314,6 +322,9 @@ impl ConfigYaml {
     /// The YAML text.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        for (key, value) in &self.top {
+            out.push_str(&format!("{key}: {value}\n"));
+        }
         if let Some(listen) = self.listen {
             out.push_str(&format!("listen: {listen}\n"));
         }

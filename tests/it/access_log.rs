@@ -115,3 +115,42 @@ async fn access_lines_name_the_authenticated_user() {
         (Some(401), Some("-"))
     );
 }
+
+/// The text format (the default) quotes and escapes what the client chose, so a `Host` such as
+/// `a user="admin"` cannot add a field to the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_access_lines_quote_what_the_client_sent() {
+    let gatehouse = Gatehouse::start(&["serve"], |listen| {
+        ConfigYaml::new().listen(listen).render()
+    })
+    .await;
+
+    let reply = raw_exchange(
+        gatehouse.addr,
+        "GET /forged HTTP/1.1\r\nHost: x.test user=\"admin\"\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let logs = gatehouse.logs();
+        if let Some(line) = logs
+            .lines()
+            .find(|l| l.contains("gatehouse::access") && l.contains("/forged"))
+        {
+            break line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access line for /forged:\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        line.contains(r#"host="x.test user=\"admin\"""#),
+        "the host is not quoted: {line}"
+    );
+    assert!(line.contains(r#"path="/forged""#), "{line}");
+    assert!(line.contains(r#"user="-""#), "{line}");
+    assert!(!line.contains(r#" user="admin""#), "a forged field: {line}");
+}

@@ -243,3 +243,21 @@ fn a_missing_file_is_reported_with_its_path() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_identity_header_that_is_not_a_header_name_is_a_located_error() {
+    assert_rejected(
+        "listen: 127.0.0.1:8080\n",
+        "listen: 127.0.0.1:8080\nidentity_headers: [remote-user, \"bad header\"]\n",
+        2,
+        33,
+        &["invalid identity header `bad header`"],
+    );
+    assert_rejected(
+        "listen: 127.0.0.1:8080\n",
+        "listen: 127.0.0.1:8080\nidentity_headers: [Host]\n",
+        2,
+        20,
+        &["cannot be an identity header"],
+    );
+}

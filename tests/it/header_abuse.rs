@@ -121,6 +121,76 @@ async fn connection_cannot_hide_the_request_id_from_the_backend() {
     );
 }
 
+/// Identity headers that other auth proxies set, and the forwarding headers Gatehouse writes,
+/// never reach a backend as the client sent them, in any spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_and_forwarding_headers_from_a_client_never_reach_the_backend() {
+    let setup = Setup::start().await;
+    let reply = setup
+        .send(
+            "GET /who HTTP/1.1\r\nHost: open.test\r\nRemote-User: admin\r\nRemote_User: admin\r\n\
+             X-Auth-Request-User: admin\r\nX-Auth-Request-Email: admin@corp.test\r\n\
+             X-Forwarded-Preferred-Username: admin\r\nX-Gatehouse-Role: admin\r\n\
+             X-Real-IP: 10.0.0.1\r\nX_Real_IP: 10.0.0.1\r\nForwarded: for=10.0.0.1\r\n\
+             X-Forwarded-For: 10.0.0.1\r\nX-Kept: yes\r\n",
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let received = received(&reply);
+    for name in [
+        "remote-user",
+        "remote_user",
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-forwarded-preferred-username",
+        "x-gatehouse-role",
+        "x_real_ip",
+    ] {
+        assert!(
+            received.get(name).is_none(),
+            "{name} reached the backend: {received:?}"
+        );
+    }
+    assert_eq!(received["x-real-ip"], "127.0.0.1");
+    assert_eq!(received["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(
+        received["forwarded"],
+        "for=127.0.0.1;proto=http;host=\"open.test\""
+    );
+    assert_eq!(received["x-kept"], "yes");
+}
+
+/// A client's id is kept only if it is one plain token of at most 128 visible ASCII characters:
+/// with a space or a quote it could forge fields in a text log line, so a fresh id replaces it,
+/// for the client and the backend alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_that_is_not_a_plain_token_is_replaced() {
+    let setup = Setup::start().await;
+    let longest = "a".repeat(128);
+    let kept = setup
+        .send(&format!(
+            "GET /id HTTP/1.1\r\nHost: open.test\r\nX-Request-Id: {longest}\r\n"
+        ))
+        .await;
+    assert_eq!(kept.header("x-request-id"), Some(longest.as_str()));
+
+    let too_long = "a".repeat(129);
+    for forged in ["abc user=\"admin\"", "it's", too_long.as_str()] {
+        let reply = setup
+            .send(&format!(
+                "GET /id HTTP/1.1\r\nHost: open.test\r\nX-Request-Id: {forged}\r\n"
+            ))
+            .await;
+        assert_eq!(reply.status, 200, "{forged}: {reply:?}");
+        let id = reply.header("x-request-id").expect("x-request-id");
+        assert!(
+            common::is_generated_request_id(id),
+            "{forged}: kept as {id}"
+        );
+        assert_eq!(received_header(&reply, "x-request-id").as_deref(), Some(id));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Client-made identity
 

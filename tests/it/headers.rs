@@ -2,7 +2,10 @@
 
 use crate::common;
 
-use common::{app_proxy, empty, is_generated_request_id, raw_exchange, Proxy, Reply};
+use common::{
+    app_proxy, backends, empty, is_generated_request_id, raw_exchange, ConfigYaml, Proxy, Reply,
+    ServiceYaml,
+};
 use http::Request;
 
 /// GET `/` on `app.test` with extra headers.
@@ -74,20 +77,70 @@ async fn headers_named_in_connection_and_hop_by_hop_headers_are_removed() {
     assert_eq!(echo["path"], "/conn");
 }
 
+/// From a client that is not a trusted proxy, `X-Forwarded-For`, `X-Real-IP` and `Forwarded`
+/// name only the peer: whatever the client wrote there is dropped, not kept leftmost for a
+/// backend that reads the first entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn x_forwarded_for_appends_the_peer_to_the_client_chain() {
+async fn an_untrusted_client_s_forwarding_headers_are_replaced_by_its_address() {
     let proxy = app_proxy().await;
 
-    let chained = get_with(&proxy, &[("X-Forwarded-For", "1.2.3.4")]).await;
+    let claimed = get_with(
+        &proxy,
+        &[
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Real-IP", "1.2.3.4"),
+            ("Forwarded", "for=1.2.3.4;host=evil.test"),
+        ],
+    )
+    .await;
     let fresh = get_with(&proxy, &[]).await;
 
+    for reply in [&claimed, &fresh] {
+        assert_eq!(
+            reply.echoed_header("x-forwarded-for").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            reply.echoed_header("x-real-ip").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            reply.echoed_header("forwarded").as_deref(),
+            Some("for=127.0.0.1;proto=http;host=\"app.test\"")
+        );
+    }
+}
+
+/// `identity_headers` replaces the default list; its names match in any case and `_`
+/// spelling, and `prefix-*` entries by prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_identity_header_list_replaces_the_default() {
+    let backend = backends(1).await[0];
+    let config = ConfigYaml::new()
+        .top("identity_headers", "[X-Custom-User, x-team-*]")
+        .service(ServiceYaml::open("app", "app.test").backend(backend));
+    let proxy = Proxy::start(&config).await;
+
+    let reply = get_with(
+        &proxy,
+        &[
+            ("x-custom-user", "root"),
+            ("x_custom_user", "root"),
+            ("x-team-role", "admin"),
+            ("remote-user", "not on this list"),
+        ],
+    )
+    .await;
+
+    for gone in ["x-custom-user", "x_custom_user", "x-team-role"] {
+        assert!(
+            reply.echoed_header(gone).is_none(),
+            "{gone} reached the backend"
+        );
+    }
     assert_eq!(
-        chained.echoed_header("x-forwarded-for").as_deref(),
-        Some("1.2.3.4, 127.0.0.1")
-    );
-    assert_eq!(
-        fresh.echoed_header("x-forwarded-for").as_deref(),
-        Some("127.0.0.1")
+        reply.echoed_header("remote-user").as_deref(),
+        Some("not on this list")
     );
 }
 

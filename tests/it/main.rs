@@ -36,6 +36,7 @@ mod helm;
 mod jwt_attacks;
 mod lifecycle;
 mod limits;
+mod methods;
 mod metrics;
 mod monitoring;
 mod paths;

@@ -90,6 +90,20 @@ async fn health_answers_200_with_status_ok_and_the_version() {
     );
 }
 
+/// Every JSON answer Gatehouse writes itself says `nosniff`, so no browser renders an echoed
+/// value as HTML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_json_is_marked_nosniff() {
+    let proxy = app_proxy().await;
+    let client = proxy.client();
+    for (path, status) in [("/health", 200), ("/nowhere", 404), ("/accounts", 401)] {
+        let reply = client.get("gatehouse.internal", path).await;
+        assert_eq!(reply.status, status, "{path}");
+        assert_eq!(reply.header("content-type"), "application/json", "{path}");
+        assert_eq!(reply.header("x-content-type-options"), "nosniff", "{path}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_on_a_service_host_is_proxied_not_answered_by_the_control_plane() {
     let proxy = app_proxy().await;

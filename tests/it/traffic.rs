@@ -352,6 +352,43 @@ async fn websocket_upgrades_become_a_tunnel_once_the_backend_switches() {
     }
 }
 
+/// A tunnel that carries nothing either way for `timeouts.tunnel_idle` is closed (it holds a
+/// client slot and a backend connection); one that keeps talking stays open past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_tunnel_is_closed_after_its_idle_timeout() {
+    let echo = upgrade_echo(true).await;
+    let service = ServiceYaml::open("ws", "ws.test")
+        .backend(echo)
+        .set("timeouts", "{tunnel_idle: 600ms}");
+    let proxy = Proxy::start(&ConfigYaml::new().service(service)).await;
+
+    let (head, mut busy) = upgrade_through(&proxy).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // A message every 200 ms for 1.8 s: three idle timeouts' worth, never idle for one.
+    for _ in 0..9 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        busy.write_all(b"ping").await.unwrap();
+        let mut echoed = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(5), busy.read_exact(&mut echoed))
+            .await
+            .expect("the busy tunnel answers")
+            .expect("the busy tunnel is open");
+    }
+
+    let (_, mut silent) = upgrade_through(&proxy).await;
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut byte))
+        .await
+        .expect("the silent tunnel was never closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500),
+        "closed after {waited:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_the_backend_declines_stays_plain_http() {
     let plain = upgrade_echo(false).await;

@@ -67,6 +67,10 @@ async fn only_a_trusted_proxy_sets_the_forwarded_scheme() {
         reply.echoed_header("x-forwarded-for").as_deref(),
         Some("198.51.100.1, 127.0.0.1")
     );
+    assert_eq!(
+        reply.echoed_header("x-real-ip").as_deref(),
+        Some("198.51.100.1")
+    );
 
     let plain = Proxy::start(&ConfigYaml::new().service(service())).await;
     let reply = get_from(&plain, "198.51.100.1", Some("https")).await;

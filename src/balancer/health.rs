@@ -12,6 +12,7 @@
 //! forgets an outage. All of it is atomics: the request path takes no lock.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -69,10 +70,11 @@ impl BackendState {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Counts a request in flight until the guard drops.
-    pub fn start_request(&self) -> InFlight<'_> {
+    /// Counts a request in flight until the guard drops. The guard owns a share of the state,
+    /// so it can travel with the response body and count the request until its last byte.
+    pub fn start_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(&self.in_flight)
+        InFlight(Arc::clone(self))
     }
 
     /// The backend answered with `status`; a 5xx counts as a failure.
@@ -215,11 +217,11 @@ fn millis(duration: Duration) -> u64 {
 
 /// A request counted in flight on a backend until dropped.
 #[derive(Debug)]
-pub struct InFlight<'a>(&'a AtomicUsize);
+pub struct InFlight(Arc<BackendState>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -374,7 +376,7 @@ mod tests {
 
     #[test]
     fn in_flight_counts_until_the_guard_drops() {
-        let s = state(&Metrics::new(), 5);
+        let s = Arc::new(state(&Metrics::new(), 5));
         let (a, b) = (s.start_request(), s.start_request());
         assert_eq!(s.in_flight(), 2);
         drop(a);

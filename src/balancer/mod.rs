@@ -18,7 +18,7 @@ mod round_robin;
 mod schedule;
 
 pub use backend::Backend;
-pub use health::BackendState;
+pub use health::{BackendState, InFlight};
 #[cfg(test)]
 pub use random::SeededRng;
 pub use random::{RandomSource, ThreadRng};

@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
+use crate::balancer::InFlight;
 use crate::clock::now_ms;
 use crate::error::BodyError;
 use crate::policy::BodyLimits;
@@ -199,16 +200,20 @@ pub(crate) struct ResponseBody {
     /// Armed while waiting for the backend's next frame.
     timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
+    /// The request counted in flight on its backend (load-aware strategies), until this body
+    /// has been sent or abandoned: a long download is load as much as a slow answer.
+    _in_flight: Option<InFlight>,
 }
 
 impl ResponseBody {
-    /// Wraps `inner`, allowing pauses of at most `stall`.
-    pub(crate) fn new(inner: Incoming, stall: Duration) -> Self {
+    /// Wraps `inner`, allowing pauses of at most `stall`, holding `in_flight` until dropped.
+    pub(crate) fn new(inner: Incoming, stall: Duration, in_flight: Option<InFlight>) -> Self {
         ResponseBody {
             inner,
             stall,
             timer: None,
             waiting: false,
+            _in_flight: in_flight,
         }
     }
 }

@@ -6,7 +6,7 @@ pub(crate) mod headers;
 mod pool;
 mod upgrade;
 
-pub(crate) use body::ResponseBody;
+use body::ResponseBody;
 // Public for the fuzz targets (fuzz/), which drive the real header rewrite.
 pub use headers::add_identity;
 
@@ -49,20 +49,22 @@ impl Forwarder {
     }
 
     /// Forwards `request` to one of `service`'s available backends, as `caller` when
-    /// authenticated; returns the response and the index of the backend that produced it.
+    /// authenticated; returns the response and the index of the backend that produced it. The
+    /// response body may pause at most the service's `timeout` between frames, and for the
+    /// load-aware strategies keeps the request counted on its backend until it is done.
     ///
     /// A backend that refuses the connection is skipped for the next available one (always,
     /// each at most once). An idempotent request without a body is tried again on another
     /// backend after a 502/503 answer or a broken connection, up to `service.retries` times and
     /// only while the service's retry budget allows. An `Upgrade` request becomes a tunnel once
     /// the backend answers 101.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         service: &Service,
         mut request: Request<Incoming>,
         client: &ClientInfo,
         caller: Option<&Caller>,
-    ) -> Result<(Response<Incoming>, usize), ProxyError> {
+    ) -> Result<(Response<ResponseBody>, usize), ProxyError> {
         let upgrade = upgrade::requested(&request).then(|| upgrade::client_side(&mut request));
         let (mut parts, incoming) = request.into_parts();
         let upgrade = upgrade.map(|client_side| (client_side, upgrade::protocol(&parts.headers)));
@@ -97,7 +99,6 @@ impl Forwarder {
             let attempt = self
                 .attempt(service, backend, upstream, sent.as_deref())
                 .await;
-            drop(in_flight);
             let failure = match attempt {
                 Ok(mut response) => {
                     backend.state.answered(response.status());
@@ -120,6 +121,8 @@ impl Forwarder {
                     } else {
                         headers::strip_hop_by_hop(response.headers_mut());
                     }
+                    let response =
+                        response.map(|body| ResponseBody::new(body, service.timeout, in_flight));
                     return Ok((response, index));
                 }
                 Err(Attempt::Refused(request, error)) => {

@@ -23,7 +23,6 @@ use crate::auth::{Auth, Identity};
 use crate::config::ServiceAuth;
 use crate::control;
 use crate::error::{ProxyBody, ProxyError};
-use crate::forwarder::ResponseBody;
 use crate::metrics;
 use crate::request::{ClientInfo, X_REQUEST_ID};
 use crate::service::Service;
@@ -170,7 +169,7 @@ async fn proxy(
     ))
     .await?;
     outcome.backend = Some(index);
-    Ok(response.map(|body| ResponseBody::new(body, service.timeout).boxed_unsync()))
+    Ok(response.map(BodyExt::boxed_unsync))
 }
 
 /// The methods a service is told to allow in a 405 (the backend decides the rest).

@@ -185,6 +185,98 @@ async fn least_requests_prefers_the_idle_backend() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+/// A backend named `name` whose `/stream` answers with its headers and a first chunk at once,
+/// then holds the body open until the returned senders are dropped; anything else is answered
+/// at once. Every answer carries `x-backend: name`.
+async fn streaming_backend(
+    name: &'static str,
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<Vec<tokio::sync::mpsc::Sender<bytes::Bytes>>>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = Arc::clone(&held);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let keep = Arc::clone(&keep);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let keep = Arc::clone(&keep);
+                        async move {
+                            let body = if request.uri().path() == "/stream" {
+                                let (tx, body) = common::ChannelBody::pair();
+                                tx.send(bytes::Bytes::from_static(b"start")).await.unwrap();
+                                keep.lock().unwrap().push(tx);
+                                body
+                            } else {
+                                common::full("done")
+                            };
+                            let response = http::Response::builder()
+                                .header("x-backend", name)
+                                .body(body)
+                                .unwrap();
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    (addr, held)
+}
+
+/// A response whose body is still streaming is load: `least_requests` keeps it counted on its
+/// backend until the last byte, so quick requests meanwhile all go to the other backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_requests_counts_a_response_until_its_body_ends() {
+    let (a, a_streams) = streaming_backend("a").await;
+    let (b, b_streams) = streaming_backend("b").await;
+    let service = ServiceYaml::open("lr", "lr.test")
+        .backends(&[a, b])
+        .set("strategy", "least_requests");
+    let proxy = Proxy::start(&ConfigYaml::new().service(service)).await;
+
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET /stream HTTP/1.1\r\nHost: lr.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "closed early");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    let streaming = if head.contains("x-backend: a") {
+        "a"
+    } else {
+        "b"
+    };
+
+    let client = proxy.client();
+    for i in 0..6 {
+        let reply = client.get("lr.test", "/").await;
+        assert_eq!(reply.status, 200);
+        assert_ne!(
+            reply.backend(),
+            streaming,
+            "request {i} went to the backend still sending a body"
+        );
+    }
+    drop((a_streams, b_streams, stream));
+}
+
 async fn split(strategy: &str, requests: usize) -> (usize, usize) {
     let addrs = backends(2).await;
     let service = ServiceYaml::open("w", "w.test")

@@ -8,8 +8,9 @@ use http::Request;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::policy::IdentityHeaders;
 use crate::request::request_host;
-use crate::service::{BuildContext, IdentityHeaders, Service};
+use crate::service::{BuildContext, Service};
 
 /// The routing table of one config snapshot.
 #[derive(Debug, Default)]

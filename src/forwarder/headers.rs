@@ -163,7 +163,7 @@ pub(crate) fn add_forwarded(
     let forwarded = if trusted && headers.contains_key(header::FORWARDED) {
         joined(headers, &header::FORWARDED, &element)
     } else {
-        HeaderValue::from_bytes(&element).expect("built from valid header bytes")
+        owned_value(element)
     };
     headers.insert(X_FORWARDED_FOR, chain);
     headers.insert(X_REAL_IP, real_ip);
@@ -183,7 +183,14 @@ fn joined(headers: &HeaderMap, name: &HeaderName, last: &[u8]) -> HeaderValue {
         chain.extend_from_slice(b", ");
     }
     chain.extend_from_slice(last);
-    HeaderValue::from_bytes(&chain).expect("joined from valid header values")
+    owned_value(chain)
+}
+
+/// A header value that takes `bytes` as they are (validated, not copied again): these values
+/// are built once per proxied request.
+fn owned_value(bytes: Vec<u8>) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes))
+        .expect("built from valid header bytes")
 }
 
 /// `for=…;proto=…;host="…"`: this hop's `Forwarded` element (RFC 7239 §4). The host is quoted

@@ -170,9 +170,9 @@ fn credentials() -> Credentials {
             email: "alice.smith@my-company.com".into(),
             role: Role::User,
             created_at_ms: 0,
+            disabled: false,
         },
         password_hash: String::new(),
-        disabled: false,
         token_generation: 1,
     }
 }

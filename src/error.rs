@@ -31,6 +31,8 @@ pub enum ProxyError {
     Forbidden(String),
     #[error("cross-origin request refused: {0}")]
     CorsForbidden(&'static str),
+    #[error("registration is closed: an operator creates accounts")]
+    RegistrationClosed,
     #[error("{1}")]
     InvalidField(Invalid, String),
     #[error("{}", taken_code(*.0))]
@@ -78,7 +80,9 @@ impl ProxyError {
             ProxyError::MissingToken
             | ProxyError::InvalidToken(_)
             | ProxyError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ProxyError::Forbidden(_) | ProxyError::CorsForbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::Forbidden(_)
+            | ProxyError::CorsForbidden(_)
+            | ProxyError::RegistrationClosed => StatusCode::FORBIDDEN,
             ProxyError::BadRequest(_)
             | ProxyError::RefusedHead(_)
             | ProxyError::InvalidField(..) => StatusCode::BAD_REQUEST,
@@ -108,6 +112,7 @@ impl ProxyError {
             ProxyError::InvalidToken(_) => "invalid_token",
             ProxyError::Forbidden(_) => "forbidden",
             ProxyError::CorsForbidden(_) => "cors_forbidden",
+            ProxyError::RegistrationClosed => "registration_closed",
             ProxyError::BadRequest(_) | ProxyError::RefusedHead(_) => "bad_request",
             ProxyError::UriTooLong { .. } => "uri_too_long",
             ProxyError::TooManyHeaders { .. } | ProxyError::HeadTooLarge { .. } => {
@@ -265,6 +270,14 @@ mod tests {
     fn refused_cors_preflight_maps_to_403_cors_forbidden() {
         let err = ProxyError::CorsForbidden("origin");
         assert_eq!((err.status().as_u16(), err.code()), (403, "cors_forbidden"));
+    }
+    #[test]
+    fn closed_registration_maps_to_403() {
+        let err = ProxyError::RegistrationClosed;
+        assert_eq!(
+            (err.status().as_u16(), err.code()),
+            (403, "registration_closed")
+        );
     }
     #[test]
     fn invalid_field_maps_to_400_with_its_code() {

@@ -145,9 +145,9 @@ fn issue_and_verify(settings: &Settings) {
             email: "fuzz@example.com".into(),
             role: Role::User,
             created_at_ms: 0,
+            disabled: false,
         },
         password_hash: String::new(),
-        disabled: false,
         token_generation: 0,
     };
     let (token, claims) = keys.issue(&credentials).expect("a token is issued");

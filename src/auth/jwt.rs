@@ -292,9 +292,9 @@ mod tests {
                 email: "alice@example.com".into(),
                 role: Role::User,
                 created_at_ms: 0,
+                disabled: false,
             },
             password_hash: String::new(),
-            disabled: false,
             token_generation: 3,
         }
     }

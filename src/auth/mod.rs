@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use http::{header, HeaderMap};
 
-use crate::config::{AccountsPageAccess, AuthSettings};
+use crate::config::{AccountsPageAccess, AuthSettings, Registration};
 use crate::metrics::{AuthFailure, LoginResult, Metrics};
 use crate::store::{self, AccountStore, StoreError};
 
@@ -59,6 +59,8 @@ pub struct Auth {
     pub store: Arc<dyn AccountStore>,
     /// Who may list accounts.
     pub accounts_page: AccountsPageAccess,
+    /// Who may register accounts over HTTP.
+    pub registration: Registration,
     runtime: ControlRuntime,
     metrics: Metrics,
 }
@@ -109,6 +111,7 @@ impl Auth {
             throttle,
             store,
             accounts_page: settings.accounts_page,
+            registration: settings.registration,
             runtime,
             metrics,
         };

@@ -54,20 +54,21 @@ pub async fn create(
 /// Prints every account matching `search`, tab-separated, oldest first.
 pub async fn list(store: &dyn AccountStore, search: Option<String>) -> Result<(), AdminError> {
     const PAGE: i64 = 500;
-    println!("id\tusername\temail\trole\tcreated_at_ms");
+    println!("id\tusername\temail\trole\tcreated_at_ms\tdisabled");
     let mut offset = 0;
     loop {
         let query = ListQuery {
             search: search.clone(),
             offset,
             limit: PAGE,
+            include_disabled: true,
         };
         let page = store.list(&query).await?;
         for a in &page.accounts {
             let role = a.role.as_str();
             println!(
-                "{}\t{}\t{}\t{role}\t{}",
-                a.id, a.username, a.email, a.created_at_ms
+                "{}\t{}\t{}\t{role}\t{}\t{}",
+                a.id, a.username, a.email, a.created_at_ms, a.disabled
             );
         }
         offset += PAGE;

@@ -15,7 +15,8 @@ pub use load::{load, parse_str, ConfigError};
 pub use rules::parse_duration;
 pub use schema::{
     AccountsPageAccess, AuthLimits, AuthSettings, BackendSettings, DatabaseSettings, JwtAlgorithm,
-    JwtSettings, Limits, ServiceAuth, ServiceSettings, Settings, Strategy, TlsSettings,
+    JwtSettings, Limits, Registration, ServiceAuth, ServiceSettings, Settings, Strategy,
+    TlsSettings,
 };
 pub use traffic::{
     CorsSettings, EjectionSettings, HealthCheckSettings, RateLimitKey, RateLimitSettings,

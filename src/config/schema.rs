@@ -175,6 +175,8 @@ pub struct AuthSettings {
     pub jwt: JwtSettings,
     /// Who may see `/accounts` and its page.
     pub accounts_page: AccountsPageAccess,
+    /// Who may create accounts with `POST /account`.
+    pub registration: Registration,
     /// Per-client rate limits on login and registration.
     pub limits: AuthLimits,
 }
@@ -288,10 +290,24 @@ pub enum AccountsPageAccess {
     /// Anyone.
     Public,
     /// Any logged-in account.
-    #[default]
     Authenticated,
-    /// Admin accounts only.
+    /// Admin accounts only: the list holds every account's email, so ordinary (possibly
+    /// self-registered) accounts do not see it unless the operator says so.
+    #[default]
     Admin,
+}
+
+/// Who may create accounts over HTTP (`gatehouse accounts create` always can).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    /// Anyone (throttled per client network).
+    #[default]
+    Open,
+    /// Only a caller with an admin token.
+    Admin,
+    /// Nobody: `POST /account` answers 403.
+    Closed,
 }
 
 /// Attempts per minute per client IP (login also per account); 0 turns a limit off.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{json_body, validate};
 use crate::auth::Auth;
-use crate::config::AccountsPageAccess;
+use crate::config::{AccountsPageAccess, Registration as RegistrationAccess};
 use crate::error::{json_response, Invalid, ProxyBody, ProxyError};
 use crate::request::ClientInfo;
 use crate::store::{Account, ListQuery, NewAccount, Role, StoreError};
@@ -29,6 +29,10 @@ struct AccountView<'a> {
     username: &'a str,
     email: &'a str,
     created_at: String,
+    /// Shown only when true, which only an admin asking for disabled accounts sees; every
+    /// other answer keeps the documented four fields.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disabled: bool,
 }
 
 impl<'a> From<&'a Account> for AccountView<'a> {
@@ -38,18 +42,30 @@ impl<'a> From<&'a Account> for AccountView<'a> {
             username: &account.username,
             email: &account.email,
             created_at: rfc3339(account.created_at_ms),
+            disabled: account.disabled,
         }
     }
 }
 
-/// `POST /account`: validate, throttle per client, hash, insert; `201` with the account. A body
-/// pausing longer than `stall` is answered 408.
+/// `POST /account`: check `auth.registration`, validate, throttle per client, hash, insert;
+/// `201` with the account. A body pausing longer than `stall` is answered 408.
 pub(super) async fn register(
     auth: &Arc<Auth>,
     request: Request<Incoming>,
     client: &ClientInfo,
     stall: Duration,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    // Decided before the body is read: a refused caller costs no parsing or hashing.
+    match auth.registration {
+        RegistrationAccess::Open => {}
+        RegistrationAccess::Closed => return Err(ProxyError::RegistrationClosed),
+        RegistrationAccess::Admin => {
+            let identity = auth.authenticate(request.headers())?;
+            if identity.claims.role != Role::Admin {
+                return Err(ProxyError::Forbidden("account registration".into()));
+            }
+        }
+    }
     let ip = client.ip(request.headers());
     let registration: Registration = json_body::read_json(request, stall).await?;
     validate::username(&registration.username)?;
@@ -101,17 +117,22 @@ async fn create(
     }
 }
 
-/// `GET /accounts?page=&per_page=&q=`: one page of accounts, as `auth.accounts_page` allows.
+/// `GET /accounts?page=&per_page=&q=&disabled=include`: one page of accounts, as
+/// `auth.accounts_page` allows. Disabled accounts are listed only when an admin asks for them.
 pub(super) async fn list(
     auth: &Arc<Auth>,
     request: &Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    allow_listing(auth, request)?;
     let paging = Paging::parse(request.uri().query().unwrap_or(""))?;
+    let caller = allow_listing(auth, request)?;
+    if paging.include_disabled && caller != Some(Role::Admin) {
+        return Err(ProxyError::Forbidden("disabled accounts".into()));
+    }
     let query = ListQuery {
         search: paging.search.clone(),
         offset: (paging.page - 1).saturating_mul(paging.per_page),
         limit: paging.per_page,
+        include_disabled: paging.include_disabled,
     };
     let store = Arc::clone(&auth.store);
     let page = auth
@@ -139,15 +160,23 @@ pub(super) async fn list(
 }
 
 /// `public`: anyone; `authenticated`: a valid token; `admin`: a valid admin token (403 else).
-fn allow_listing<B>(auth: &Auth, request: &Request<B>) -> Result<(), ProxyError> {
+/// Returns the caller's role when a valid token came with the request.
+fn allow_listing<B>(auth: &Auth, request: &Request<B>) -> Result<Option<Role>, ProxyError> {
     if auth.accounts_page == AccountsPageAccess::Public {
-        return Ok(());
+        // Anyone may list; a valid admin token still unlocks the admin view.
+        if !request.headers().contains_key(header::AUTHORIZATION) {
+            return Ok(None);
+        }
+        return Ok(auth
+            .authenticate(request.headers())
+            .ok()
+            .map(|i| i.claims.role));
     }
-    let identity = auth.authenticate(request.headers())?;
-    if auth.accounts_page == AccountsPageAccess::Admin && identity.claims.role != Role::Admin {
+    let role = auth.authenticate(request.headers())?.claims.role;
+    if auth.accounts_page == AccountsPageAccess::Admin && role != Role::Admin {
         return Err(ProxyError::Forbidden("the account list".into()));
     }
-    Ok(())
+    Ok(Some(role))
 }
 
 /// The list's query string: `page` from 1, `per_page` clamped to 1–100 (default 20), `q`.
@@ -156,6 +185,7 @@ struct Paging {
     page: i64,
     per_page: i64,
     search: Option<String>,
+    include_disabled: bool,
 }
 
 impl Paging {
@@ -168,6 +198,7 @@ impl Paging {
             page: 1,
             per_page: Self::DEFAULT_PER_PAGE,
             search: None,
+            include_disabled: false,
         };
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
@@ -193,6 +224,18 @@ impl Paging {
                         ));
                     }
                     paging.search = (!term.is_empty()).then(|| term.to_string());
+                }
+                "disabled" => {
+                    paging.include_disabled = match value.as_ref() {
+                        "include" => true,
+                        "exclude" => false,
+                        _ => {
+                            return Err(ProxyError::InvalidField(
+                                Invalid::Query,
+                                "disabled must be include or exclude".into(),
+                            ))
+                        }
+                    }
                 }
                 _ => {}
             }

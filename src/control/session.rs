@@ -42,7 +42,7 @@ pub(super) async fn login(
             let found = worker.store.credentials(&login.email).await?;
             let hash = found.as_ref().map(|c| c.password_hash.clone());
             let matched = worker.passwords.verify(login.password, hash).await;
-            Ok(found.filter(|c| matched && !c.disabled))
+            Ok(found.filter(|c| matched && !c.account.disabled))
         })
         .await
         .and_then(|checked| checked)

@@ -30,6 +30,8 @@ pub struct Account {
     pub role: Role,
     /// Creation time, Unix milliseconds.
     pub created_at_ms: i64,
+    /// A disabled account cannot log in and its tokens are rejected.
+    pub disabled: bool,
 }
 
 /// What login needs: the account, its hash and its revocation state.
@@ -39,8 +41,6 @@ pub struct Credentials {
     pub account: Account,
     /// PHC-format argon2id hash.
     pub password_hash: String,
-    /// A disabled account cannot log in and its tokens are rejected.
-    pub disabled: bool,
     /// Tokens carry the generation they were issued under; a bump revokes all older ones.
     pub token_generation: i64,
 }
@@ -104,6 +104,8 @@ pub struct ListQuery {
     pub offset: i64,
     /// Rows to return.
     pub limit: i64,
+    /// Whether disabled accounts are listed too (an administrator's view).
+    pub include_disabled: bool,
 }
 
 /// A revocation, as stored and as broadcast between replicas.

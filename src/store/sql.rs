@@ -19,19 +19,21 @@ pub(super) const INSERT_ACCOUNT: &str = "INSERT INTO accounts \
 
 /// Binds: email_key.
 pub(super) const SELECT_CREDENTIALS: &str = "SELECT id, username, email, role, created_at, \
-     password_hash, disabled, token_generation FROM accounts WHERE email_key = $1";
+     disabled, password_hash, token_generation FROM accounts WHERE email_key = $1";
 
 // `$1` is the LIKE pattern or NULL for "no filter". The backslash escape is spelled out
 // because only PostgreSQL defaults to it.
-/// Binds: pattern (or NULL), limit, offset.
-pub(super) const LIST_ACCOUNTS: &str = r"SELECT id, username, email, role, created_at
+/// Binds: pattern (or NULL), include disabled, limit, offset.
+pub(super) const LIST_ACCOUNTS: &str = r"SELECT id, username, email, role, created_at, disabled
      FROM accounts
-     WHERE $1 IS NULL OR username_key LIKE $1 ESCAPE '\' OR email_key LIKE $1 ESCAPE '\'
-     ORDER BY created_at, id LIMIT $2 OFFSET $3";
+     WHERE ($1 IS NULL OR username_key LIKE $1 ESCAPE '\' OR email_key LIKE $1 ESCAPE '\')
+       AND ($2 OR NOT disabled)
+     ORDER BY created_at, id LIMIT $3 OFFSET $4";
 
-/// Binds: pattern (or NULL); the same filter as [`LIST_ACCOUNTS`].
+/// Binds: pattern (or NULL), include disabled; the same filter as [`LIST_ACCOUNTS`].
 pub(super) const COUNT_ACCOUNTS: &str = r"SELECT COUNT(*) FROM accounts
-     WHERE $1 IS NULL OR username_key LIKE $1 ESCAPE '\' OR email_key LIKE $1 ESCAPE '\'";
+     WHERE ($1 IS NULL OR username_key LIKE $1 ESCAPE '\' OR email_key LIKE $1 ESCAPE '\')
+       AND ($2 OR NOT disabled)";
 
 // One statement, so two concurrent disables each bump the generation (no lost update).
 /// Binds: email_key.
@@ -64,6 +66,7 @@ pub(super) struct AccountRow {
     email: String,
     role: String,
     created_at: i64,
+    disabled: bool,
 }
 
 impl From<AccountRow> for Account {
@@ -74,6 +77,7 @@ impl From<AccountRow> for Account {
             email: row.email,
             role: Role::parse(&row.role),
             created_at_ms: row.created_at,
+            disabled: row.disabled,
         }
     }
 }
@@ -84,7 +88,6 @@ pub(super) struct CredentialsRow {
     #[sqlx(flatten)]
     account: AccountRow,
     password_hash: String,
-    disabled: bool,
     token_generation: i64,
 }
 
@@ -93,7 +96,6 @@ impl From<CredentialsRow> for Credentials {
         Credentials {
             account: row.account.into(),
             password_hash: row.password_hash,
-            disabled: row.disabled,
             token_generation: row.token_generation,
         }
     }
@@ -154,6 +156,7 @@ impl Insert {
                 email: new.email,
                 role: new.role,
                 created_at_ms: unix_millis(),
+                disabled: false,
             },
         }
     }

@@ -113,6 +113,7 @@ impl AccountStore for SqliteStore {
         let pattern = sql::search_pattern(query.search.as_deref());
         let rows: Vec<sql::AccountRow> = sqlx::query_as(sql::LIST_ACCOUNTS)
             .bind(&pattern)
+            .bind(query.include_disabled)
             .bind(query.limit)
             .bind(query.offset)
             .fetch_all(&self.pool)
@@ -120,6 +121,7 @@ impl AccountStore for SqliteStore {
             .map_err(unavailable)?;
         let total: i64 = sqlx::query_scalar(sql::COUNT_ACCOUNTS)
             .bind(&pattern)
+            .bind(query.include_disabled)
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)?;

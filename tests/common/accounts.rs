@@ -209,9 +209,18 @@ pub fn assert_keys(value: &Value, expected: &[&str]) {
     assert_eq!(keys, expected, "{value}");
 }
 
-/// One account as the API shows it: exactly id, username, email and an RFC 3339 created_at.
+/// One account as the API shows it: exactly id, username, email and an RFC 3339 created_at
+/// (and `"disabled": true` for a disabled account in an admin's view).
 pub fn assert_account_view(account: &Value) {
-    assert_keys(account, &["created_at", "email", "id", "username"]);
+    if account.get("disabled").is_some() {
+        assert_eq!(account["disabled"], true, "{account}");
+        assert_keys(
+            account,
+            &["created_at", "disabled", "email", "id", "username"],
+        );
+    } else {
+        assert_keys(account, &["created_at", "email", "id", "username"]);
+    }
     assert!(!account["id"].as_str().expect("id").is_empty());
     let created_at = account["created_at"].as_str().expect("created_at");
     assert!(

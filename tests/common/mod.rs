@@ -219,7 +219,9 @@ impl Default for ConfigYaml {
             services: Vec::new(),
             database: None,
             jwt: vec![("secret_file".into(), secret.display().to_string())],
-            auth: Vec::new(),
+            // Most tests list accounts with the token of an account they just registered; who
+            // may list (the default is admins only) has its own tests.
+            auth: vec![("accounts_page".into(), "authenticated".into())],
             // Tests register and log in far faster than people; throttling has its own tests.
             auth_limits: vec![
                 ("login_per_minute".into(), "0".into()),
@@ -264,9 +266,16 @@ impl ConfigYaml {
         self
     }
 
-    /// Sets an `auth` key, e.g. `("accounts_page", "admin")`.
+    /// Sets an `auth` key (replacing an earlier value), e.g. `("accounts_page", "admin")`.
     pub fn auth(mut self, key: &str, value: &str) -> Self {
+        self.auth.retain(|(k, _)| k != key);
         self.auth.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Leaves an `auth` key to the binary's default (the harness sets `accounts_page`).
+    pub fn auth_default(mut self, key: &str) -> Self {
+        self.auth.retain(|(k, _)| k != key);
         self
     }
 

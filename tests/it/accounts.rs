@@ -649,9 +649,10 @@ async fn wrong_password_unknown_email_and_disabled_account_get_the_same_401() {
         "disabled account, wrong password",
     );
 
-    // Vera is untouched by all of it; Walt's old token dies with the account.
+    // Vera is untouched by all of it; Walt's old token dies with the account, which leaves
+    // the list.
     let vera = client.token("vera@example.com", PASSWORD).await;
-    assert_eq!(list(&client, "", Some(&vera)).await["total"], 2);
+    assert_eq!(usernames(&list(&client, "", Some(&vera)).await), ["vera"]);
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let reply = client.accounts("", Some(&walt)).await;
@@ -1042,9 +1043,155 @@ async fn sql_in_fields_and_searches_is_stored_and_returned_as_plain_data() {
     );
 }
 
+/// Creates an admin account with the CLI and logs it in.
+async fn admin_token(client: &Client, database_url: &str, username: &str) -> String {
+    let email = format!("{username}@example.com");
+    let created = gatehouse_accounts(
+        database_url,
+        &[
+            "create",
+            "--email",
+            &email,
+            "--username",
+            username,
+            "--admin",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&created.stdout).contains("admin"),
+        "{created:?}"
+    );
+    let token = client.token(&email, PASSWORD).await;
+    assert_eq!(claims_of(&token)["role"], "admin");
+    token
+}
+
+/// With the default `accounts_page` (admin), a self-registered account cannot list every
+/// account's email.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listing_needs_a_valid_token_by_default() {
-    let proxy = Proxy::start(&ConfigYaml::new()).await;
+async fn by_default_only_admins_list_accounts() {
+    let config = ConfigYaml::new().auth_default("accounts_page");
+    let proxy = Proxy::start(&config).await;
+    let client = proxy.client();
+    let user = client
+        .signed_up("sally", "sally@example.com", PASSWORD)
+        .await;
+    assert_json_error(&client.accounts("", Some(&user)).await, 403, "forbidden");
+    assert_missing_token(&client.accounts("", None).await);
+    let admin = admin_token(&client, &config.database_url(), "boss").await;
+    assert_eq!(
+        usernames(&list(&client, "", Some(&admin)).await),
+        ["sally", "boss"]
+    );
+}
+
+/// Disabled accounts leave the list; an admin sees them with `disabled=include`, marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_accounts_are_listed_only_when_an_admin_asks() {
+    let config = ConfigYaml::new().auth("accounts_page", "authenticated");
+    let database_url = config.database_url();
+    let proxy = Proxy::start(&config).await;
+    let client = proxy.client();
+    let user = client.signed_up("vera", "vera@example.com", PASSWORD).await;
+    client.signed_up("gone", "gone@example.com", PASSWORD).await;
+    let admin = admin_token(&client, &database_url, "chief").await;
+    gatehouse_accounts(
+        &database_url,
+        &["disable", "--email", "gone@example.com"],
+        "",
+    )
+    .await;
+
+    for token in [&user, &admin] {
+        let listed = list(&client, "", Some(token)).await;
+        assert_eq!(usernames(&listed), ["vera", "chief"]);
+        assert_eq!(listed["total"], 2);
+    }
+    let everyone = list(&client, "disabled=include", Some(&admin)).await;
+    assert_eq!(usernames(&everyone), ["vera", "gone", "chief"]);
+    assert_eq!(everyone["total"], 3);
+    assert_eq!(everyone["accounts"][1]["disabled"], true);
+    assert!(everyone["accounts"][0].get("disabled").is_none());
+    let searched = list(&client, "disabled=include&q=gone", Some(&admin)).await;
+    assert_eq!(usernames(&searched), ["gone"]);
+
+    assert_json_error(
+        &client.accounts("disabled=include", Some(&user)).await,
+        403,
+        "forbidden",
+    );
+    assert_json_error(
+        &client.accounts("disabled=yes", Some(&admin)).await,
+        400,
+        "invalid_query",
+    );
+}
+
+/// `auth.registration: closed` refuses every `POST /account`; `admin` lets only an admin
+/// token create accounts. Nothing is stored by a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_can_be_closed_or_left_to_admins() {
+    let body = json!({"username": "newbie", "email": "newbie@example.com", "password": PASSWORD});
+
+    let closed = ConfigYaml::new().auth("registration", "closed");
+    let proxy = Proxy::start(&closed).await;
+    let client = proxy.client();
+    assert_json_error(
+        &client.post_json("/account", &body).await,
+        403,
+        "registration_closed",
+    );
+    let admin = admin_token(&client, &closed.database_url(), "keeper").await;
+    let with_admin = client
+        .send(
+            http::Request::post("/account")
+                .header("host", CONTROL)
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {admin}"))
+                .body(full(body.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_json_error(&with_admin, 403, "registration_closed");
+    assert_eq!(
+        client.login("newbie@example.com", PASSWORD).await.status,
+        401
+    );
+
+    let by_admin = ConfigYaml::new().auth("registration", "admin");
+    let proxy = Proxy::start(&by_admin).await;
+    let client = proxy.client();
+    assert_missing_token(&client.post_json("/account", &body).await);
+    let admin = admin_token(&client, &by_admin.database_url(), "keeper").await;
+    let user_body =
+        json!({"username": "plain", "email": "plain@example.com", "password": PASSWORD});
+    let post = |token: &str, body: &Value| {
+        http::Request::post("/account")
+            .header("host", CONTROL)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .body(full(body.to_string()))
+            .unwrap()
+    };
+    let created = client.send(post(&admin, &user_body)).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let user = client.token("plain@example.com", PASSWORD).await;
+    assert_json_error(&client.send(post(&user, &body)).await, 403, "forbidden");
+    assert_eq!(
+        client.login("newbie@example.com", PASSWORD).await.status,
+        401
+    );
+    let created = client.send(post(&admin, &body)).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_account_view(&created.json());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticated_account_list_needs_a_valid_token() {
+    let proxy = Proxy::start(&ConfigYaml::new().auth("accounts_page", "authenticated")).await;
     let client = proxy.client();
     let token = client
         .signed_up("ursula", "ursula@example.com", PASSWORD)
@@ -1080,26 +1227,7 @@ async fn an_admin_account_list_refuses_users_with_403_and_answers_admins() {
     let proxy = Proxy::start(&config).await;
     let client = proxy.client();
     let user = client.signed_up("ulla", "ulla@example.com", PASSWORD).await;
-    let created = gatehouse_accounts(
-        &database_url,
-        &[
-            "create",
-            "--email",
-            "root@example.com",
-            "--username",
-            "root",
-            "--admin",
-            "--password-stdin",
-        ],
-        &format!("{PASSWORD}\n"),
-    )
-    .await;
-    assert!(
-        String::from_utf8_lossy(&created.stdout).contains("admin"),
-        "{created:?}"
-    );
-    let admin = client.token("root@example.com", PASSWORD).await;
-    assert_eq!(claims_of(&admin)["role"], "admin");
+    let admin = admin_token(&client, &database_url, "root").await;
 
     assert_json_error(&client.accounts("", Some(&user)).await, 403, "forbidden");
     assert_missing_token(&client.accounts("", None).await);

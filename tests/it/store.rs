@@ -85,6 +85,7 @@ async fn all(store: &dyn AccountStore, search: Option<&str>) -> gatehouse::store
         search: search.map(str::to_string),
         offset: 0,
         limit: 1000,
+        include_disabled: true,
     };
     store.list(&query).await.expect("list")
 }
@@ -118,7 +119,7 @@ async fn create_then_credentials_by_email_in_other_case(url: &str) {
     let found = found.expect("found in another letter case");
     assert_eq!(found.account, created);
     assert_eq!(found.password_hash, HASH);
-    assert!(!found.disabled);
+    assert!(!found.account.disabled);
     assert_eq!(found.token_generation, 0);
     assert!(store
         .credentials("nobody@example.com")
@@ -221,6 +222,7 @@ async fn list_pages_oldest_first_with_the_total(url: &str) {
             search: None,
             offset,
             limit: 3,
+            include_disabled: true,
         };
         let page = store.list(&query).await.unwrap();
         assert_eq!(page.total, 7);
@@ -231,6 +233,7 @@ async fn list_pages_oldest_first_with_the_total(url: &str) {
         search: None,
         offset: 100,
         limit: 3,
+        include_disabled: true,
     };
     let page = store.list(&past_the_end).await.unwrap();
     assert!(page.accounts.is_empty());
@@ -259,6 +262,7 @@ async fn search_matches_username_or_email_in_any_case(url: &str) {
         search: Some("one.org".into()),
         offset: 1,
         limit: 1,
+        include_disabled: true,
     };
     let page = store.list(&paged).await.unwrap();
     assert_eq!(page.total, 2, "the total counts the filter, not the page");
@@ -327,7 +331,7 @@ async fn disable_bumps_the_generation_and_blocks_login(url: &str) {
     };
     assert_eq!(revocation, Some(expected));
     let found = store.credentials("dee@example.com").await.unwrap().unwrap();
-    assert!(found.disabled);
+    assert!(found.account.disabled);
     assert_eq!(found.token_generation, 1);
     // Disabling again still revokes whatever was issued since.
     let again = store.disable("dee@example.com").await.unwrap();
@@ -350,6 +354,7 @@ async fn disable_of_an_unknown_email_is_none(url: &str) {
             .await
             .unwrap()
             .unwrap()
+            .account
             .disabled
     );
 }

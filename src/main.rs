@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use gatehouse::cli::accounts;
+use gatehouse::cli::{accounts, email_check};
 use gatehouse::server::{self, ServerOptions, ServerTls};
 use gatehouse::store::{self, AccountStore};
 use gatehouse::{config, reload, Settings};
@@ -75,6 +75,13 @@ enum AccountsCommand {
     Disable {
         #[arg(long)]
         email: String,
+    },
+    /// Report accounts whose stored email or key differs from today's normalisation (NFKC,
+    /// lower case), or collides with another's; exits 1 while any need attention.
+    CheckEmails {
+        /// Rewrite the rows whose new key collides with no other account.
+        #[arg(long)]
+        apply: bool,
     },
     /// Populate the store with COUNT test accounts.
     Seed {
@@ -174,6 +181,12 @@ fn accounts(config: Option<&Path>, action: AccountsCommand) -> anyhow::Result<()
             }
             AccountsCommand::List { search } => accounts::list(&*store, search).await?,
             AccountsCommand::Disable { email } => accounts::disable(&*store, &email).await?,
+            AccountsCommand::CheckEmails { apply } => {
+                let found = email_check::check_emails(&*store, apply).await?;
+                if found.needs_attention(apply) {
+                    anyhow::bail!("some accounts need attention (see above)");
+                }
+            }
             AccountsCommand::Seed {
                 count,
                 password_stdin,

@@ -2,4 +2,5 @@
 //! health probe. Argument parsing and the serving command live in `main.rs`.
 
 pub mod accounts;
+pub mod email_check;
 pub mod probe;

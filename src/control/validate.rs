@@ -1,6 +1,7 @@
 //! Field rules for registration (the README's "Accounts and tokens"), one function per field.
 
 use crate::error::{Invalid, ProxyError};
+use crate::store::identifier;
 
 /// 3–32 characters of `[A-Za-z0-9_.-]`.
 pub(crate) fn username(value: &str) -> Result<(), ProxyError> {
@@ -15,9 +16,22 @@ pub(crate) fn username(value: &str) -> Result<(), ProxyError> {
     }
 }
 
-/// A plausible address: at most 254 bytes, one `@` with text before it, and a domain of
-/// non-empty dot-separated labels (at least two); no spaces or control characters.
+/// A plausible address once NFKC-normalised (as it is stored): at most 254 bytes, one `@`
+/// with text before it, and a domain of non-empty dot-separated labels (at least two). No
+/// control, invisible, bidi-control, private-use or unassigned characters and no spaces, as
+/// typed or once normalised: those would let two addresses look alike.
 pub(crate) fn email(value: &str) -> Result<(), ProxyError> {
+    if let Some(bad) = identifier::refused_char(value) {
+        return Err(ProxyError::InvalidField(
+            Invalid::Email,
+            format!(
+                "email must not contain spaces or control, invisible or bidirectional-control \
+                 characters (found U+{:04X})",
+                u32::from(bad)
+            ),
+        ));
+    }
+    let value = &identifier::normalize(value);
     let plausible = value.len() <= 254
         && !value.chars().any(|c| c.is_whitespace() || c.is_control())
         && match value.split_once('@') {
@@ -87,6 +101,38 @@ mod tests {
             assert!(email(bad).is_err(), "{bad:?}");
         }
         assert!(email(&format!("{}@example.com", "a".repeat(242))).is_ok());
+    }
+
+    #[test]
+    fn emails_with_invisible_or_bidi_characters_name_the_field_and_the_character() {
+        for (value, code) in [
+            ("ka\u{200B}te@example.com", "U+200B"),
+            ("\u{FEFF}kate@example.com", "U+FEFF"),
+            ("ka\u{00AD}te@example.com", "U+00AD"),
+            ("ka\u{202E}te@example.com", "U+202E"),
+        ] {
+            let error = email(value).unwrap_err();
+            assert_eq!(error.code(), "invalid_email", "{value:?}");
+            assert!(error.to_string().contains(code), "{error}");
+        }
+    }
+
+    #[test]
+    fn emails_are_judged_as_normalised() {
+        assert!(
+            email("\u{212A}ate@example.com").is_ok(),
+            "becomes Kate@example.com"
+        );
+        assert!(
+            email("a\u{FF20}b@example.com").is_err(),
+            "a full-width @ makes two"
+        );
+        // One 3-byte ligature becomes 18 Arabic letters.
+        let ligatures = format!("{}@example.com", "\u{FDFA}".repeat(10));
+        assert!(
+            ligatures.len() <= 254 && email(&ligatures).is_err(),
+            "grows past 254"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! account generations) are stored too, so every replica can learn them: PostgreSQL pushes them
 //! with `NOTIFY`, SQLite replicas poll [`AccountStore::revocations`].
 
+pub mod identifier;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -24,7 +25,7 @@ pub struct Account {
     pub id: String,
     /// Unique, as registered.
     pub username: String,
-    /// Unique case-insensitively, as registered.
+    /// Unique by its [`identifier::key`]; stored as [`identifier::normalize`] makes it.
     pub email: String,
     /// `user` or `admin`.
     pub role: Role,
@@ -50,7 +51,7 @@ pub struct Credentials {
 pub struct NewAccount {
     /// Validated username.
     pub username: String,
-    /// Validated email (kept as typed; compared case-insensitively).
+    /// Validated email (stored NFKC-normalised, unique by its [`identifier::key`]).
     pub email: String,
     /// PHC-format argon2id hash.
     pub password_hash: String,
@@ -130,6 +131,19 @@ pub enum Revocation {
     },
 }
 
+/// An account's email as stored, for checking rows written under older normalisation rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEmail {
+    /// The account id.
+    pub id: String,
+    /// The username, for reports.
+    pub username: String,
+    /// The email column.
+    pub email: String,
+    /// The uniqueness key column.
+    pub email_key: String,
+}
+
 /// Which field a registration collided on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TakenField {
@@ -170,8 +184,15 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// Inserts an account; [`StoreError::Taken`] if the username or email exists.
     async fn create(&self, account: NewAccount) -> Result<Account, StoreError>;
 
-    /// The account with this email (any letter case), with what login needs.
+    /// The account whose email has the same [`identifier::key`], with what login needs.
     async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError>;
+
+    /// Every account's email and key as stored, oldest first.
+    async fn stored_emails(&self) -> Result<Vec<StoredEmail>, StoreError>;
+
+    /// Rewrites an account's email and key; [`StoreError::Taken`] if another account has the
+    /// key. Returns whether the account exists.
+    async fn set_email(&self, id: &str, email: &str, email_key: &str) -> Result<bool, StoreError>;
 
     /// One page of accounts, filtered by `query.search`.
     async fn list(&self, query: &ListQuery) -> Result<AccountPage, StoreError>;

@@ -5,8 +5,8 @@ use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 
 use super::sql::{self, unavailable};
 use super::{
-    Account, AccountPage, AccountStore, Credentials, ListQuery, NewAccount, Revocation,
-    RevocationFeed, StoreError, ACQUIRE_TIMEOUT,
+    identifier, Account, AccountPage, AccountStore, Credentials, ListQuery, NewAccount, Revocation,
+    RevocationFeed, StoreError, StoredEmail, ACQUIRE_TIMEOUT,
 };
 use crate::clock::unix_millis;
 
@@ -93,7 +93,7 @@ impl AccountStore for PostgresStore {
             return Ok(None);
         }
         let row: Option<sql::CredentialsRow> = sqlx::query_as(sql::SELECT_CREDENTIALS)
-            .bind(sql::fold(email))
+            .bind(identifier::key(email))
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -128,7 +128,7 @@ impl AccountStore for PostgresStore {
         }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let row: Option<sql::AccountStateRow> = sqlx::query_as(sql::DISABLE_ACCOUNT)
-            .bind(sql::fold(email))
+            .bind(identifier::key(email))
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -180,6 +180,25 @@ impl AccountStore for PostgresStore {
             pool: self.pool.clone(),
             listener: Some(listener),
         })))
+    }
+
+    async fn stored_emails(&self) -> Result<Vec<StoredEmail>, StoreError> {
+        let rows: Vec<sql::EmailRow> = sqlx::query_as(sql::SELECT_EMAILS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn set_email(&self, id: &str, email: &str, email_key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::UPDATE_EMAIL)
+            .bind(id)
+            .bind(email)
+            .bind(email_key)
+            .execute(&self.pool)
+            .await
+            .map_err(sql::insert_error)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

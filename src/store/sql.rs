@@ -6,7 +6,10 @@
 
 use sqlx::migrate::{MigrateError, Migrator};
 
-use super::{redact, Account, Credentials, NewAccount, Revocation, Role, StoreError, TakenField};
+use super::{
+    identifier, redact, Account, Credentials, NewAccount, Revocation, Role, StoreError,
+    StoredEmail, TakenField,
+};
 use crate::clock::unix_millis;
 
 /// The embedded migrations, run by both backends on open (re-running is a no-op).
@@ -40,6 +43,14 @@ pub(super) const COUNT_ACCOUNTS: &str = r"SELECT COUNT(*) FROM accounts
 pub(super) const DISABLE_ACCOUNT: &str = "UPDATE accounts \
      SET disabled = TRUE, token_generation = token_generation + 1 \
      WHERE email_key = $1 RETURNING id, token_generation, disabled";
+
+/// No binds.
+pub(super) const SELECT_EMAILS: &str =
+    "SELECT id, username, email, email_key FROM accounts ORDER BY created_at, id";
+
+/// Binds: id, email, email_key.
+pub(super) const UPDATE_EMAIL: &str =
+    "UPDATE accounts SET email = $2, email_key = $3 WHERE id = $1";
 
 /// Binds: jti, expires_at. Revoking twice keeps the first row.
 pub(super) const INSERT_REVOKED_TOKEN: &str = "INSERT INTO revoked_tokens (jti, expires_at) \
@@ -119,6 +130,26 @@ impl From<AccountStateRow> for Revocation {
     }
 }
 
+/// An `accounts` row's email columns.
+#[derive(sqlx::FromRow)]
+pub(super) struct EmailRow {
+    id: String,
+    username: String,
+    email: String,
+    email_key: String,
+}
+
+impl From<EmailRow> for StoredEmail {
+    fn from(row: EmailRow) -> Self {
+        StoredEmail {
+            id: row.id,
+            username: row.username,
+            email: row.email,
+            email_key: row.email_key,
+        }
+    }
+}
+
 /// A `revoked_tokens` row.
 #[derive(sqlx::FromRow)]
 pub(super) struct TokenRow {
@@ -148,12 +179,12 @@ impl Insert {
     pub(super) fn new(new: NewAccount) -> Self {
         Insert {
             username_key: fold(&new.username),
-            email_key: fold(&new.email),
+            email_key: identifier::key(&new.email),
             password_hash: new.password_hash,
             account: Account {
                 id: uuid::Uuid::now_v7().to_string(),
                 username: new.username,
-                email: new.email,
+                email: identifier::normalize(&new.email),
                 role: new.role,
                 created_at_ms: unix_millis(),
                 disabled: false,
@@ -162,15 +193,16 @@ impl Insert {
     }
 }
 
-/// The case-folded key of a username or email. Done here rather than with SQL `lower()`, which
-/// is ASCII-only in SQLite, so both databases compare exactly the same way.
+/// The case-folded key of a username (ASCII by validation). Done here rather than with SQL
+/// `lower()`, which is ASCII-only in SQLite, so both databases compare exactly the same way.
 pub(super) fn fold(value: &str) -> String {
     value.to_lowercase()
 }
 
-/// The LIKE pattern for a search term: folded, with LIKE's wildcards taken literally.
+/// The LIKE pattern for a search term: keyed as emails are (which folds usernames too), with
+/// LIKE's wildcards taken literally.
 pub(super) fn search_pattern(search: Option<&str>) -> Option<String> {
-    let term = fold(search?);
+    let term = identifier::key(search?);
     let mut pattern = String::with_capacity(term.len() + 2);
     pattern.push('%');
     for c in term.chars() {
@@ -248,6 +280,14 @@ mod tests {
     #[test]
     fn fold_lowercases_beyond_ascii() {
         assert_eq!(fold("ÉLODIE@Example.COM"), "élodie@example.com");
+    }
+
+    #[test]
+    fn searches_are_keyed_like_emails() {
+        assert_eq!(
+            search_pattern(Some("\u{212A}ATE_")).as_deref(),
+            Some("%kate\\_%")
+        );
     }
 
     #[test]

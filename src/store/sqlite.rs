@@ -9,8 +9,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use super::sql::{self, unavailable};
 use super::{
-    redact, Account, AccountPage, AccountStore, Credentials, ListQuery, NewAccount, Revocation,
-    RevocationFeed, StoreError, ACQUIRE_TIMEOUT,
+    identifier, redact, Account, AccountPage, AccountStore, Credentials, ListQuery, NewAccount,
+    Revocation, RevocationFeed, StoreError, StoredEmail, ACQUIRE_TIMEOUT,
 };
 use crate::clock::unix_millis;
 
@@ -102,7 +102,7 @@ impl AccountStore for SqliteStore {
 
     async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
         let row: Option<sql::CredentialsRow> = sqlx::query_as(sql::SELECT_CREDENTIALS)
-            .bind(sql::fold(email))
+            .bind(identifier::key(email))
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -133,7 +133,7 @@ impl AccountStore for SqliteStore {
 
     async fn disable(&self, email: &str) -> Result<Option<Revocation>, StoreError> {
         let row: Option<sql::AccountStateRow> = sqlx::query_as(sql::DISABLE_ACCOUNT)
-            .bind(sql::fold(email))
+            .bind(identifier::key(email))
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -171,6 +171,25 @@ impl AccountStore for SqliteStore {
     /// SQLite has no push channel: replicas poll [`AccountStore::revocations`].
     async fn feed(&self) -> Result<Option<Box<dyn RevocationFeed>>, StoreError> {
         Ok(None)
+    }
+
+    async fn stored_emails(&self) -> Result<Vec<StoredEmail>, StoreError> {
+        let rows: Vec<sql::EmailRow> = sqlx::query_as(sql::SELECT_EMAILS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn set_email(&self, id: &str, email: &str, email_key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::UPDATE_EMAIL)
+            .bind(id)
+            .bind(email)
+            .bind(email_key)
+            .execute(&self.pool)
+            .await
+            .map_err(sql::insert_error)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -33,6 +33,7 @@ mod fuzz_regressions;
 mod header_abuse;
 mod headers;
 mod helm;
+mod identifiers;
 mod jwt_attacks;
 mod lifecycle;
 mod limits;

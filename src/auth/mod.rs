@@ -5,11 +5,13 @@
 //! - `cache`: verified tokens until they expire, so a signature is checked once per token.
 //! - `password`: argon2id on the blocking pool behind a semaphore.
 //! - `revocation`: in-memory deny-lists kept fresh from the store (no database call per request).
-//! - `throttle`: token buckets for login and registration.
+//! - `throttle`: token buckets for login and registration per client network.
+//! - `lockout`: the login back-off from failures the store counts for every replica.
 //! - `runtime`: the thread that owns database connections and password hashing.
 
 pub mod cache;
 pub mod jwt;
+pub mod lockout;
 pub mod password;
 pub mod revocation;
 mod runtime;
@@ -26,6 +28,7 @@ use crate::store::{self, AccountStore, StoreError};
 
 pub use cache::{Identity, TokenCache};
 pub use jwt::{Claims, KeyError, TokenError, TokenKeys};
+pub use lockout::{Attempt, Lockout};
 pub use password::Passwords;
 pub use revocation::Revocations;
 pub use runtime::ControlRuntime;
@@ -55,6 +58,8 @@ pub struct Auth {
     pub passwords: Arc<Passwords>,
     /// Login and registration buckets.
     pub throttle: Arc<Throttle>,
+    /// The failed-login back-off.
+    pub lockout: Lockout,
     /// Where accounts live.
     pub store: Arc<dyn AccountStore>,
     /// Who may list accounts.
@@ -102,13 +107,19 @@ impl Auth {
             Arc::clone(&revocations),
         ));
         let throttle = Arc::new(Throttle::new(&settings.limits));
-        runtime.spawn(forget_idle_buckets(Arc::clone(&throttle)));
+        let lockout = Lockout::new(&settings.limits);
+        runtime.spawn(forget_idle_buckets(
+            Arc::clone(&throttle),
+            Arc::clone(&store),
+            lockout.memory(),
+        ));
         let auth = Auth {
             keys,
             verified: TokenCache::default(),
             revocations,
             passwords: Arc::new(Passwords::new(runtime.cores())),
             throttle,
+            lockout,
             store,
             accounts_page: settings.accounts_page,
             registration: settings.registration,
@@ -170,12 +181,22 @@ impl Auth {
     }
 }
 
-/// Every minute, drops throttle buckets that have refilled, bounding their memory.
-async fn forget_idle_buckets(throttle: Arc<Throttle>) {
+/// Every minute, drops throttle buckets that have refilled and failure counters older than
+/// `memory`, bounding both (every replica does it; deleting twice is harmless).
+async fn forget_idle_buckets(
+    throttle: Arc<Throttle>,
+    store: Arc<dyn AccountStore>,
+    memory: std::time::Duration,
+) {
     let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         every_minute.tick().await;
         throttle.forget_idle();
+        let memory_ms = i64::try_from(memory.as_millis()).unwrap_or(i64::MAX);
+        let before = crate::clock::unix_millis().saturating_sub(memory_ms);
+        if let Err(error) = store.forget_failure_counts(before).await {
+            tracing::warn!(%error, "could not prune login failure counters");
+        }
     }
 }
 

@@ -1,9 +1,9 @@
-//! Login and registration throttling: token buckets (GCRA) per client IP and per account.
-//!
-//! The per-account bucket is keyed by the lowercased email whether or not an account has it, so
-//! a 429 reveals nothing about which emails exist.
+//! Login and registration rates: token buckets (GCRA) per client network (an IPv4 address or
+//! an IPv6 /64), in this process. They bound how fast one network may make attempts of any
+//! kind, and so the argon2 work it can cause here. What stops guessing at one account is the
+//! failure back-off in `lockout`, which the account store shares between replicas; an
+//! account-wide bucket here would let anyone lock anyone out.
 
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::AuthLimits;
+use crate::request::ClientNetwork;
 
 /// A refused attempt: retry after this long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +23,8 @@ pub struct Throttled {
 /// The login and registration buckets.
 #[derive(Debug)]
 pub struct Throttle {
-    login_by_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    login_by_account: Option<DefaultKeyedRateLimiter<Box<str>>>,
-    register_by_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    login_by_network: Option<DefaultKeyedRateLimiter<ClientNetwork>>,
+    register_by_network: Option<DefaultKeyedRateLimiter<ClientNetwork>>,
     clock: DefaultClock,
 }
 
@@ -32,35 +32,28 @@ impl Throttle {
     /// Buckets of `limits` attempts per minute (a burst of that many, refilled evenly); 0 = off.
     pub fn new(limits: &AuthLimits) -> Self {
         Throttle {
-            login_by_ip: limiter(limits.login_per_minute),
-            login_by_account: limiter(limits.login_per_minute),
-            register_by_ip: limiter(limits.register_per_minute),
+            login_by_network: limiter(limits.login_per_minute),
+            register_by_network: limiter(limits.register_per_minute),
             clock: DefaultClock::default(),
         }
     }
 
-    /// Takes one login attempt from the client's and the email's buckets.
-    pub fn login(&self, ip: IpAddr, email: &str) -> Result<(), Throttled> {
-        self.take(&self.login_by_ip, &ip)?;
-        let account: Box<str> = email.to_lowercase().into();
-        self.take(&self.login_by_account, &account)
+    /// Takes one login attempt from the client network's bucket.
+    pub fn login(&self, network: ClientNetwork) -> Result<(), Throttled> {
+        self.take(&self.login_by_network, &network)
     }
 
-    /// Takes one registration attempt from the client's bucket.
-    pub fn register(&self, ip: IpAddr) -> Result<(), Throttled> {
-        self.take(&self.register_by_ip, &ip)
+    /// Takes one registration attempt from the client network's bucket.
+    pub fn register(&self, network: ClientNetwork) -> Result<(), Throttled> {
+        self.take(&self.register_by_network, &network)
     }
 
     /// Drops buckets that are full again, so memory follows recent clients only.
     pub fn forget_idle(&self) {
-        for limiter in [&self.login_by_ip, &self.register_by_ip]
+        for limiter in [&self.login_by_network, &self.register_by_network]
             .into_iter()
             .flatten()
         {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
-        if let Some(limiter) = &self.login_by_account {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -90,7 +83,8 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKe
     NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
 }
 
-fn round_up_secs(wait: Duration) -> u64 {
+/// A wait as whole seconds for `Retry-After`, rounded up, at least 1.
+pub(super) fn round_up_secs(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     secs.max(1)
 }
@@ -103,38 +97,43 @@ mod tests {
         AuthLimits {
             login_per_minute: login,
             register_per_minute: register,
+            ..AuthLimits::default()
         }
     }
 
-    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    fn network(ip: &str) -> ClientNetwork {
+        ClientNetwork::from(ip.parse::<std::net::IpAddr>().unwrap())
+    }
 
     #[test]
     fn the_burst_passes_then_a_retry_after_is_given() {
         let throttle = Throttle::new(&limits(3, 0));
         for _ in 0..3 {
-            assert!(throttle.login(IP, "a@x.com").is_ok());
+            assert!(throttle.login(network("127.0.0.1")).is_ok());
         }
-        let refused = throttle.login(IP, "a@x.com").unwrap_err();
+        let refused = throttle.login(network("127.0.0.1")).unwrap_err();
         assert!((1..=20).contains(&refused.retry_after_secs), "{refused:?}");
+        assert!(
+            throttle.login(network("127.0.0.2")).is_ok(),
+            "another client"
+        );
     }
 
     #[test]
-    fn the_account_bucket_ignores_letter_case_and_client() {
+    fn an_ipv6_64_is_one_client() {
         let throttle = Throttle::new(&limits(2, 0));
-        let other: IpAddr = "10.0.0.2".parse().unwrap();
-        assert!(throttle.login(IP, "A@x.com").is_ok());
-        assert!(throttle.login(other, "a@X.com").is_ok());
-        assert!(throttle
-            .login("10.0.0.3".parse().unwrap(), "a@x.com")
-            .is_err());
+        assert!(throttle.login(network("2001:db8:0:1::1")).is_ok());
+        assert!(throttle.login(network("2001:db8:0:1::2")).is_ok());
+        assert!(throttle.login(network("2001:db8:0:1:ffff::3")).is_err());
+        assert!(throttle.login(network("2001:db8:0:2::1")).is_ok());
     }
 
     #[test]
     fn zero_turns_a_limit_off() {
         let throttle = Throttle::new(&limits(0, 0));
         for _ in 0..1000 {
-            assert!(throttle.login(IP, "a@x.com").is_ok());
-            assert!(throttle.register(IP).is_ok());
+            assert!(throttle.login(network("127.0.0.1")).is_ok());
+            assert!(throttle.register(network("127.0.0.1")).is_ok());
         }
     }
 

@@ -310,14 +310,27 @@ pub enum Registration {
     Closed,
 }
 
-/// Attempts per minute per client IP (login also per account); 0 turns a limit off.
+/// Login and registration throttling. Attempts per minute are per client network (an IPv4
+/// address or an IPv6 /64) in each replica; failed logins are counted in the account store, per
+/// account and per account + client network, so every replica sees them. 0 turns a limit off.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthLimits {
-    /// `POST /login` attempts per minute.
+    /// `POST /login` attempts per minute per client network.
     pub login_per_minute: u32,
-    /// `POST /account` attempts per minute.
+    /// `POST /account` attempts per minute per client network.
     pub register_per_minute: u32,
+    /// Failed logins for one account from one client network before that network backs off.
+    pub network_failures: u32,
+    /// Failed logins for one account from all networks before the account backs off for every
+    /// network that has failed on it (a network with no recent failure still gets its try).
+    pub account_failures: u32,
+    /// The longest back-off: waits double from 1 s per failure past the free ones up to this.
+    #[serde(with = "dur")]
+    pub max_backoff: Duration,
+    /// A failure counter is forgotten this long after its last failure.
+    #[serde(with = "dur")]
+    pub failure_memory: Duration,
 }
 
 impl Default for AuthLimits {
@@ -325,6 +338,10 @@ impl Default for AuthLimits {
         AuthLimits {
             login_per_minute: 10,
             register_per_minute: 30,
+            network_failures: 5,
+            account_failures: 20,
+            max_backoff: Duration::from_secs(15 * 60),
+            failure_memory: Duration::from_secs(24 * 60 * 60),
         }
     }
 }

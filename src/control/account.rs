@@ -11,7 +11,7 @@ use super::{json_body, validate};
 use crate::auth::Auth;
 use crate::config::{AccountsPageAccess, Registration as RegistrationAccess};
 use crate::error::{json_response, Invalid, ProxyBody, ProxyError};
-use crate::request::ClientInfo;
+use crate::request::{ClientInfo, ClientNetwork};
 use crate::store::{Account, ListQuery, NewAccount, Role, StoreError};
 
 #[derive(Deserialize)]
@@ -66,13 +66,13 @@ pub(super) async fn register(
             }
         }
     }
-    let ip = client.ip(request.headers());
+    let network = ClientNetwork::from(client.ip(request.headers()));
     let registration: Registration = json_body::read_json(request, stall).await?;
     validate::username(&registration.username)?;
     validate::email(&registration.email)?;
     validate::password(&registration.password)?;
     auth.throttle
-        .register(ip)
+        .register(network)
         .map_err(|t| ProxyError::RateLimited(t.retry_after_secs))?;
     let account = create(auth, registration, Role::User).await?;
     let mut response = json_response(

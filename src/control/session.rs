@@ -8,10 +8,10 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::json_body;
-use crate::auth::Auth;
+use crate::auth::{Auth, Throttled};
 use crate::error::{json_response, ProxyBody, ProxyError};
 use crate::metrics::LoginResult;
-use crate::request::ClientInfo;
+use crate::request::{ClientInfo, ClientNetwork};
 use crate::store::Revocation;
 
 #[derive(Deserialize)]
@@ -21,28 +21,42 @@ struct Login {
     password: String,
 }
 
-/// `POST /login`: throttled per client and per email; the same 401 for an unknown email, a
-/// wrong password and a disabled account, each after a full argon2id verification. A body
-/// pausing longer than `stall` is answered 408.
+/// `POST /login`: throttled per client network, then held to the failure back-off of
+/// `auth::lockout` (per account and per account + network, shared by replicas through the
+/// store); the same 401 for an unknown email, a wrong password and a disabled account, each
+/// after a full argon2id verification. A body pausing longer than `stall` is answered 408.
 pub(super) async fn login(
     auth: &Arc<Auth>,
     request: Request<Incoming>,
     client: &ClientInfo,
     stall: Duration,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let ip = client.ip(request.headers());
+    let network = ClientNetwork::from(client.ip(request.headers()));
     let login: Login = json_body::read_json(request, stall).await?;
-    auth.throttle.login(ip, &login.email).map_err(|t| {
+    let rate_limited = |t: Throttled| {
         auth.count_login(LoginResult::RateLimited);
         ProxyError::RateLimited(t.retry_after_secs)
-    })?;
+    };
+    auth.throttle.login(network).map_err(rate_limited)?;
     let worker = Arc::clone(auth);
     let checked = auth
         .run(async move {
-            let found = worker.store.credentials(&login.email).await?;
+            let store = &*worker.store;
+            let attempt = match worker.lockout.begin(store, &login.email, network).await? {
+                Ok(attempt) => attempt,
+                Err(throttled) => return Ok(Err(throttled)),
+            };
+            let found = store.credentials(&login.email).await?;
             let hash = found.as_ref().map(|c| c.password_hash.clone());
             let matched = worker.passwords.verify(login.password, hash).await;
-            Ok(found.filter(|c| matched && !c.account.disabled))
+            let found = found.filter(|c| matched && !c.account.disabled);
+            if found.is_some() {
+                // Not being able to take the count back only leaves one failure too many.
+                if let Err(error) = attempt.succeeded(store).await {
+                    tracing::warn!(%error, "could not clear a login failure counter");
+                }
+            }
+            Ok(Ok(found))
         })
         .await
         .and_then(|checked| checked)
@@ -50,7 +64,7 @@ pub(super) async fn login(
             tracing::error!(%error, "login could not reach the account store");
             ProxyError::StoreUnavailable
         })?;
-    let Some(credentials) = checked else {
+    let Some(credentials) = checked.map_err(rate_limited)? else {
         auth.count_login(LoginResult::Failure);
         return Err(ProxyError::InvalidCredentials);
     };

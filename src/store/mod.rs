@@ -144,6 +144,15 @@ pub struct StoredEmail {
     pub email_key: String,
 }
 
+/// A failed-login counter, shared by replicas through the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureCount {
+    /// Failures counted.
+    pub failures: i64,
+    /// When the last one happened, Unix milliseconds.
+    pub last_failure_ms: i64,
+}
+
 /// Which field a registration collided on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TakenField {
@@ -208,6 +217,22 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// Every revocation still in force (tokens not yet expired, accounts disabled or with a
     /// bumped generation); also deletes expired token rows.
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
+
+    /// The failed-login counter under `key`, if any.
+    async fn failure_count(&self, key: &str) -> Result<Option<FailureCount>, StoreError>;
+
+    /// Replaces the counter under `key` with `new` (`None` deletes it) only if it still is
+    /// `seen` (`None`: absent): a compare-and-swap, so concurrent attempts on any replica each
+    /// count. Returns whether it was replaced.
+    async fn swap_failure_count(
+        &self,
+        key: &str,
+        seen: Option<FailureCount>,
+        new: Option<FailureCount>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes counters whose last failure is older than `before_ms`; returns how many.
+    async fn forget_failure_counts(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     /// A push feed of revocations, or `None` if this store must be polled.
     async fn feed(&self) -> Result<Option<Box<dyn RevocationFeed>>, StoreError>;

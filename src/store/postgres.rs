@@ -5,8 +5,8 @@ use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 
 use super::sql::{self, unavailable};
 use super::{
-    identifier, Account, AccountPage, AccountStore, Credentials, ListQuery, NewAccount, Revocation,
-    RevocationFeed, StoreError, StoredEmail, ACQUIRE_TIMEOUT,
+    identifier, Account, AccountPage, AccountStore, Credentials, FailureCount, ListQuery,
+    NewAccount, Revocation, RevocationFeed, StoreError, StoredEmail, ACQUIRE_TIMEOUT,
 };
 use crate::clock::unix_millis;
 
@@ -199,6 +199,33 @@ impl AccountStore for PostgresStore {
             .await
             .map_err(sql::insert_error)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn failure_count(&self, key: &str) -> Result<Option<FailureCount>, StoreError> {
+        let row: Option<sql::FailureRow> = sqlx::query_as(sql::SELECT_FAILURES)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn swap_failure_count(
+        &self,
+        key: &str,
+        seen: Option<FailureCount>,
+        new: Option<FailureCount>,
+    ) -> Result<bool, StoreError> {
+        sql::swap_failure_count(&self.pool, key, seen, new).await
+    }
+
+    async fn forget_failure_counts(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql::FORGET_FAILURES)
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -7,8 +7,8 @@
 use sqlx::migrate::{MigrateError, Migrator};
 
 use super::{
-    identifier, redact, Account, Credentials, NewAccount, Revocation, Role, StoreError,
-    StoredEmail, TakenField,
+    identifier, redact, Account, Credentials, FailureCount, NewAccount, Revocation, Role,
+    StoreError, StoredEmail, TakenField,
 };
 use crate::clock::unix_millis;
 
@@ -51,6 +51,26 @@ pub(super) const SELECT_EMAILS: &str =
 /// Binds: id, email, email_key.
 pub(super) const UPDATE_EMAIL: &str =
     "UPDATE accounts SET email = $2, email_key = $3 WHERE id = $1";
+
+/// Binds: key.
+pub(super) const SELECT_FAILURES: &str =
+    "SELECT failures, last_failure FROM login_failures WHERE key = $1";
+
+/// Binds: key, failures, last_failure. Affects no row if another attempt created it first.
+pub(super) const INSERT_FAILURES: &str =
+    "INSERT INTO login_failures (key, failures, last_failure) \
+     VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING";
+
+/// Binds: key, seen failures, seen last_failure, new failures, new last_failure.
+pub(super) const UPDATE_FAILURES: &str = "UPDATE login_failures \
+     SET failures = $4, last_failure = $5 WHERE key = $1 AND failures = $2 AND last_failure = $3";
+
+/// Binds: key, seen failures, seen last_failure.
+pub(super) const DELETE_FAILURES: &str =
+    "DELETE FROM login_failures WHERE key = $1 AND failures = $2 AND last_failure = $3";
+
+/// Binds: before (Unix ms).
+pub(super) const FORGET_FAILURES: &str = "DELETE FROM login_failures WHERE last_failure < $1";
 
 /// Binds: jti, expires_at. Revoking twice keeps the first row.
 pub(super) const INSERT_REVOKED_TOKEN: &str = "INSERT INTO revoked_tokens (jti, expires_at) \
@@ -127,6 +147,75 @@ impl From<AccountStateRow> for Revocation {
             generation: row.token_generation,
             disabled: row.disabled,
         }
+    }
+}
+
+/// A `login_failures` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct FailureRow {
+    failures: i64,
+    last_failure: i64,
+}
+
+impl From<FailureRow> for FailureCount {
+    fn from(row: FailureRow) -> Self {
+        FailureCount {
+            failures: row.failures,
+            last_failure_ms: row.last_failure,
+        }
+    }
+}
+
+/// Runs the compare-and-swap of [`AccountStore::swap_failure_count`] on any executor.
+pub(super) async fn swap_failure_count<'e, E, DB>(
+    executor: E,
+    key: &str,
+    seen: Option<FailureCount>,
+    new: Option<FailureCount>,
+) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'e, Database = DB>,
+    DB: sqlx::Database,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    <DB as sqlx::Database>::QueryResult: RowsAffected,
+{
+    let query = match (seen, new) {
+        (None, None) => return Ok(true),
+        (None, Some(new)) => sqlx::query(INSERT_FAILURES)
+            .bind(key)
+            .bind(new.failures)
+            .bind(new.last_failure_ms),
+        (Some(seen), Some(new)) => sqlx::query(UPDATE_FAILURES)
+            .bind(key)
+            .bind(seen.failures)
+            .bind(seen.last_failure_ms)
+            .bind(new.failures)
+            .bind(new.last_failure_ms),
+        (Some(seen), None) => sqlx::query(DELETE_FAILURES)
+            .bind(key)
+            .bind(seen.failures)
+            .bind(seen.last_failure_ms),
+    };
+    let done = query.execute(executor).await.map_err(unavailable)?;
+    Ok(done.rows() == 1)
+}
+
+/// The affected-row count of either database's query result.
+pub(super) trait RowsAffected {
+    fn rows(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
     }
 }
 

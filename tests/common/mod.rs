@@ -226,6 +226,8 @@ impl Default for ConfigYaml {
             auth_limits: vec![
                 ("login_per_minute".into(), "0".into()),
                 ("register_per_minute".into(), "0".into()),
+                ("network_failures".into(), "0".into()),
+                ("account_failures".into(), "0".into()),
             ],
             dir: Arc::new(dir),
         }

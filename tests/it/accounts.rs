@@ -671,23 +671,6 @@ async fn wrong_password_unknown_email_and_disabled_account_get_the_same_401() {
 // ---------------------------------------------------------------------------------------------
 // Throttling
 
-/// Two 429s alike but for the wait, which depends on when each bucket was first drawn on.
-fn assert_same_refusal_but_the_wait(a: &Reply, b: &Reply, what: &str) {
-    let (wait_a, wait_b) = (assert_rate_limited(a), assert_rate_limited(b));
-    let without_wait = |reply: &Reply| {
-        let mut headers = stable_headers(reply);
-        headers.retain(|(name, _)| name != "retry-after");
-        let message = reply.json()["message"].as_str().unwrap().to_string();
-        let secs = reply.header("retry-after");
-        (headers, message.replace(secs, "N"))
-    };
-    assert_eq!(without_wait(a), without_wait(b), "{what}");
-    assert!(
-        wait_a.abs_diff(wait_b) <= 1,
-        "{what}: {wait_a} s vs {wait_b} s"
-    );
-}
-
 fn loopback(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
 }
@@ -736,55 +719,6 @@ async fn a_client_past_its_login_limit_gets_the_same_429_for_existing_and_unknow
     // Only this client is held back: the account itself logs in from elsewhere.
     let elsewhere = Client::http1_from(proxy.addr, loopback(2));
     let reply = elsewhere.login("tina@example.com", PASSWORD).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_email_past_its_login_limit_gets_429_from_every_client_whether_or_not_it_exists() {
-    let config = ConfigYaml::new().auth_limit("login_per_minute", "3");
-    let proxy = Proxy::start(&config).await;
-    let client = proxy.client();
-    assert_eq!(
-        client
-            .register("tom", "tom@example.com", PASSWORD)
-            .await
-            .status,
-        201
-    );
-
-    // Each attempt from its own address, so no client's bucket runs dry: only the email's does.
-    // The letter case of the email does not make a new bucket.
-    let clients: Vec<Client> = (2..=9)
-        .map(|last| Client::http1_from(proxy.addr, loopback(last)))
-        .collect();
-    let spellings = [
-        ("tom@example.com", "ghost@example.com"),
-        ("TOM@example.com", "GHOST@example.com"),
-        ("Tom@Example.com", "Ghost@Example.com"),
-    ];
-    for (i, (existing, unknown)) in spellings.iter().enumerate() {
-        let reply = clients[i].login(existing, "guess").await;
-        assert_json_error(&reply, 401, "invalid_credentials");
-        let reply = clients[i + 4].login(unknown, "guess").await;
-        assert_json_error(&reply, 401, "invalid_credentials");
-    }
-    let existing = clients[3].login("tom@example.com", PASSWORD).await;
-    let unknown = clients[7].login("ghost@example.com", PASSWORD).await;
-    assert_same_refusal_but_the_wait(
-        &existing,
-        &unknown,
-        "429 for an existing vs an unknown email",
-    );
-
-    // Another email from the same clients is not held back.
-    assert_eq!(
-        client
-            .register("una", "una@example.com", PASSWORD)
-            .await
-            .status,
-        201
-    );
-    let reply = clients[3].login("una@example.com", PASSWORD).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
 

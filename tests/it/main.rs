@@ -37,6 +37,7 @@ mod identifiers;
 mod jwt_attacks;
 mod lifecycle;
 mod limits;
+mod lockout;
 mod methods;
 mod metrics;
 mod monitoring;

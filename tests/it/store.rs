@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse::store::{
-    self, AccountStore, ListQuery, NewAccount, Revocation, Role, StoreError, TakenField,
+    self, AccountStore, FailureCount, ListQuery, NewAccount, Revocation, Role, StoreError,
+    TakenField,
 };
 
 use common::postgres::{drop_database, fresh_database, fresh_sqlite, with_database};
@@ -54,6 +55,7 @@ contract!(
     reopening_keeps_accounts_and_reruns_migrations,
     feed_hears_revocations_from_another_replica,
     ping_answers,
+    failure_counts_swap_only_from_what_was_seen,
 );
 
 /// A dummy hash: the store never looks inside it.
@@ -538,4 +540,65 @@ fn with_database_replaces_only_the_name() {
         with_database("postgres://h:5", "gh_1"),
         "postgres://h:5/gh_1"
     );
+}
+
+/// The login back-off's compare-and-swap: a swap lands only from the value it saw, so of many
+/// concurrent increments from one reading exactly one lands; old counters are forgotten.
+async fn failure_counts_swap_only_from_what_was_seen(url: &str) {
+    let store = open(url).await;
+    let count = |failures, last_failure_ms| FailureCount {
+        failures,
+        last_failure_ms,
+    };
+    assert_eq!(store.failure_count("k").await.unwrap(), None);
+    assert!(store
+        .swap_failure_count("k", None, Some(count(1, 10)))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .swap_failure_count("k", None, Some(count(1, 11)))
+            .await
+            .unwrap(),
+        "created by someone else first"
+    );
+    assert_eq!(store.failure_count("k").await.unwrap(), Some(count(1, 10)));
+
+    let seen = Some(count(1, 10));
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let store = Arc::clone(&store);
+        racers.spawn(async move {
+            store
+                .swap_failure_count("k", seen, Some(count(2, 20 + i)))
+                .await
+                .unwrap()
+        });
+    }
+    let won = racers.join_all().await.into_iter().filter(|&w| w).count();
+    assert_eq!(won, 1);
+    let now = store.failure_count("k").await.unwrap().unwrap();
+    assert_eq!(now.failures, 2);
+
+    assert!(
+        !store.swap_failure_count("k", seen, None).await.unwrap(),
+        "stale delete"
+    );
+    assert!(store
+        .swap_failure_count("k", Some(now), None)
+        .await
+        .unwrap());
+    assert_eq!(store.failure_count("k").await.unwrap(), None);
+
+    store
+        .swap_failure_count("old", None, Some(count(3, 100)))
+        .await
+        .unwrap();
+    store
+        .swap_failure_count("new", None, Some(count(3, 200)))
+        .await
+        .unwrap();
+    assert_eq!(store.forget_failure_counts(150).await.unwrap(), 1);
+    assert_eq!(store.failure_count("old").await.unwrap(), None);
+    assert!(store.failure_count("new").await.unwrap().is_some());
 }

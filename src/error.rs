@@ -41,6 +41,8 @@ pub enum ProxyError {
     PayloadTooLarge(usize),
     #[error("no part of the request body arrived for {0:?}")]
     RequestBodyTimeout(std::time::Duration),
+    #[error("the request body arrived slower than {0} bytes per second")]
+    RequestBodyTooSlow(u64),
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
     #[error("email or password is wrong")]
@@ -92,7 +94,9 @@ impl ProxyError {
             }
             ProxyError::Taken(_) => StatusCode::CONFLICT,
             ProxyError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::RequestBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::RequestBodyTimeout(_) | ProxyError::RequestBodyTooSlow(_) => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             ProxyError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -121,7 +125,9 @@ impl ProxyError {
             ProxyError::InvalidField(invalid, _) => invalid.code(),
             ProxyError::Taken(field) => taken_code(*field),
             ProxyError::PayloadTooLarge(_) => "payload_too_large",
-            ProxyError::RequestBodyTimeout(_) => "request_timeout",
+            ProxyError::RequestBodyTimeout(_) | ProxyError::RequestBodyTooSlow(_) => {
+                "request_timeout"
+            }
             ProxyError::UnsupportedMediaType => "unsupported_media_type",
             ProxyError::InvalidCredentials => "invalid_credentials",
             ProxyError::RateLimited(_) => "rate_limited",
@@ -339,6 +345,16 @@ mod tests {
         assert_eq!(
             ProxyError::RequestBodyTimeout(Duration::from_secs(1)).status(),
             408
+        );
+    }
+    #[test]
+    fn a_request_body_below_the_minimum_rate_maps_to_408_like_a_stall() {
+        let err = ProxyError::RequestBodyTooSlow(240);
+        assert_eq!(err.status(), 408);
+        assert_eq!(err.code(), "request_timeout");
+        assert_eq!(
+            err.code(),
+            ProxyError::RequestBodyTimeout(Duration::from_secs(1)).code()
         );
     }
     #[test]

@@ -44,8 +44,8 @@ fn swap(path: &Path, state: &AppState) -> Result<(), ConfigError> {
 
 /// Reloads on every SIGHUP, and when the config file changes on disk, until the process ends.
 /// A new `listen` address is bound and served without dropping open connections; `limits`
-/// (but `body_read_timeout`), `tls`, `database`, `auth`, `trusted_proxies`, `workers` and
-/// `admin_listen` changes need a restart.
+/// (but `body_read_timeout` and `min_body_rate`), `tls`, `database`, `auth`, `trusted_proxies`,
+/// `workers` and `admin_listen` changes need a restart.
 ///
 /// The watch and the signal handler are installed when this is called, not when the returned
 /// future first runs: a change (or a SIGHUP) right after start is never missed.

@@ -2,13 +2,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::Request;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::policy::IdentityHeaders;
+use crate::policy::{BodyPace, IdentityHeaders};
 use crate::request::request_host;
 use crate::service::{BuildContext, Service};
 
@@ -16,8 +15,9 @@ use crate::service::{BuildContext, Service};
 #[derive(Debug, Default)]
 pub struct Router {
     by_host: HashMap<Box<str>, Arc<Service>>,
-    /// `limits.body_read_timeout`, for the bodies the control plane reads itself.
-    body_read_timeout: Duration,
+    /// `limits.body_read_timeout` and `min_body_rate`, for the bodies the control plane reads
+    /// itself.
+    body_pace: BodyPace,
 }
 
 impl Router {
@@ -39,7 +39,7 @@ impl Router {
             let context = BuildContext {
                 metrics,
                 tls,
-                body_read_timeout: settings.limits.body_read_timeout,
+                limits: &settings.limits,
                 identity_headers: &identity_headers,
             };
             let service = Arc::new(Service::from_settings(service_settings, context, old));
@@ -51,13 +51,14 @@ impl Router {
         }
         Router {
             by_host,
-            body_read_timeout: settings.limits.body_read_timeout,
+            body_pace: BodyPace::from(&settings.limits),
         }
     }
 
-    /// Longest pause allowed between the chunks of a request body (408 beyond).
-    pub fn body_read_timeout(&self) -> Duration {
-        self.body_read_timeout
+    /// How fast a request body must arrive: the longest pause between its chunks and its
+    /// minimum rate (408 beyond).
+    pub fn body_pace(&self) -> BodyPace {
+        self.body_pace
     }
 
     /// The service named `name`.

@@ -7,9 +7,9 @@ use std::time::Duration;
 use http::uri::Authority;
 
 use crate::balancer::{Backend, BackendState, Balancer};
-use crate::config::{EjectionSettings, HealthCheckSettings, ServiceAuth, ServiceSettings};
+use crate::config::{EjectionSettings, HealthCheckSettings, Limits, ServiceAuth, ServiceSettings};
 use crate::metrics::{Metrics, ServiceMetrics};
-use crate::policy::{BodyLimits, Policy, RetryBudget};
+use crate::policy::{BodyLimits, BodyPace, Policy, RetryBudget};
 // Public here for what builds services outside the crate (the fuzz targets).
 pub use crate::policy::IdentityHeaders;
 use crate::store::Role;
@@ -42,8 +42,10 @@ pub struct Service {
     /// Caps retries at a share of requests; shared with the next snapshot while the share is
     /// unchanged, so reloads during an outage do not refill it.
     pub retry_budget: Arc<RetryBudget>,
-    /// Request body size and pause limits (the size from the policy).
+    /// Request body size, pause and rate limits (the size from the policy).
     pub body_limits: BodyLimits,
+    /// Bytes of a request body read before a backend is picked; `None`: streamed at once.
+    pub request_buffering: Option<u64>,
     /// Active health checks of the backends, if configured.
     pub health_check: Option<HealthCheckSettings>,
     /// The pool, in config order.
@@ -64,8 +66,8 @@ pub struct BuildContext<'a> {
     pub metrics: &'a Metrics,
     /// Whether clients connect over TLS.
     pub tls: bool,
-    /// `limits.body_read_timeout`.
-    pub body_read_timeout: Duration,
+    /// The top-level `limits` (the request body's pause and rate limits come from there).
+    pub limits: &'a Limits,
     /// `identity_headers`, built once for the whole snapshot.
     pub identity_headers: &'a Arc<IdentityHeaders>,
 }
@@ -109,8 +111,9 @@ impl Service {
                 ),
             body_limits: BodyLimits {
                 max_bytes: policy.max_request_body(),
-                read_timeout: context.body_read_timeout,
+                pace: BodyPace::from(context.limits),
             },
+            request_buffering: settings.request_buffering.0,
             health_check: settings.health_check.clone(),
             backends: settings
                 .backends

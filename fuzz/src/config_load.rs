@@ -111,7 +111,7 @@ fn build_services(settings: &Settings) {
         let context = BuildContext {
             metrics: &metrics,
             tls: index % 2 == 1,
-            body_read_timeout: settings.limits.body_read_timeout,
+            limits: &settings.limits,
             identity_headers: &identity_headers,
         };
         let built = Service::from_settings(service, context, None);

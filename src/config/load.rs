@@ -149,6 +149,49 @@ services:
     }
 
     #[test]
+    fn body_rate_and_buffering_have_their_defaults_and_take_off_as_zero() {
+        let s = parse_str(GOOD, "app.yaml").unwrap();
+        let rate = s.limits.min_body_rate;
+        assert_eq!(rate.bytes_per_second.0, 240);
+        assert_eq!(rate.grace, std::time::Duration::from_secs(5));
+        assert_eq!(s.services[0].request_buffering.0, None);
+
+        let limits = "limits:\n  min_body_rate: {bytes_per_second: 0}\n";
+        let s = parse_str(&format!("{limits}{GOOD}"), "app.yaml").unwrap();
+        assert_eq!(s.limits.min_body_rate.bytes_per_second.0, 0);
+        assert_eq!(s.limits.min_body_rate.grace.as_secs(), 5);
+        for (value, bytes) in [("64KiB", Some(65536)), ("0", None), ("512", Some(512))] {
+            let text = GOOD.replace(
+                "    timeout: 5s\n",
+                &format!("    timeout: 5s\n    request_buffering: {value}\n"),
+            );
+            let s = parse_str(&text, "app.yaml").unwrap();
+            assert_eq!(s.services[1].request_buffering.0, bytes, "{value}");
+        }
+    }
+
+    #[test]
+    fn bad_body_rate_and_buffering_values_are_reported_where_they_are() {
+        let limits = "limits:\n  min_body_rate: {bytes_per_second: 240, period: 5s}\n";
+        let err = error_of(&format!("{limits}{GOOD}"));
+        assert!(err.starts_with("app.yaml:2:"), "{err}");
+        assert!(err.contains("unknown field `period`"), "{err}");
+        assert!(err.contains("grace"), "{err}");
+
+        let limits = "limits:\n  min_body_rate:\n    bytes_per_second: fast\n";
+        let err = error_of(&format!("{limits}{GOOD}"));
+        assert!(err.starts_with("app.yaml:3:23: "), "{err}");
+
+        let text = GOOD.replace(
+            "    timeout: 5s\n",
+            "    timeout: 5s\n    request_buffering: 1GiB\n",
+        );
+        let err = error_of(&text);
+        assert!(err.starts_with("app.yaml:14:24: "), "{err}");
+        assert!(err.contains("at most 16MiB"), "{err}");
+    }
+
+    #[test]
     fn duplicate_host_is_reported_at_the_second_claim() {
         let text = GOOD.replace("[service2.my-company.com]", "[SERVICE1.my-company.com]");
         let err = error_of(&text);

@@ -60,6 +60,23 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// Largest `request_buffering`: each request being read ahead holds up to this much memory.
+pub(crate) const MAX_BUFFER_BYTES: u64 = 16 << 20;
+
+/// A buffer size: `0` (none) or a size from one byte to [`MAX_BUFFER_BYTES`].
+pub(crate) fn parse_buffer_size(text: &str) -> Result<Option<u64>, String> {
+    if text.trim() == "0" {
+        return Ok(None);
+    }
+    match parse_size(text)? {
+        bytes if bytes > MAX_BUFFER_BYTES => Err(format!(
+            "invalid buffer size `{}`: at most 16MiB (it is held in memory for each request)",
+            text.trim()
+        )),
+        bytes => Ok(Some(bytes)),
+    }
+}
+
 /// A whole number within `min..=max`.
 pub(crate) fn check_range(value: u64, min: u32, max: u32) -> Result<u32, String> {
     match u32::try_from(value) {
@@ -303,6 +320,19 @@ pub(crate) fn check_database_url(text: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_buffer_size_is_zero_for_none_or_a_size_up_to_16_mib() {
+        assert_eq!(parse_buffer_size("0"), Ok(None));
+        assert_eq!(parse_buffer_size("64KiB"), Ok(Some(64 * 1024)));
+        assert_eq!(parse_buffer_size("16MiB"), Ok(Some(16 << 20)));
+        assert!(parse_buffer_size("17MiB")
+            .unwrap_err()
+            .contains("at most 16MiB"));
+        assert!(parse_buffer_size("lots")
+            .unwrap_err()
+            .contains("invalid size"));
+    }
 
     #[test]
     fn proxy_ranges_take_cidrs_and_single_addresses() {

@@ -12,8 +12,8 @@ use super::traffic::{
     TimeoutSettings,
 };
 use super::values::{
-    BackendUrl, Dur, HostName, IdentityHeader, NonEmpty, ProxyNet, ServiceName, Size, Weight,
-    Workers,
+    BackendUrl, Bounded, BufferSize, Dur, HostName, IdentityHeader, NonEmpty, ProxyNet,
+    ServiceName, Size, Weight, Workers,
 };
 use crate::store::Role;
 
@@ -148,8 +148,35 @@ pub struct Limits {
     /// A request body must keep arriving: no gap between its chunks longer than this (408).
     #[serde(with = "dur")]
     pub body_read_timeout: Duration,
+    /// A request body must arrive at an average rate of at least this, counted over the time
+    /// spent waiting on the client (408 below it).
+    pub min_body_rate: MinBodyRate,
     /// HTTP/2 streams one client connection may have open at once.
     pub h2_max_concurrent_streams: u32,
+}
+
+/// The slowest a request body may arrive, as Kestrel's `MinRequestBodyDataRate`: the bytes
+/// received, divided by the time spent waiting for them, once that time exceeds `grace`. A
+/// pause limit alone lets a client hold its connection (and a backend's) for days by sending a
+/// byte just inside each pause. Time the proxy spends not reading (a backend applying
+/// back-pressure) does not count against the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MinBodyRate {
+    /// Bytes per second; `0` turns the check off.
+    pub bytes_per_second: Bounded<0, 1_073_741_824>,
+    /// Waiting time before the rate is first checked, so a slow start is not cut off.
+    #[serde(with = "dur")]
+    pub grace: Duration,
+}
+
+impl Default for MinBodyRate {
+    fn default() -> Self {
+        MinBodyRate {
+            bytes_per_second: Bounded(240),
+            grace: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -162,6 +189,7 @@ impl Default for Limits {
             max_headers: 100,
             max_uri_bytes: Size(8 * 1024),
             body_read_timeout: Duration::from_secs(30),
+            min_body_rate: MinBodyRate::default(),
             h2_max_concurrent_streams: 200,
         }
     }
@@ -392,6 +420,11 @@ pub struct ServiceSettings {
     /// Largest request body accepted (413 beyond); absent = unlimited (streamed).
     #[serde(default)]
     pub max_request_body: MaxBody,
+    /// Read a request body up to this size whole before a backend is picked (nginx's
+    /// `proxy_request_buffering`); a longer body follows its read part streaming. Absent or
+    /// `0`: streamed from the first byte.
+    #[serde(default)]
+    pub request_buffering: BufferSize,
     /// Browser cross-origin policy; absent = no CORS headers added.
     #[serde(default)]
     pub cors: Option<CorsSettings>,

@@ -187,6 +187,35 @@ impl<'de> Deserialize<'de> for Size {
     }
 }
 
+/// A memory buffer's size: [`Size`]'s syntax, `0` for none, at most
+/// [`rules::MAX_BUFFER_BYTES`] (it is held in memory per request).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BufferSize(pub Option<u64>);
+
+impl<'de> Deserialize<'de> for BufferSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = BufferSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size like 64KiB or 1MiB, or 0 for none")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<BufferSize, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<BufferSize, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<BufferSize, E> {
+                rules::parse_buffer_size(v)
+                    .map(BufferSize)
+                    .map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A whole number from `MIN` to `MAX` (counts and percentages in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounded<const MIN: u32, const MAX: u32>(pub u32);

@@ -1,7 +1,6 @@
 //! `POST /account` (register) and `GET /accounts` (the list behind the accounts page).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -11,6 +10,7 @@ use super::{json_body, validate};
 use crate::auth::Auth;
 use crate::config::{AccountsPageAccess, Registration as RegistrationAccess};
 use crate::error::{json_response, Invalid, ProxyBody, ProxyError};
+use crate::policy::BodyPace;
 use crate::request::{ClientInfo, ClientNetwork};
 use crate::store::{Account, ListQuery, NewAccount, Role, StoreError};
 
@@ -48,12 +48,13 @@ impl<'a> From<&'a Account> for AccountView<'a> {
 }
 
 /// `POST /account`: check `auth.registration`, validate, throttle per client, hash, insert;
-/// `201` with the account. A body pausing longer than `stall` is answered 408.
+/// `201` with the account. A body arriving slower than `pace`
+/// allows is answered 408.
 pub(super) async fn register(
     auth: &Arc<Auth>,
     request: Request<Incoming>,
     client: &ClientInfo,
-    stall: Duration,
+    pace: BodyPace,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // Decided before the body is read: a refused caller costs no parsing or hashing.
     match auth.registration {
@@ -67,7 +68,7 @@ pub(super) async fn register(
         }
     }
     let network = ClientNetwork::from(client.ip(request.headers()));
-    let registration: Registration = json_body::read_json(request, stall).await?;
+    let registration: Registration = json_body::read_json(request, pace).await?;
     validate::username(&registration.username)?;
     validate::email(&registration.email)?;
     validate::password(&registration.password)?;

@@ -1,26 +1,31 @@
-//! Reading a control-plane request body: JSON only, at most 16 KiB, no unknown fields, no pause
-//! between chunks longer than `limits.body_read_timeout` (as for proxied bodies).
+//! Reading a control-plane request body: JSON only, at most 16 KiB, no unknown fields, read
+//! whole before any work is done, no pause between chunks longer than `limits.body_read_timeout`
+//! and no slower than `limits.min_body_rate` (as for proxied bodies).
 
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, Request};
-use http_body_util::{BodyExt, Limited};
+use http_body::Body;
+use http_body_util::Limited;
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Invalid, ProxyError};
+use crate::policy::{BodyClock, BodyPace};
 
 /// Largest body a control-plane request may carry.
 pub(super) const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Parses the body as `T`. Refuses non-JSON (415) and oversized bodies (413) before reading
 /// them when the headers already tell; a body that turns out too long stops being read at the
-/// limit, and one that pauses longer than `stall` between chunks is answered 408 (a client
-/// trickling or stalling its body would otherwise hold its connection for good).
+/// limit, and one that pauses too long between chunks or arrives below the minimum rate is
+/// answered 408 (a client trickling or stalling its body would otherwise hold its connection
+/// for good).
 pub(super) async fn read_json<T: DeserializeOwned>(
     request: Request<Incoming>,
-    stall: Duration,
+    pace: BodyPace,
 ) -> Result<T, ProxyError> {
     if !is_json(request.headers()) {
         return Err(ProxyError::UnsupportedMediaType);
@@ -33,16 +38,21 @@ pub(super) async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Err(ProxyError::PayloadTooLarge(MAX_BODY_BYTES));
     }
-    let bytes = read_limited(request.into_body(), stall).await?;
+    let bytes = read_limited(request.into_body(), pace).await?;
     parse_json(&bytes)
 }
 
-async fn read_limited(body: Incoming, stall: Duration) -> Result<Bytes, ProxyError> {
+async fn read_limited(body: Incoming, pace: BodyPace) -> Result<Bytes, ProxyError> {
     let mut body = Limited::new(body, MAX_BODY_BYTES);
+    let mut clock = BodyClock::new(pace);
     let mut bytes = BytesMut::new();
     loop {
-        let frame = match tokio::time::timeout(stall, body.frame()).await {
-            Err(_) => return Err(ProxyError::RequestBodyTimeout(stall)),
+        let next = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+            Poll::Pending => clock.poll_expired(cx).map(Err),
+            Poll::Ready(frame) => Poll::Ready(Ok(frame)),
+        });
+        let frame = match next.await {
+            Err(slow) => return Err(ProxyError::from(slow)),
             Ok(None) => return Ok(bytes.freeze()),
             Ok(Some(Ok(frame))) => frame,
             Ok(Some(Err(error))) if error.is::<http_body_util::LengthLimitError>() => {
@@ -52,9 +62,9 @@ async fn read_limited(body: Incoming, stall: Duration) -> Result<Bytes, ProxyErr
                 return Err(ProxyError::BadRequest("the request body could not be read"))
             }
         };
-        if let Some(data) = frame.data_ref() {
-            bytes.extend_from_slice(data);
-        }
+        let data = frame.data_ref().map_or(&[][..], |data| &data[..]);
+        clock.arrived(data.len() as u64);
+        bytes.extend_from_slice(data);
     }
 }
 

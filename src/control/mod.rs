@@ -70,13 +70,13 @@ async fn dispatch(
         }
         "/account" => {
             only(&request, &[Method::POST])?;
-            let stall = state.routes.load().body_read_timeout();
-            account::register(auth, request, client, stall).await
+            let pace = state.routes.load().body_pace();
+            account::register(auth, request, client, pace).await
         }
         "/login" => {
             only(&request, &[Method::POST])?;
-            let stall = state.routes.load().body_read_timeout();
-            session::login(auth, request, client, stall).await
+            let pace = state.routes.load().body_pace();
+            session::login(auth, request, client, pace).await
         }
         "/logout" => {
             only(&request, &[Method::POST])?;

@@ -1,7 +1,6 @@
 //! `POST /login`, `POST /logout` and `GET /.well-known/jwks.json`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -11,6 +10,7 @@ use super::json_body;
 use crate::auth::{Auth, Throttled};
 use crate::error::{json_response, ProxyBody, ProxyError};
 use crate::metrics::LoginResult;
+use crate::policy::BodyPace;
 use crate::request::{ClientInfo, ClientNetwork};
 use crate::store::Revocation;
 
@@ -24,15 +24,16 @@ struct Login {
 /// `POST /login`: throttled per client network, then held to the failure back-off of
 /// `auth::lockout` (per account and per account + network, shared by replicas through the
 /// store); the same 401 for an unknown email, a wrong password and a disabled account, each
-/// after a full argon2id verification. A body pausing longer than `stall` is answered 408.
+/// after a full argon2id verification. A body arriving slower than
+/// `pace` allows is answered 408.
 pub(super) async fn login(
     auth: &Arc<Auth>,
     request: Request<Incoming>,
     client: &ClientInfo,
-    stall: Duration,
+    pace: BodyPace,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let network = ClientNetwork::from(client.ip(request.headers()));
-    let login: Login = json_body::read_json(request, stall).await?;
+    let login: Login = json_body::read_json(request, pace).await?;
     let rate_limited = |t: Throttled| {
         auth.count_login(LoginResult::RateLimited);
         ProxyError::RateLimited(t.retry_after_secs)

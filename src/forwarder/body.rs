@@ -1,9 +1,10 @@
-//! The request body sent upstream: the client's body as it streams in, telling the forwarder
-//! when it has been sent in full (the backend's response deadline starts then), enforcing the
-//! service's size limit and the pause allowed between chunks, and marking its errors as the
-//! client's. And the response body sent back: the backend's, cut off when the backend goes
-//! silent mid-body.
+//! The request body sent upstream: the client's body as it streams in (or first read ahead, up
+//! to the service's `request_buffering`), telling the forwarder when it has been sent in full
+//! (the backend's response deadline starts then), enforcing the service's size limit, the pause
+//! allowed between chunks and the minimum rate, and marking its errors as the client's. And the
+//! response body sent back: the backend's, cut off when the backend goes silent mid-body.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +21,7 @@ use tokio::time::{Instant, Sleep};
 use crate::balancer::InFlight;
 use crate::clock::now_ms;
 use crate::error::BodyError;
-use crate::policy::BodyLimits;
+use crate::policy::{BodyClock, BodyLimits, SlowBody};
 
 /// The client's body failed: the client's fault, not the backend's.
 #[derive(Debug, thiserror::Error)]
@@ -31,24 +32,26 @@ pub(crate) enum ClientBodyError {
     /// More bytes than the service accepts.
     #[error("the request body exceeds {0} bytes")]
     TooLarge(u64),
-    /// The client paused longer than allowed between chunks.
-    #[error("the request body stalled for {0:?}")]
-    Stalled(Duration),
+    /// The client paused too long, or sent too slowly.
+    #[error(transparent)]
+    Slow(SlowBody),
 }
 
 /// The body of an upstream request.
 #[derive(Debug)]
 pub(crate) struct UpstreamBody {
-    /// `None` for a retry's empty body (only bodiless requests are retried).
+    /// The client's body until it has ended; `None` after (and for a retry's empty body: only
+    /// bodiless requests are retried).
     body: Option<Incoming>,
+    /// Frames read ahead of the backend (`request_buffering`), sent first.
+    read_ahead: VecDeque<Frame<Bytes>>,
+    /// Data bytes in `read_ahead`.
+    read_ahead_bytes: u64,
     /// Present when there is a body to wait for.
     sent: Option<Arc<Notify>>,
-    limits: BodyLimits,
-    received: u64,
-    /// Armed while waiting for the client's next chunk.
-    stall: Option<Pin<Box<Sleep>>>,
-    /// Whether `stall` runs for the current wait.
-    waiting: bool,
+    max_bytes: Option<u64>,
+    /// Times the waits on the client (stall and minimum rate) and counts what arrived.
+    clock: BodyClock,
     /// When the body last handed data on (process-clock ms), or [`WAITING_ON_CLIENT`]: lets
     /// the forwarder tell a backend that stopped reading from a client that stopped sending.
     /// Only for requests with a body.
@@ -62,29 +65,23 @@ impl UpstreamBody {
     /// Wraps the client's body; the returned notify fires once it has been sent, if it has one.
     pub(crate) fn new(body: Incoming, limits: BodyLimits) -> (Self, Option<Arc<Notify>>) {
         let sent = (!body.is_end_stream()).then(|| Arc::new(Notify::new()));
-        (
-            UpstreamBody {
-                body: Some(body),
-                sent: sent.clone(),
-                limits,
-                received: 0,
-                stall: None,
-                waiting: false,
-                handed_on: sent.as_ref().map(|_| Arc::new(AtomicU64::new(now_ms()))),
-            },
-            sent,
-        )
+        let handed_on = sent.as_ref().map(|_| Arc::new(AtomicU64::new(now_ms())));
+        let mut upstream = UpstreamBody::empty(limits);
+        upstream.body = Some(body);
+        upstream.sent = sent.clone();
+        upstream.handed_on = handed_on;
+        (upstream, sent)
     }
 
     /// An empty body, for a retry of a bodiless request.
     pub(crate) fn empty(limits: BodyLimits) -> Self {
         UpstreamBody {
             body: None,
+            read_ahead: VecDeque::new(),
+            read_ahead_bytes: 0,
             sent: None,
-            limits,
-            received: 0,
-            stall: None,
-            waiting: false,
+            max_bytes: limits.max_bytes,
+            clock: BodyClock::new(limits.pace),
             handed_on: None,
         }
     }
@@ -94,40 +91,77 @@ impl UpstreamBody {
         self.handed_on.clone()
     }
 
-    /// Whether the client has paused too long. The clock starts at the first pending poll after
-    /// data (not at the data itself), so time the backend spent not reading is not blamed on
-    /// the client.
-    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = Instant::now() + self.limits.read_timeout;
-        let stall = match &mut self.stall {
-            Some(stall) if self.waiting => stall,
-            Some(stall) => {
-                stall.as_mut().reset(deadline);
-                stall
+    /// Reads the client's body ahead, until it ends or `limit` bytes are in, under the same
+    /// limits as when streaming; the frames read are sent first, the rest streams after them.
+    pub(crate) async fn read_ahead(&mut self, limit: u64) -> Result<(), ClientBodyError> {
+        while self.read_ahead_bytes < limit {
+            match std::future::poll_fn(|cx| self.poll_client(cx)).await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.read_ahead_bytes += data.len() as u64;
+                    }
+                    self.read_ahead.push_back(frame);
+                }
+                Some(Err(error)) => return Err(error),
+                None => break,
             }
-            None => self
-                .stall
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        self.waiting = true;
-        if let Some(handed_on) = &self.handed_on {
-            handed_on.store(WAITING_ON_CLIENT, Ordering::Relaxed);
         }
-        stall.as_mut().poll(cx).is_ready()
+        // An empty body that ended here is sent in full already: hyper will not poll it.
+        if self.is_end_stream() {
+            self.notify_sent();
+        }
+        Ok(())
+    }
+
+    /// The client's next frame, counted and timed.
+    fn poll_client(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        let Some(body) = &mut self.body else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(body).poll_frame(cx) {
+            Poll::Pending => {
+                if let Some(handed_on) = &self.handed_on {
+                    handed_on.store(WAITING_ON_CLIENT, Ordering::Relaxed);
+                }
+                // The clock starts at the first pending poll after data (not at the data
+                // itself), so time the backend spent not reading is not blamed on the client.
+                match self.clock.poll_expired(cx) {
+                    Poll::Ready(slow) => Poll::Ready(Some(Err(ClientBodyError::Slow(slow)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            Poll::Ready(Some(Ok(frame))) => match self.count(&frame) {
+                Ok(()) => Poll::Ready(Some(Ok(frame))),
+                Err(error) => Poll::Ready(Some(Err(error))),
+            },
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(ClientBodyError::Read(error)))),
+            Poll::Ready(None) => {
+                self.body = None;
+                Poll::Ready(None)
+            }
+        }
     }
 
     fn count(&mut self, frame: &Frame<Bytes>) -> Result<(), ClientBodyError> {
-        self.waiting = false;
         if let Some(handed_on) = &self.handed_on {
             handed_on.store(now_ms(), Ordering::Relaxed);
         }
-        if let Some(data) = frame.data_ref() {
-            self.received += data.len() as u64;
-            if let Some(max) = self.limits.max_bytes.filter(|&max| self.received > max) {
-                return Err(ClientBodyError::TooLarge(max));
-            }
+        let bytes = frame.data_ref().map_or(0, |data| data.len() as u64);
+        self.clock.arrived(bytes);
+        match self.max_bytes {
+            Some(max) if self.clock.received() > max => Err(ClientBodyError::TooLarge(max)),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    fn notify_sent(&self) {
+        if let Some(sent) = &self.sent {
+            // notify_one keeps a permit, so a waiter that arrives later still wakes.
+            sent.notify_one();
+        }
     }
 }
 
@@ -140,22 +174,17 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         let this = &mut *self;
-        let Some(body) = &mut this.body else {
-            return Poll::Ready(None);
-        };
-        let polled = match Pin::new(body).poll_frame(cx) {
-            Poll::Pending if this.stalled(cx) => {
-                return Poll::Ready(Some(Err(ClientBodyError::Stalled(
-                    this.limits.read_timeout,
-                ))))
+        let polled = match this.read_ahead.pop_front() {
+            Some(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    this.read_ahead_bytes -= data.len() as u64;
+                }
+                if let Some(handed_on) = &this.handed_on {
+                    handed_on.store(now_ms(), Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => match this.count(&frame) {
-                Ok(()) => Poll::Ready(Some(Ok(frame))),
-                Err(error) => return Poll::Ready(Some(Err(error))),
-            },
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(ClientBodyError::Read(error)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            None => this.poll_client(cx),
         };
         // hyper stops polling once `is_end_stream` says so, so the last data frame can be the
         // end too.
@@ -164,21 +193,29 @@ impl Body for UpstreamBody {
             Poll::Ready(Some(Ok(_))) => this.is_end_stream(),
             _ => false,
         };
-        if let (true, Some(sent)) = (done, &this.sent) {
-            // notify_one keeps a permit, so a waiter that arrives later still wakes.
-            sent.notify_one();
+        if done {
+            this.notify_sent();
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.as_ref().is_none_or(Incoming::is_end_stream)
+        self.read_ahead.is_empty() && self.body.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
+    /// The client's remaining body plus what was read ahead: exact when the client's is (or
+    /// the whole body was read ahead), so the backend gets a `Content-Length`.
     fn size_hint(&self) -> SizeHint {
-        self.body
+        let rest = self
+            .body
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint);
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(self.read_ahead_bytes));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(self.read_ahead_bytes));
+        }
+        hint
     }
 }
 

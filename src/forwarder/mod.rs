@@ -53,6 +53,9 @@ impl Forwarder {
     /// response body may pause at most the service's `timeout` between frames, and for the
     /// load-aware strategies keeps the request counted on its backend until it is done.
     ///
+    /// With the service's `request_buffering`, the body is read ahead up to that size (whole,
+    /// when it is no larger) before a backend is picked.
+    ///
     /// A backend that refuses the connection is skipped for the next available one (always,
     /// each at most once). An idempotent request without a body is tried again on another
     /// backend after a 502/503 answer or a broken connection, up to `service.retries` times and
@@ -75,7 +78,14 @@ impl Forwarder {
         if let Some(caller) = caller {
             headers::add_identity(&mut parts.headers, caller, service.forward_authorization);
         }
-        let (body, sent) = UpstreamBody::new(incoming, service.body_limits);
+        let (mut body, sent) = UpstreamBody::new(incoming, service.body_limits);
+        if let (Some(limit), Some(_), None) = (service.request_buffering, &sent, &upgrade) {
+            // Before a backend is picked: a slow client holds no backend connection meanwhile.
+            body.read_ahead(limit).await.map_err(|error| {
+                tracing::debug!(service = &*service.name, %error, "client body failed");
+                client_body_error(&error)
+            })?;
+        }
         let retry = Retry::plan(service, &parts, sent.is_none() && upgrade.is_none());
         let mut upstream = Request::new(body);
         *upstream.method_mut() = parts.method;
@@ -245,7 +255,7 @@ impl Forwarder {
 
 /// Completes when the request body has had data ready for the backend and the backend has not
 /// taken any for `timeout` (checked a few times per timeout); never while the body waits on the
-/// client (that is the client's stall, see `body_read_timeout`).
+/// client (that is the client's stall or slowness, see `body_read_timeout` and `min_body_rate`).
 async fn backend_stops_reading(handed_on: &AtomicU64, timeout: Duration) {
     let limit = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
     let mut every = tokio::time::interval((timeout / 4).max(Duration::from_millis(10)));
@@ -357,26 +367,31 @@ fn origin_form(uri: &Uri) -> Uri {
     Uri::from(path)
 }
 
-/// Maps a failed exchange: the client's broken, oversized or stalled body is the client's
-/// fault (400/413/408); anything else is the backend's (502).
+/// Maps a failed exchange: the client's broken, oversized, stalled or too slow body is the
+/// client's fault (400/413/408); anything else is the backend's (502).
 fn failed(service: &Service, backend: &Backend, error: &hyper::Error) -> Attempt {
     if let Some(body_error) = find_cause::<ClientBodyError>(error) {
         tracing::debug!(service = &*service.name, error = %body_error, "client body failed");
-        return Attempt::Failed(match body_error {
-            ClientBodyError::TooLarge(max) => {
-                ProxyError::PayloadTooLarge(usize::try_from(*max).unwrap_or(usize::MAX))
-            }
-            ClientBodyError::Stalled(pause) => ProxyError::RequestBodyTimeout(*pause),
-            ClientBodyError::Read(_) => {
-                ProxyError::BadRequest("the request body was malformed or cut short")
-            }
-        });
+        return Attempt::Failed(client_body_error(body_error));
     }
     tracing::warn!(service = &*service.name, backend = %backend.authority, error = %error_chain(error), "backend request failed");
     Attempt::Failed(ProxyError::Upstream(format!(
         "backend {} failed",
         backend.authority
     )))
+}
+
+/// The client's answer for its failed body.
+fn client_body_error(error: &ClientBodyError) -> ProxyError {
+    match error {
+        ClientBodyError::TooLarge(max) => {
+            ProxyError::PayloadTooLarge(usize::try_from(*max).unwrap_or(usize::MAX))
+        }
+        ClientBodyError::Slow(slow) => ProxyError::from(*slow),
+        ClientBodyError::Read(_) => {
+            ProxyError::BadRequest("the request body was malformed or cut short")
+        }
+    }
 }
 
 /// Prepares the client's headers for the backend: hop-by-hop and spoofed identity headers (those

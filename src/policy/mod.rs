@@ -7,11 +7,13 @@
 //! whatever response the request ended in, proxy errors included. A service that configures
 //! none of it pays a few branches: nothing is allocated or formatted.
 //!
-//! Bodies that stream past `max_request_body`, and the pause allowed between their chunks
-//! (`limits.body_read_timeout`), are enforced by the forwarder as it sends the body upstream,
-//! within the [`BodyLimits`] built here; which requests it may retry, and how many, is
+//! Bodies that stream past `max_request_body`, the pause allowed between their chunks
+//! (`limits.body_read_timeout`) and their minimum rate (`limits.min_body_rate`) are enforced by
+//! the forwarder as it sends the body upstream, within the [`BodyLimits`] built here and timed
+//! by a [`BodyClock`] (which the control plane uses for the bodies it reads too); which requests it may retry, and how many, is
 //! [`retry`]'s to say.
 
+mod body_clock;
 mod body_limits;
 mod cors;
 mod identity_headers;
@@ -19,7 +21,8 @@ mod rate;
 pub(crate) mod retry;
 mod security;
 
-pub use body_limits::BodyLimits;
+pub use body_clock::{BodyClock, SlowBody};
+pub use body_limits::{BodyLimits, BodyPace};
 pub use identity_headers::IdentityHeaders;
 pub use retry::RetryBudget;
 

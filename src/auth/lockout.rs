@@ -10,11 +10,12 @@
 //!   not held behind a distributed guesser; each such try that fails makes that network wait
 //!   too.
 //!
-//! Every attempt is counted as a failure before the password is checked (a compare-and-swap
-//! in the store, retried on contention), so concurrent guesses on any replica cannot slip past
-//! the count; a correct password then takes its count back and clears its network's counter.
-//! Counters are forgotten `failure_memory` after their last failure. Keys are SHA-256 digests
-//! of the email's key and the network, whether or not such an account exists.
+//! Every attempt is counted as a failure before the password is checked, by one conditional
+//! upsert in the store that also applies the back-off, so concurrent guesses on any replica
+//! can neither slip past the count nor make each other fail; a correct password then takes its
+//! count back and clears its network's counter. Counters are forgotten `failure_memory` after
+//! their last failure. Keys are SHA-256 digests of the email's key and the network, whether or
+//! not such an account exists. With both limits at 0 the store is not involved at all.
 
 use std::time::Duration;
 
@@ -24,11 +25,7 @@ use super::throttle::{round_up_secs, Throttled};
 use crate::clock::unix_millis;
 use crate::config::AuthLimits;
 use crate::request::ClientNetwork;
-use crate::store::{identifier, AccountStore, FailureCount, StoreError};
-
-/// Compare-and-swap retries before an attempt is refused: only a burst of attempts on one
-/// account at the same instant gets this far, and refusing it is the safe answer.
-const MAX_SWAPS: usize = 16;
+use crate::store::{identifier, AccountStore, FailureCount, FailureRule, StoreError};
 
 /// One counter's rule: `free` failures, then doubling waits up to `max`; forgotten after
 /// `memory` without a failure. `free == 0` turns it off.
@@ -58,6 +55,19 @@ impl Backoff {
     }
 }
 
+impl Backoff {
+    /// The store's form of this rule for a failure at `now`; `enforce: false` only counts.
+    fn rule(&self, now: i64, enforce: bool) -> FailureRule {
+        FailureRule {
+            now_ms: now,
+            forget_before_ms: now.saturating_sub(millis(self.memory)),
+            enforce: enforce && self.free > 0,
+            free: i64::from(self.free),
+            max_wait_ms: millis(self.max),
+        }
+    }
+}
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -74,8 +84,8 @@ pub struct Lockout {
 #[derive(Debug)]
 #[must_use = "a successful attempt must give its count back"]
 pub struct Attempt {
-    network_key: String,
-    account_key: String,
+    /// `(network key, account key)`; `None` when the back-off is off.
+    keys: Option<(String, String)>,
 }
 
 impl Lockout {
@@ -105,93 +115,59 @@ impl Lockout {
         email: &str,
         network: ClientNetwork,
     ) -> Result<Result<Attempt, Throttled>, StoreError> {
-        let account_key = digest("account", &identifier::key(email));
-        let network_key = digest(&network.to_string(), &identifier::key(email));
-        // The network's counter first: it decides whether the account's back-off applies.
-        let clean = loop_swap(store, &network_key, |seen, now| {
-            let current = self.network.current(seen, now);
-            if let Some(until) = self.network.blocked_until(current, now) {
-                return Err(until - now);
-            }
-            Ok((bump(current, now), current.is_none()))
-        })
-        .await?;
-        let clean = match clean {
-            Ok(clean) => clean,
-            Err(wait_ms) => return Ok(Err(throttled(wait_ms))),
+        if self.network.free == 0 && self.account.free == 0 {
+            return Ok(Ok(Attempt { keys: None }));
+        }
+        let email_key = identifier::key(email);
+        let account_key = digest("account", &email_key);
+        let network_key = digest(&network.to_string(), &email_key);
+        let now = unix_millis();
+        // The network's counter first: whether it was clean decides whether the account's
+        // back-off applies.
+        let counted = store
+            .count_failure(&network_key, &self.network.rule(now, true))
+            .await?;
+        let Some(network_failures) = counted else {
+            return self.refusal(store, &network_key, &self.network, now).await;
         };
-        let counted = loop_swap(store, &account_key, |seen, now| {
-            let current = self.account.current(seen, now);
-            match self.account.blocked_until(current, now) {
-                Some(until) if !clean => Err(until - now),
-                _ => Ok((bump(current, now), ())),
-            }
-        })
-        .await?;
-        if let Err(wait_ms) = counted {
+        let clean = network_failures == 1;
+        let counted = store
+            .count_failure(&account_key, &self.account.rule(now, !clean))
+            .await?;
+        if counted.is_none() {
             // Refused after all: this try was never made, so its network count goes back.
-            give_back(store, &network_key, false).await?;
-            return Ok(Err(throttled(wait_ms)));
+            store.take_back_failure(&network_key, false).await?;
+            return self.refusal(store, &account_key, &self.account, now).await;
         }
         Ok(Ok(Attempt {
-            network_key,
-            account_key,
+            keys: Some((network_key, account_key)),
         }))
+    }
+
+    /// The refusal for a key the store held back, with the wait its counter gives.
+    async fn refusal(
+        &self,
+        store: &dyn AccountStore,
+        key: &str,
+        backoff: &Backoff,
+        now: i64,
+    ) -> Result<Result<Attempt, Throttled>, StoreError> {
+        let count = store.failure_count(key).await?;
+        let wait_ms = backoff
+            .blocked_until(count, now)
+            .map_or(1000, |until| until - now);
+        Ok(Err(throttled(wait_ms)))
     }
 }
 
 impl Attempt {
     /// The password matched: the attempt was no failure, and its network starts afresh.
     pub async fn succeeded(self, store: &dyn AccountStore) -> Result<(), StoreError> {
-        give_back(store, &self.network_key, true).await?;
-        give_back(store, &self.account_key, false).await
-    }
-}
-
-/// Reads the counter under `key` and swaps in what `decide` makes of it, retrying while other
-/// attempts change it in between. `decide` gets the stored counter and the time, and answers
-/// the new counter and a value, or a refusal (milliseconds to wait).
-async fn loop_swap<T>(
-    store: &dyn AccountStore,
-    key: &str,
-    decide: impl Fn(Option<FailureCount>, i64) -> Result<(FailureCount, T), i64>,
-) -> Result<Result<T, i64>, StoreError> {
-    for _ in 0..MAX_SWAPS {
-        let seen = store.failure_count(key).await?;
-        let (new, value) = match decide(seen, unix_millis()) {
-            Ok(decided) => decided,
-            Err(wait_ms) => return Ok(Err(wait_ms)),
-        };
-        if store.swap_failure_count(key, seen, Some(new)).await? {
-            return Ok(Ok(value));
-        }
-    }
-    Ok(Err(1000))
-}
-
-/// Takes one failure back from the counter under `key`, or clears it.
-async fn give_back(store: &dyn AccountStore, key: &str, clear: bool) -> Result<(), StoreError> {
-    for _ in 0..MAX_SWAPS {
-        let Some(seen) = store.failure_count(key).await? else {
+        let Some((network_key, account_key)) = self.keys else {
             return Ok(());
         };
-        let new = (!clear && seen.failures > 1).then_some(FailureCount {
-            failures: seen.failures - 1,
-            ..seen
-        });
-        if store.swap_failure_count(key, Some(seen), new).await? {
-            return Ok(());
-        }
-    }
-    // Losing a give-back errs towards counting one failure too many, never too few.
-    Ok(())
-}
-
-/// One more failure, now.
-fn bump(current: Option<FailureCount>, now: i64) -> FailureCount {
-    FailureCount {
-        failures: current.map_or(0, |c| c.failures) + 1,
-        last_failure_ms: now,
+        store.take_back_failure(&network_key, true).await?;
+        store.take_back_failure(&account_key, false).await
     }
 }
 

@@ -153,6 +153,35 @@ pub struct FailureCount {
     pub last_failure_ms: i64,
 }
 
+/// When [`AccountStore::count_failure`] holds a key back: once it has `free` failures, until
+/// `min(1 s × 2^(failures − free), max_wait)` after its last failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureRule {
+    /// The time of this failure, Unix milliseconds.
+    pub now_ms: i64,
+    /// Counters whose last failure is older than this are forgotten.
+    pub forget_before_ms: i64,
+    /// Whether the back-off holds at all (`false`: just count).
+    pub enforce: bool,
+    /// Failures before the back-off starts.
+    pub free: i64,
+    /// The longest wait, milliseconds.
+    pub max_wait_ms: i64,
+}
+
+impl FailureRule {
+    /// The smallest number of doublings of 1 s that reaches `max_wait_ms` (at most 40, some
+    /// 35 years): from there on the wait is `max_wait_ms`, and the shift in SQL never
+    /// overflows.
+    pub fn doublings_to_max(&self) -> i64 {
+        let mut doublings = 0;
+        while doublings < 40 && 1000_i64 << doublings < self.max_wait_ms {
+            doublings += 1;
+        }
+        doublings
+    }
+}
+
 /// Which field a registration collided on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TakenField {
@@ -221,15 +250,14 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// The failed-login counter under `key`, if any.
     async fn failure_count(&self, key: &str) -> Result<Option<FailureCount>, StoreError>;
 
-    /// Replaces the counter under `key` with `new` (`None` deletes it) only if it still is
-    /// `seen` (`None`: absent): a compare-and-swap, so concurrent attempts on any replica each
-    /// count. Returns whether it was replaced.
-    async fn swap_failure_count(
-        &self,
-        key: &str,
-        seen: Option<FailureCount>,
-        new: Option<FailureCount>,
-    ) -> Result<bool, StoreError>;
+    /// Counts one failure under `key` at `rule.now_ms`, in one atomic statement, unless `rule`
+    /// holds the key back; returns the new count, or `None` when held back (nothing written).
+    /// A counter whose last failure is older than `rule.forget_before_ms` starts again at 1.
+    async fn count_failure(&self, key: &str, rule: &FailureRule)
+        -> Result<Option<i64>, StoreError>;
+
+    /// Takes one failure back from the counter under `key`, or deletes it when `clear`.
+    async fn take_back_failure(&self, key: &str, clear: bool) -> Result<(), StoreError>;
 
     /// Deletes counters whose last failure is older than `before_ms`; returns how many.
     async fn forget_failure_counts(&self, before_ms: i64) -> Result<u64, StoreError>;
@@ -285,6 +313,25 @@ mod tests {
         );
         assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
         assert_eq!(redact("sqlite://data/g.db"), "sqlite://data/g.db");
+    }
+
+    #[test]
+    fn the_wait_doubles_from_one_second_until_it_reaches_the_maximum() {
+        let rule = |max_wait_ms| FailureRule {
+            now_ms: 0,
+            forget_before_ms: 0,
+            enforce: true,
+            free: 5,
+            max_wait_ms,
+        };
+        assert_eq!(
+            rule(900_000).doublings_to_max(),
+            10,
+            "512 s < 15 min <= 1024 s"
+        );
+        assert_eq!(rule(1_000).doublings_to_max(), 0);
+        assert_eq!(rule(0).doublings_to_max(), 0);
+        assert_eq!(rule(i64::MAX).doublings_to_max(), 40);
     }
 
     #[test]

@@ -5,8 +5,8 @@ use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 
 use super::sql::{self, unavailable};
 use super::{
-    identifier, Account, AccountPage, AccountStore, Credentials, FailureCount, ListQuery,
-    NewAccount, Revocation, RevocationFeed, StoreError, StoredEmail, ACQUIRE_TIMEOUT,
+    identifier, Account, AccountPage, AccountStore, Credentials, FailureCount, FailureRule,
+    ListQuery, NewAccount, Revocation, RevocationFeed, StoreError, StoredEmail, ACQUIRE_TIMEOUT,
 };
 use crate::clock::unix_millis;
 
@@ -210,13 +210,36 @@ impl AccountStore for PostgresStore {
         Ok(row.map(Into::into))
     }
 
-    async fn swap_failure_count(
+    async fn count_failure(
         &self,
         key: &str,
-        seen: Option<FailureCount>,
-        new: Option<FailureCount>,
-    ) -> Result<bool, StoreError> {
-        sql::swap_failure_count(&self.pool, key, seen, new).await
+        rule: &FailureRule,
+    ) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar(sql::COUNT_FAILURE)
+            .bind(key)
+            .bind(rule.now_ms)
+            .bind(rule.forget_before_ms)
+            .bind(i64::from(rule.enforce))
+            .bind(rule.free)
+            .bind(rule.doublings_to_max())
+            .bind(rule.max_wait_ms)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn take_back_failure(&self, key: &str, clear: bool) -> Result<(), StoreError> {
+        let statement = if clear {
+            sql::CLEAR_FAILURES
+        } else {
+            sql::TAKE_BACK_FAILURE
+        };
+        sqlx::query(statement)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn forget_failure_counts(&self, before_ms: i64) -> Result<u64, StoreError> {

@@ -56,18 +56,31 @@ pub(super) const UPDATE_EMAIL: &str =
 pub(super) const SELECT_FAILURES: &str =
     "SELECT failures, last_failure FROM login_failures WHERE key = $1";
 
-/// Binds: key, failures, last_failure. Affects no row if another attempt created it first.
-pub(super) const INSERT_FAILURES: &str =
-    "INSERT INTO login_failures (key, failures, last_failure) \
-     VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING";
+// One statement, so concurrent attempts on any replica each count and none slips past the
+// back-off: the row is locked while its condition is checked and it is updated. The wait is
+// min(1 s << (failures - free), max), the shift bounded by `FailureRule::doublings_to_max`.
+/// Binds: key, now, forget_before, enforce (0/1), free, doublings_to_max, max_wait.
+pub(super) const COUNT_FAILURE: &str = "INSERT INTO login_failures (key, failures, last_failure) \
+     VALUES ($1, 1, $2) \
+     ON CONFLICT (key) DO UPDATE SET \
+       failures = CASE WHEN login_failures.last_failure < $3 THEN 1 \
+                  ELSE login_failures.failures + 1 END, \
+       last_failure = $2 \
+     WHERE $4 = 0 \
+        OR login_failures.last_failure < $3 \
+        OR login_failures.failures < $5 \
+        OR login_failures.last_failure + CASE \
+             WHEN login_failures.failures - $5 >= $6 THEN $7 \
+             ELSE 1000 * (CAST(1 AS BIGINT) << CAST(login_failures.failures - $5 AS INTEGER)) \
+           END <= $2 \
+     RETURNING failures";
 
-/// Binds: key, seen failures, seen last_failure, new failures, new last_failure.
-pub(super) const UPDATE_FAILURES: &str = "UPDATE login_failures \
-     SET failures = $4, last_failure = $5 WHERE key = $1 AND failures = $2 AND last_failure = $3";
+/// Binds: key.
+pub(super) const TAKE_BACK_FAILURE: &str =
+    "UPDATE login_failures SET failures = failures - 1 WHERE key = $1 AND failures > 0";
 
-/// Binds: key, seen failures, seen last_failure.
-pub(super) const DELETE_FAILURES: &str =
-    "DELETE FROM login_failures WHERE key = $1 AND failures = $2 AND last_failure = $3";
+/// Binds: key.
+pub(super) const CLEAR_FAILURES: &str = "DELETE FROM login_failures WHERE key = $1";
 
 /// Binds: before (Unix ms).
 pub(super) const FORGET_FAILURES: &str = "DELETE FROM login_failures WHERE last_failure < $1";
@@ -163,59 +176,6 @@ impl From<FailureRow> for FailureCount {
             failures: row.failures,
             last_failure_ms: row.last_failure,
         }
-    }
-}
-
-/// Runs the compare-and-swap of [`AccountStore::swap_failure_count`] on any executor.
-pub(super) async fn swap_failure_count<'e, E, DB>(
-    executor: E,
-    key: &str,
-    seen: Option<FailureCount>,
-    new: Option<FailureCount>,
-) -> Result<bool, StoreError>
-where
-    E: sqlx::Executor<'e, Database = DB>,
-    DB: sqlx::Database,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    <DB as sqlx::Database>::QueryResult: RowsAffected,
-{
-    let query = match (seen, new) {
-        (None, None) => return Ok(true),
-        (None, Some(new)) => sqlx::query(INSERT_FAILURES)
-            .bind(key)
-            .bind(new.failures)
-            .bind(new.last_failure_ms),
-        (Some(seen), Some(new)) => sqlx::query(UPDATE_FAILURES)
-            .bind(key)
-            .bind(seen.failures)
-            .bind(seen.last_failure_ms)
-            .bind(new.failures)
-            .bind(new.last_failure_ms),
-        (Some(seen), None) => sqlx::query(DELETE_FAILURES)
-            .bind(key)
-            .bind(seen.failures)
-            .bind(seen.last_failure_ms),
-    };
-    let done = query.execute(executor).await.map_err(unavailable)?;
-    Ok(done.rows() == 1)
-}
-
-/// The affected-row count of either database's query result.
-pub(super) trait RowsAffected {
-    fn rows(&self) -> u64;
-}
-
-impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
-    fn rows(&self) -> u64 {
-        self.rows_affected()
-    }
-}
-
-impl RowsAffected for sqlx::postgres::PgQueryResult {
-    fn rows(&self) -> u64 {
-        self.rows_affected()
     }
 }
 

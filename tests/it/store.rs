@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse::store::{
-    self, AccountStore, FailureCount, ListQuery, NewAccount, Revocation, Role, StoreError,
+    self, AccountStore, FailureRule, ListQuery, NewAccount, Revocation, Role, StoreError,
     TakenField,
 };
 
@@ -55,7 +55,7 @@ contract!(
     reopening_keeps_accounts_and_reruns_migrations,
     feed_hears_revocations_from_another_replica,
     ping_answers,
-    failure_counts_swap_only_from_what_was_seen,
+    failure_counts_count_atomically_and_hold_back_past_the_free_ones,
 );
 
 /// A dummy hash: the store never looks inside it.
@@ -542,62 +542,77 @@ fn with_database_replaces_only_the_name() {
     );
 }
 
-/// The login back-off's compare-and-swap: a swap lands only from the value it saw, so of many
-/// concurrent increments from one reading exactly one lands; old counters are forgotten.
-async fn failure_counts_swap_only_from_what_was_seen(url: &str) {
+/// The login back-off's counter: one conditional upsert, so of many concurrent failures each
+/// counts until the free ones are spent and then none; forgotten after the memory.
+async fn failure_counts_count_atomically_and_hold_back_past_the_free_ones(url: &str) {
     let store = open(url).await;
-    let count = |failures, last_failure_ms| FailureCount {
-        failures,
-        last_failure_ms,
+    let rule = |now_ms, enforce| FailureRule {
+        now_ms,
+        forget_before_ms: now_ms - 60_000,
+        enforce,
+        free: 3,
+        max_wait_ms: 10_000,
     };
     assert_eq!(store.failure_count("k").await.unwrap(), None);
-    assert!(store
-        .swap_failure_count("k", None, Some(count(1, 10)))
-        .await
-        .unwrap());
-    assert!(
-        !store
-            .swap_failure_count("k", None, Some(count(1, 11)))
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let store = Arc::clone(&store);
+        racers.spawn(async move { store.count_failure("k", &rule(1_000, true)).await.unwrap() });
+    }
+    let mut counted: Vec<i64> = racers.join_all().await.into_iter().flatten().collect();
+    counted.sort_unstable();
+    assert_eq!(counted, [1, 2, 3], "exactly the free three count");
+    let held = store.failure_count("k").await.unwrap().unwrap();
+    assert_eq!((held.failures, held.last_failure_ms), (3, 1_000));
+
+    // 3 failures, free 3: the wait is 1 s from the last failure, then 2 s from the next.
+    assert_eq!(
+        store.count_failure("k", &rule(1_999, true)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.count_failure("k", &rule(2_000, true)).await.unwrap(),
+        Some(4)
+    );
+    assert_eq!(
+        store.count_failure("k", &rule(3_999, true)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.count_failure("k", &rule(4_000, true)).await.unwrap(),
+        Some(5)
+    );
+    // Not enforced (a network with no failures on the account): counted regardless.
+    assert_eq!(
+        store.count_failure("k", &rule(4_001, false)).await.unwrap(),
+        Some(6)
+    );
+    // Far past: the wait is capped at max_wait (10 s), and past the memory it starts again.
+    assert_eq!(
+        store.count_failure("k", &rule(14_001, true)).await.unwrap(),
+        Some(7)
+    );
+    assert_eq!(
+        store
+            .count_failure("k", &rule(100_000, true))
             .await
             .unwrap(),
-        "created by someone else first"
+        Some(1)
     );
-    assert_eq!(store.failure_count("k").await.unwrap(), Some(count(1, 10)));
 
-    let seen = Some(count(1, 10));
-    let mut racers = tokio::task::JoinSet::new();
-    for i in 0..10 {
-        let store = Arc::clone(&store);
-        racers.spawn(async move {
-            store
-                .swap_failure_count("k", seen, Some(count(2, 20 + i)))
-                .await
-                .unwrap()
-        });
-    }
-    let won = racers.join_all().await.into_iter().filter(|&w| w).count();
-    assert_eq!(won, 1);
-    let now = store.failure_count("k").await.unwrap().unwrap();
-    assert_eq!(now.failures, 2);
-
-    assert!(
-        !store.swap_failure_count("k", seen, None).await.unwrap(),
-        "stale delete"
+    store.take_back_failure("k", false).await.unwrap();
+    assert_eq!(store.failure_count("k").await.unwrap().unwrap().failures, 0);
+    store.take_back_failure("k", false).await.unwrap();
+    assert_eq!(
+        store.failure_count("k").await.unwrap().unwrap().failures,
+        0,
+        "never below 0"
     );
-    assert!(store
-        .swap_failure_count("k", Some(now), None)
-        .await
-        .unwrap());
+    store.take_back_failure("k", true).await.unwrap();
     assert_eq!(store.failure_count("k").await.unwrap(), None);
 
-    store
-        .swap_failure_count("old", None, Some(count(3, 100)))
-        .await
-        .unwrap();
-    store
-        .swap_failure_count("new", None, Some(count(3, 200)))
-        .await
-        .unwrap();
+    store.count_failure("old", &rule(100, true)).await.unwrap();
+    store.count_failure("new", &rule(200, true)).await.unwrap();
     assert_eq!(store.forget_failure_counts(150).await.unwrap(), 1);
     assert_eq!(store.failure_count("old").await.unwrap(), None);
     assert!(store.failure_count("new").await.unwrap().is_some());

@@ -33,6 +33,8 @@ pub enum ProxyError {
     CorsForbidden(&'static str),
     #[error("registration is closed: an operator creates accounts")]
     RegistrationClosed,
+    #[error("{0}: refused, since servers would read it differently")]
+    AmbiguousPath(crate::request::PathError),
     #[error("{1}")]
     InvalidField(Invalid, String),
     #[error("{}", taken_code(*.0))]
@@ -86,6 +88,7 @@ impl ProxyError {
             | ProxyError::CorsForbidden(_)
             | ProxyError::RegistrationClosed => StatusCode::FORBIDDEN,
             ProxyError::BadRequest(_)
+            | ProxyError::AmbiguousPath(_)
             | ProxyError::RefusedHead(_)
             | ProxyError::InvalidField(..) => StatusCode::BAD_REQUEST,
             ProxyError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
@@ -117,6 +120,7 @@ impl ProxyError {
             ProxyError::Forbidden(_) => "forbidden",
             ProxyError::CorsForbidden(_) => "cors_forbidden",
             ProxyError::RegistrationClosed => "registration_closed",
+            ProxyError::AmbiguousPath(_) => "ambiguous_path",
             ProxyError::BadRequest(_) | ProxyError::RefusedHead(_) => "bad_request",
             ProxyError::UriTooLong { .. } => "uri_too_long",
             ProxyError::TooManyHeaders { .. } | ProxyError::HeadTooLarge { .. } => {

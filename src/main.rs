@@ -8,9 +8,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use gatehouse::cli::{accounts, email_check};
+use gatehouse::cli::{accounts, email_check, explain};
 use gatehouse::server::{self, ServerOptions, ServerTls};
-use gatehouse::store::{self, AccountStore};
+use gatehouse::store::{self, AccountStore, Role};
 use gatehouse::{config, reload, Settings};
 
 #[global_allocator]
@@ -36,6 +36,34 @@ enum Command {
     Serve,
     /// Validate a config file: exit 0, or 1 printing PATH:LINE:COLUMN: what is wrong.
     Check,
+    /// Print what the config's access rules decide for one request: `allow`, `deny 401`,
+    /// `deny 403` or `signin` (`deny 400` for a refused path), then the deciding route as
+    /// FILE:LINE:COLUMN or `service default`.
+    Explain {
+        /// The request's Host.
+        #[arg(long)]
+        host: String,
+        /// The request's method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The request's path, as the client sends it.
+        #[arg(long)]
+        path: String,
+        /// A signed-in caller with this role (user or admin).
+        #[arg(
+            long,
+            value_enum,
+            required_unless_present = "anonymous",
+            conflicts_with = "anonymous"
+        )]
+        role: Option<RoleArg>,
+        /// An anonymous caller.
+        #[arg(long)]
+        anonymous: bool,
+        /// A browser opening a page (GET/HEAD accepting HTML): anonymous is sent to sign in.
+        #[arg(long)]
+        html: bool,
+    },
     /// Administer accounts in the store (`DATABASE_URL` or the config's `database.url`).
     Accounts {
         #[command(subcommand)]
@@ -94,6 +122,12 @@ enum AccountsCommand {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    User,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     Human,
     Json,
@@ -113,6 +147,35 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Check => check(&config_path),
+        Command::Explain {
+            host,
+            method,
+            path,
+            role,
+            anonymous: _,
+            html,
+        } => {
+            let question = explain::Question {
+                host,
+                method,
+                path,
+                role: role.map(|role| match role {
+                    RoleArg::User => Role::User,
+                    RoleArg::Admin => Role::Admin,
+                }),
+                html,
+            };
+            match explain::explain(&config_path, &question) {
+                Ok([decision, route]) => {
+                    println!("{decision}\n{route}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("gatehouse explain: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve => {
             init_logging(cli.log_format);
             let served = serve(config_path);

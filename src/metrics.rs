@@ -85,6 +85,7 @@ pub struct Metrics {
     upstream: IntCounterVec,
     backend_up: IntGaugeVec,
     health_checks: IntCounterVec,
+    access: IntCounterVec,
     auth_failures: [IntCounter; 4],
     logins: [IntCounter; 3],
     reloads: [IntCounter; 2],
@@ -130,6 +131,12 @@ impl Metrics {
             "Active health checks sent to backends, by result.",
             &["service", "backend", "result"],
         );
+        let access = counter_vec(
+            &registry,
+            "gatehouse_access_decisions_total",
+            "Access decisions on proxied requests, by service, route (its index in the service's routes, or default) and result.",
+            &["service", "route", "result"],
+        );
         let auth_failures = counter_vec(
             &registry,
             "gatehouse_auth_failures_total",
@@ -169,8 +176,26 @@ impl Metrics {
             upstream,
             backend_up,
             health_checks,
+            access,
             connections,
             control,
+        }
+    }
+
+    /// The access-decision counters of a service with `routes` routes, for a new snapshot.
+    pub fn access(&self, service: &str, routes: usize) -> AccessMetrics {
+        let labels = (0..routes)
+            .map(|index| index.to_string())
+            .chain(["default".to_string()]);
+        AccessMetrics {
+            by_route: labels
+                .map(|route| {
+                    AccessResult::ALL.map(|result| {
+                        self.access
+                            .with_label_values(&[service, &route, result.as_str()])
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -278,6 +303,54 @@ impl ServiceMetrics {
     pub fn record(&self, method: MethodSlot, status: StatusCode, elapsed: Duration) {
         self.by_method[method.0].inc(status);
         self.duration.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The outcome of an access decision: the `result` label of `gatehouse_access_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessResult {
+    /// Let through.
+    Allow,
+    /// No valid credentials (401).
+    Deny401,
+    /// Signed in, but the role may not (403).
+    Deny403,
+    /// A browser sent to the sign-in page.
+    SignIn,
+}
+
+impl AccessResult {
+    const ALL: [AccessResult; 4] = [
+        AccessResult::Allow,
+        AccessResult::Deny401,
+        AccessResult::Deny403,
+        AccessResult::SignIn,
+    ];
+
+    /// The label value (and `gatehouse explain`'s first word).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessResult::Allow => "allow",
+            AccessResult::Deny401 => "deny_401",
+            AccessResult::Deny403 => "deny_403",
+            AccessResult::SignIn => "signin",
+        }
+    }
+}
+
+/// A service's access-decision counters: one per route (then the default) and result.
+#[derive(Debug)]
+pub struct AccessMetrics {
+    by_route: Box<[[IntCounter; 4]]>,
+}
+
+impl AccessMetrics {
+    /// Counts one decision; `route` is `None` for the service's default.
+    pub fn record(&self, route: Option<usize>, result: AccessResult) {
+        let slot = route
+            .filter(|&r| r + 1 < self.by_route.len())
+            .unwrap_or(self.by_route.len() - 1);
+        self.by_route[slot][result as usize].inc();
     }
 }
 

@@ -7,22 +7,21 @@ use std::time::Duration;
 use http::uri::Authority;
 
 use crate::balancer::{Backend, BackendState, Balancer};
-use crate::config::{EjectionSettings, HealthCheckSettings, Limits, ServiceAuth, ServiceSettings};
-use crate::metrics::{Metrics, ServiceMetrics};
-use crate::policy::{BodyLimits, BodyPace, Policy, RetryBudget};
+use crate::config::{EjectionSettings, HealthCheckSettings, Limits, ServiceSettings};
+use crate::metrics::{AccessMetrics, Metrics, ServiceMetrics};
+use crate::policy::{AccessRules, BodyLimits, BodyPace, Policy, RetryBudget};
 // Public here for what builds services outside the crate (the fuzz targets).
 pub use crate::policy::IdentityHeaders;
-use crate::store::Role;
 
 /// A routed pool of backends with its policy.
 #[derive(Debug)]
 pub struct Service {
     /// Name from the config (metrics and logs); shared so a request can keep it cheaply.
     pub name: Arc<str>,
-    /// Whether a token is required.
-    pub auth: ServiceAuth,
-    /// Roles allowed through, when restricted.
-    pub roles: Option<Box<[Role]>>,
+    /// Who may pass: the routes, then the service's own `auth` and `roles`.
+    pub access: AccessRules,
+    /// Access decisions counted by route and result.
+    pub access_metrics: AccessMetrics,
     /// Whether the client's `Authorization` header is passed to the backends.
     pub forward_authorization: bool,
     /// Whether `TRACE` is forwarded (otherwise 405).
@@ -92,8 +91,8 @@ impl Service {
             .filter(|p| p.health_check == settings.health_check && p.ejection == settings.ejection);
         Service {
             name: name.into(),
-            auth: settings.auth,
-            roles: settings.roles.as_ref().map(|roles| roles.0.clone().into()),
+            access: AccessRules::from_settings(settings),
+            access_metrics: context.metrics.access(name, settings.routes.len()),
             forward_authorization: settings.forward_authorization,
             allow_trace: settings.allow_trace,
             identity_headers: Arc::clone(context.identity_headers),

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::Path;
 
+use super::locate::{locate, Step};
+use super::routes::first_unreachable;
 use super::schema::Settings;
 use super::values::with_scope;
 
@@ -49,7 +51,47 @@ pub fn parse_str(text: &str, label: &str) -> Result<Settings, ConfigError> {
             message: "the config file is empty: it needs at least `services:`".to_string(),
         });
     }
-    with_scope(|| serde_yaml_ng::from_str::<Settings>(text)).map_err(|e| from_yaml(e, label, text))
+    let settings = with_scope(|| serde_yaml_ng::from_str::<Settings>(text))
+        .map_err(|e| from_yaml(e, label, text))?;
+    check_routes(&settings, text, label)?;
+    Ok(settings)
+}
+
+/// Refuses a route that can never match because an earlier route of its service covers its
+/// path and methods: a rule an operator wrote but Gatehouse would never apply.
+fn check_routes(settings: &Settings, text: &str, label: &str) -> Result<(), ConfigError> {
+    for (index, service) in settings.services.iter().enumerate() {
+        let Some((later, earlier)) = first_unreachable(&service.routes) else {
+            continue;
+        };
+        let at = |route| route_location(text, index, route);
+        let earlier_at = at(earlier).map_or(String::new(), |(line, _)| format!(" (line {line})"));
+        return Err(ConfigError {
+            path: label.to_string(),
+            location: at(later).or(Some((1, 1))),
+            message: format!(
+                "this route of service {} can never match: route {}{earlier_at} comes first and \
+                 covers its path {} and its methods",
+                service.name.0,
+                earlier + 1,
+                service.routes[later].path.0
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Line and column of `services[service].routes[route]` in the config text.
+pub fn route_location(text: &str, service: usize, route: usize) -> Option<(usize, usize)> {
+    locate(
+        text,
+        &[
+            Step::Key("services"),
+            Step::Index(service),
+            Step::Key("routes"),
+            Step::Index(route),
+        ],
+    )
 }
 
 fn from_yaml(error: serde_yaml_ng::Error, label: &str, text: &str) -> ConfigError {

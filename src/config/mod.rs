@@ -6,12 +6,16 @@
 //! the per-service traffic settings (health, retries, timeouts, CORS, rate limits).
 
 mod load;
+mod locate;
+mod routes;
 mod rules;
 mod schema;
 mod traffic;
 mod values;
 
-pub use load::{load, parse_str, ConfigError};
+pub use load::{load, parse_str, route_location, ConfigError};
+pub use locate::{locate, Step};
+pub use routes::{covers as route_covers, RoutePath, RouteSettings};
 pub use rules::parse_duration;
 pub use schema::{
     AccountsPageAccess, AuthLimits, AuthSettings, BackendSettings, DatabaseSettings, JwtAlgorithm,

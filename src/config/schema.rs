@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::routes::RouteSettings;
 use super::rules;
 use super::traffic::{
     CorsSettings, EjectionSettings, HealthCheckSettings, MaxBody, RateLimitSettings, RetrySettings,
@@ -425,6 +426,9 @@ pub struct ServiceSettings {
     /// `0`: streamed from the first byte.
     #[serde(default)]
     pub request_buffering: BufferSize,
+    /// Access rules per path and method, first match wins; no match: `auth` and `roles`.
+    #[serde(default)]
+    pub routes: Vec<RouteSettings>,
     /// Browser cross-origin policy; absent = no CORS headers added.
     #[serde(default)]
     pub cors: Option<CorsSettings>,

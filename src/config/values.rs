@@ -62,7 +62,7 @@ impl<T> Visitor<'_> for StrVisitor<T> {
     }
 }
 
-fn deserialize_str<'de, D: Deserializer<'de>, T>(
+pub(super) fn deserialize_str<'de, D: Deserializer<'de>, T>(
     deserializer: D,
     expecting: &'static str,
     parse: fn(&str) -> Result<T, String>,

@@ -15,7 +15,10 @@ use std::time::Instant;
 
 use futures_util::FutureExt;
 
-use http::{header, HeaderValue, Method, Request, Response};
+use std::borrow::Cow;
+
+use http::uri::PathAndQuery;
+use http::{header, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -23,8 +26,9 @@ use crate::auth::{Auth, Identity};
 use crate::config::ServiceAuth;
 use crate::control;
 use crate::error::{ProxyBody, ProxyError};
-use crate::metrics;
-use crate::request::{ClientInfo, X_REQUEST_ID};
+use crate::metrics::{self, AccessResult};
+use crate::policy::{decide, Rule};
+use crate::request::{normalize_path, ClientInfo, X_REQUEST_ID};
 use crate::service::Service;
 use crate::state::{AppState, Worker};
 use access_log::AccessRecord;
@@ -138,7 +142,7 @@ async fn handle_inner(
 async fn proxy(
     worker: &Worker,
     service: &Service,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     client: &ClientInfo,
     outcome: &mut Outcome,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -152,10 +156,8 @@ async fn proxy(
     }
     let ip = client.ip(request.headers());
     policy.admit(&request, ip)?;
-    outcome.user = match service.auth {
-        ServiceAuth::Required => Some(authorize(&worker.state.auth, service, &request)?),
-        ServiceAuth::None => None,
-    };
+    let rule = rule_for(service, &mut request)?;
+    outcome.user = authorize(&worker.state.auth, service, &rule, &request)?;
     let identity = outcome.user.as_deref();
     policy.admit_identity(identity, ip)?;
     // Boxed, as is the control plane's future below: hyper keeps a connection's handler future
@@ -190,20 +192,63 @@ fn refuse_method(service: &Service, method: &Method) -> Option<Response<ProxyBod
     })
 }
 
-/// The request's verified identity, if its role may use `service`. CPU only: revocations are
-/// checked against memory, not the store.
+/// The access rule for the request. A service with routes decides on the normalised path, and
+/// forwards that same path (the query untouched), so the rule and the backend never read the
+/// path differently; a path normalisation cannot make safe is refused (400).
+fn rule_for<'s, B>(service: &'s Service, request: &mut Request<B>) -> Result<Rule<'s>, ProxyError> {
+    if !service.access.has_routes() {
+        return Ok(service.access.rule(request.method(), request.uri().path()));
+    }
+    let path = request.uri().path();
+    let normalized = normalize_path(path).map_err(ProxyError::AmbiguousPath)?;
+    if let Cow::Owned(normalized) = normalized {
+        let uri = with_path(request.uri(), &normalized)?;
+        *request.uri_mut() = uri;
+    }
+    Ok(service.access.rule(request.method(), request.uri().path()))
+}
+
+/// `uri` with its path replaced (scheme, authority and query kept).
+fn with_path(uri: &Uri, path: &str) -> Result<Uri, ProxyError> {
+    let mut parts = uri.clone().into_parts();
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    parts.path_and_query = Some(
+        PathAndQuery::try_from(path_and_query)
+            .map_err(|_| ProxyError::BadRequest("the normalised path is not a valid target"))?,
+    );
+    Uri::from_parts(parts)
+        .map_err(|_| ProxyError::BadRequest("the normalised path is not a valid target"))
+}
+
+/// The request's verified identity when `rule` needs one and its role may pass; counted by
+/// route and result. CPU only: revocations are checked against memory, not the store.
 fn authorize<B>(
     auth: &Auth,
     service: &Service,
+    rule: &Rule<'_>,
     request: &Request<B>,
-) -> Result<Arc<Identity>, ProxyError> {
-    let identity = auth.authenticate(request.headers())?;
-    if let Some(roles) = &service.roles {
-        if !roles.contains(&identity.claims.role) {
-            return Err(ProxyError::Forbidden(service.name.to_string()));
-        }
+) -> Result<Option<Arc<Identity>>, ProxyError> {
+    let identity = match rule.auth {
+        ServiceAuth::None => None,
+        ServiceAuth::Required => match auth.authenticate(request.headers()) {
+            Ok(identity) => Some(identity),
+            Err(refused) => {
+                service
+                    .access_metrics
+                    .record(rule.route, AccessResult::Deny401);
+                return Err(refused.into());
+            }
+        },
+    };
+    let result = decide(rule, identity.as_ref().map(|i| i.claims.role), false);
+    service.access_metrics.record(rule.route, result);
+    match result {
+        AccessResult::Deny403 => Err(ProxyError::Forbidden(service.name.to_string())),
+        _ => Ok(identity),
     }
-    Ok(identity)
 }
 
 /// The text a panic was raised with, for the log.

@@ -1,5 +1,5 @@
-//! Per-service request policy applied around forwarding: CORS, security headers, rate limits and
-//! the declared request body size.
+//! Per-service request policy applied around forwarding: who may pass (`access`: routes, auth,
+//! roles), CORS, security headers, rate limits and the declared request body size.
 //!
 //! The handler asks, in order: [`Policy::allowed_origin`] (remembered for the response),
 //! [`Policy::preflight`] (answered here, before authentication), [`Policy::admit`] (before
@@ -13,6 +13,7 @@
 //! by a [`BodyClock`] (which the control plane uses for the bodies it reads too); which requests it may retry, and how many, is
 //! [`retry`]'s to say.
 
+pub(crate) mod access;
 mod body_clock;
 mod body_limits;
 mod cors;
@@ -21,6 +22,7 @@ mod rate;
 pub(crate) mod retry;
 mod security;
 
+pub use access::{decide, AccessRules, Rule};
 pub use body_clock::{BodyClock, SlowBody};
 pub use body_limits::{BodyLimits, BodyPace};
 pub use identity_headers::IdentityHeaders;

@@ -7,6 +7,7 @@ mod client;
 mod host;
 mod id;
 mod network;
+mod path;
 mod slot;
 
 pub use caller::Caller;
@@ -14,4 +15,5 @@ pub use client::{ip_header_value, ClientInfo};
 pub use host::request_host;
 pub use id::{RequestIds, X_REQUEST_ID};
 pub use network::ClientNetwork;
+pub use path::{normalize_path, PathError};
 pub use slot::ConnectionSlot;

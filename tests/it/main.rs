@@ -47,6 +47,7 @@ mod pooling;
 mod probe;
 mod ready;
 mod replicas;
+mod routes;
 mod routing;
 mod slow_bodies;
 mod smuggling;

@@ -15,14 +15,14 @@ pub use load::{load, parse_str, ConfigError};
 pub use rules::parse_duration;
 pub use schema::{
     AccountsPageAccess, AuthLimits, AuthSettings, BackendSettings, DatabaseSettings, JwtAlgorithm,
-    JwtSettings, Limits, MinBodyRate, Registration, ServiceAuth, ServiceSettings, Settings,
-    Strategy, TlsSettings,
+    JwtSettings, Limits, MinBodyRate, Registration, ServiceAuth, ServiceSettings, SessionSettings,
+    Settings, Strategy, TlsSettings,
 };
 pub use traffic::{
     CorsSettings, EjectionSettings, HealthCheckSettings, RateLimitKey, RateLimitSettings,
     RetrySettings, TimeoutSettings,
 };
 pub use values::{
-    BackendUrl, Bounded, BufferSize, HostName, IdentityHeader, ProxyNet, ServiceName, Size, Weight,
-    Workers,
+    BackendUrl, Bounded, BufferSize, CookieDomain, CookieName, HostName, IdentityHeader, ProxyNet,
+    ServiceName, Size, Weight, Workers,
 };

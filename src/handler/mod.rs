@@ -26,6 +26,7 @@ use crate::error::{ProxyBody, ProxyError};
 use crate::metrics;
 use crate::request::{ClientInfo, X_REQUEST_ID};
 use crate::service::Service;
+use crate::signin;
 use crate::state::{AppState, Worker};
 use access_log::AccessRecord;
 
@@ -127,6 +128,10 @@ async fn handle_inner(
         return Ok(refused);
     }
     match service {
+        // Gatehouse's own sign-in paths, on every service's host; never forwarded.
+        Some(_) if signin::owns(request.uri().path()) => {
+            Box::pin(signin::handle(request, &worker.state, client)).await
+        }
         Some(service) => proxy(worker, &service, request, client, outcome).await,
         None => Box::pin(control::handle(request, &worker.state, client)).await,
     }
@@ -153,7 +158,13 @@ async fn proxy(
     let ip = client.ip(request.headers());
     policy.admit(&request, ip)?;
     outcome.user = match service.auth {
-        ServiceAuth::Required => Some(authorize(&worker.state.auth, service, &request)?),
+        ServiceAuth::Required => Some(match authorize(&worker.state.auth, service, &request) {
+            // A browser without a (valid) session is sent to the sign-in form; others get 401.
+            Err(error @ (ProxyError::MissingToken | ProxyError::InvalidToken(_))) => {
+                return signin::redirect_for(&request).ok_or(error);
+            }
+            identity => identity?,
+        }),
         ServiceAuth::None => None,
     };
     let identity = outcome.user.as_deref();
@@ -190,14 +201,15 @@ fn refuse_method(service: &Service, method: &Method) -> Option<Response<ProxyBod
     })
 }
 
-/// The request's verified identity, if its role may use `service`. CPU only: revocations are
+/// The request's verified identity (bearer token, else session cookie), if its role may use
+/// `service`. CPU only: revocations are
 /// checked against memory, not the store.
 fn authorize<B>(
     auth: &Auth,
     service: &Service,
     request: &Request<B>,
 ) -> Result<Arc<Identity>, ProxyError> {
-    let identity = auth.authenticate(request.headers())?;
+    let identity = auth.authenticate_request(request.headers())?;
     if let Some(roles) = &service.roles {
         if !roles.contains(&identity.claims.role) {
             return Err(ProxyError::Forbidden(service.name.to_string()));

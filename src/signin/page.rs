@@ -1,5 +1,6 @@
 //! The sign-in page (`signin.html`): a form that works without JavaScript, rendered per request
-//! with every value HTML-escaped, and sent with the accounts page's lock-down headers. Its CSP
+//! with every value HTML-escaped, and sent with the accounts page's lock-down headers (but
+//! `Referrer-Policy: same-origin`, see `render`). Its CSP
 //! allows no script at all, the inline style only by its SHA-256 hash (computed from the asset,
 //! so it cannot go stale), and forms posting only to this origin, plus the origin of an
 //! absolute `rd` (Chromium applies `form-action` to the redirect that follows the post).
@@ -110,7 +111,10 @@ pub(super) fn render(
     let fixed = [
         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer` as on the accounts page: under it browsers send `Origin: null` with
+        // the form's post, which the CSRF check must refuse. `same-origin` still keeps the URL
+        // (its `rd`) from every other site.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::CACHE_CONTROL, "no-store"),
     ];
@@ -256,7 +260,7 @@ mod tests {
         let header = |name: &str| response.headers()[name].to_str().unwrap().to_string();
         assert_eq!(header("content-type"), "text/html; charset=utf-8");
         assert_eq!(header("x-content-type-options"), "nosniff");
-        assert_eq!(header("referrer-policy"), "no-referrer");
+        assert_eq!(header("referrer-policy"), "same-origin");
         assert_eq!(header("x-frame-options"), "DENY");
         assert_eq!(header("cache-control"), "no-store");
         assert!(header("content-security-policy").starts_with("default-src 'none';"));

@@ -48,6 +48,7 @@ mod probe;
 mod ready;
 mod replicas;
 mod routing;
+mod signin;
 mod slow_bodies;
 mod smuggling;
 mod store;

@@ -951,3 +951,57 @@ async fn a_person_signs_in_once_for_two_services_and_signs_out_in_chromium() {
     assert_eq!(width, 1280);
     eprintln!("sign-in browser findings: {line}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Config
+
+#[test]
+fn session_keys_are_checked_with_line_and_column() {
+    let base = |session: &str| format!("auth:\n  session:\n{session}services: []\n");
+    for (session, at, phrase) in [
+        (
+            "    cookie_domain: .my-company.com\n",
+            "t.yaml:3:20:",
+            "leading dot",
+        ),
+        (
+            "    cookie_domain: localhost\n",
+            "t.yaml:3:20:",
+            "two labels",
+        ),
+        (
+            "    cookie_name: gatehouse_csrf\n",
+            "t.yaml:3:18:",
+            "gatehouse_csrf",
+        ),
+        (
+            "    cookie_name: a;b\n",
+            "t.yaml:3:18:",
+            "invalid cookie name",
+        ),
+        ("    ttl: 0s\n", "t.yaml:3:10:", "greater than zero"),
+        ("    cookie: x\n", "t.yaml:3:5:", "unknown field `cookie`"),
+    ] {
+        let error = gatehouse::config::parse_str(&base(session), "t.yaml")
+            .expect_err(session)
+            .to_string();
+        assert!(
+            error.starts_with(at) && error.contains(phrase),
+            "{session}: {error}"
+        );
+    }
+    let settings = gatehouse::config::parse_str("services: []\n", "t.yaml").unwrap();
+    let session = &settings.auth.session;
+    assert_eq!(session.cookie_name.0, "gatehouse_session");
+    assert_eq!(session.cookie_domain, None);
+    assert_eq!(session.ttl, Duration::from_secs(12 * 3600));
+    let text = base("    cookie_domain: My-Company.com\n");
+    let settings = gatehouse::config::parse_str(&text, "t.yaml").unwrap();
+    let domain = settings
+        .auth
+        .session
+        .cookie_domain
+        .as_ref()
+        .map(|d| d.0.as_str());
+    assert_eq!(domain, Some("my-company.com"));
+}

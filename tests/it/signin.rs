@@ -238,6 +238,11 @@ async fn scripts_posts_and_bad_tokens_get_401_json_never_a_redirect() {
         bad_token.header("www-authenticate"),
         "Bearer error=\"invalid_token\""
     );
+    // The contrast: the same path loaded as a page is sent to the form.
+    let page = client
+        .send(request("GET", S1, "/api", &[("accept", BROWSER)]))
+        .await;
+    assert_eq!(page.status, 302, "{}", page.text());
     // An open service forwards anonymous page loads as before.
     let open = client
         .send(request("GET", OPEN, "/page", &[("accept", BROWSER)]))

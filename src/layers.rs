@@ -26,6 +26,7 @@ const LAYERS: &[&[&str]] = &[
     &["router"],
     &["state"],
     &["control"],
+    &["signin"],
     &["handler"],
     &["server"],
     &["reload"],

@@ -17,6 +17,8 @@
 //! - `router`: Host header → service (the handler sends unclaimed hosts to `control`).
 //! - `state`: the live snapshot (`ArcSwap`) and what requests share.
 //! - `control`: control-plane endpoints (`/account`, `/login`, `/logout`, `/accounts`, …).
+//! - `signin`: browser sign-in on service hosts (`/.gatehouse/signin`, `signout`, `me`): the
+//!   form, the session cookie, CSRF and `rd` rules.
 //! - `handler`: one request end to end: limits, route, policy, forward, error → response, log.
 //! - `server`: worker threads, listeners, TLS, connections, drain, the admin listener.
 //! - `reload`: SIGHUP or a file change → new snapshot, swapped only if it builds.
@@ -44,6 +46,7 @@ pub mod request;
 pub mod router;
 pub mod server;
 pub mod service;
+mod signin;
 mod state;
 pub mod store;
 

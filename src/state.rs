@@ -87,9 +87,7 @@ pub struct Worker {
 impl Worker {
     /// A worker over `state` with a fresh upstream pool; call it on the runtime that serves.
     pub fn new(state: Arc<AppState>) -> Self {
-        Worker {
-            state,
-            forwarder: Forwarder::new(),
-        }
+        let forwarder = Forwarder::new(&state.auth.session.cookie_name.0);
+        Worker { state, forwarder }
     }
 }

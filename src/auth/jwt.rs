@@ -188,6 +188,16 @@ impl TokenKeys {
 
     /// A fresh signed token for `account`, valid from now for the configured lifetime.
     pub fn issue(&self, credentials: &Credentials) -> Result<(String, Claims), TokenError> {
+        self.issue_for(credentials, self.ttl)
+    }
+
+    /// A fresh signed token for `account`, valid from now for `ttl` (a browser session's
+    /// lifetime rather than an API token's).
+    pub fn issue_for(
+        &self,
+        credentials: &Credentials,
+        ttl: Duration,
+    ) -> Result<(String, Claims), TokenError> {
         let now = unix_secs();
         let account = &credentials.account;
         let claims = Claims {
@@ -199,7 +209,7 @@ impl TokenKeys {
             iat: now,
             nbf: now,
             // Any whole number of seconds is a valid `ttl`; past u64 it means "never".
-            exp: now.saturating_add(self.ttl.as_secs()),
+            exp: now.saturating_add(ttl.as_secs()),
             jti: format!("{:032x}", rand::random::<u128>()),
             generation: credentials.token_generation,
         };

@@ -7,11 +7,13 @@
 //! - `revocation`: in-memory deny-lists kept fresh from the store (no database call per request).
 //! - `throttle`: token buckets for login and registration per client network.
 //! - `lockout`: the login back-off from failures the store counts for every replica.
+//! - `login`: the credentials check `POST /login` and the sign-in form share; token revocation.
 //! - `runtime`: the thread that owns database connections and password hashing.
 
 pub mod cache;
 pub mod jwt;
 pub mod lockout;
+pub mod login;
 pub mod password;
 pub mod revocation;
 mod runtime;
@@ -22,13 +24,15 @@ use std::sync::Arc;
 
 use http::{header, HeaderMap};
 
-use crate::config::{AccountsPageAccess, AuthSettings, Registration};
+use crate::config::{AccountsPageAccess, AuthSettings, Registration, SessionSettings};
 use crate::metrics::{AuthFailure, LoginResult, Metrics};
+use crate::request::cookie;
 use crate::store::{self, AccountStore, StoreError};
 
 pub use cache::{Identity, TokenCache};
 pub use jwt::{Claims, KeyError, TokenError, TokenKeys};
 pub use lockout::{Attempt, Lockout};
+pub use login::LoginRefused;
 pub use password::Passwords;
 pub use revocation::Revocations;
 pub use runtime::ControlRuntime;
@@ -37,7 +41,7 @@ pub use throttle::{Throttle, Throttled};
 /// Why a request carries no usable identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    /// No `Authorization: Bearer` token at all.
+    /// No `Authorization: Bearer` token (nor session cookie, where one counts) at all.
     #[error("authentication required")]
     Missing,
     /// A token that failed verification or was revoked.
@@ -66,6 +70,8 @@ pub struct Auth {
     pub accounts_page: AccountsPageAccess,
     /// Who may register accounts over HTTP.
     pub registration: Registration,
+    /// The browser session cookie (`/.gatehouse/signin`).
+    pub session: SessionSettings,
     runtime: ControlRuntime,
     metrics: Metrics,
 }
@@ -123,6 +129,7 @@ impl Auth {
             store,
             accounts_page: settings.accounts_page,
             registration: settings.registration,
+            session: settings.session.clone(),
             runtime,
             metrics,
         };
@@ -134,7 +141,41 @@ impl Auth {
     /// signature is checked once per token (then cached until `exp`), revocation every time.
     /// A refusal is counted by reason.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
-        self.verify_bearer(headers).inspect_err(|error| {
+        self.counted(self.verify_token(bearer_token(headers)))
+    }
+
+    /// The identity of a proxied request: its bearer token when it has one, else its session
+    /// cookie (`auth.session.cookie_name`); neither is [`AuthError::Missing`]. Checked and
+    /// counted as [`Auth::authenticate`] does.
+    pub fn authenticate_request(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
+        if bearer_token(headers).is_some() {
+            return self.authenticate(headers);
+        }
+        self.counted(self.verify_token(self.session_token(headers)))
+    }
+
+    /// The identity of the request's session cookie alone, if it is valid. Not counted as a
+    /// refusal when it is not: the sign-in page asks this of every visitor.
+    pub fn session_identity(&self, headers: &HeaderMap) -> Option<Arc<Identity>> {
+        self.verify_token(self.session_token(headers)).ok()
+    }
+
+    /// The session cookie's value, if the request carries one.
+    pub fn session_token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        cookie(headers, &self.session.cookie_name.0).filter(|token| !token.is_empty())
+    }
+
+    /// A session token for `credentials`: an access token that lasts `auth.session.ttl`.
+    pub fn issue_session(&self, credentials: &store::Credentials) -> Result<String, TokenError> {
+        let (token, _) = self.keys.issue_for(credentials, self.session.ttl)?;
+        Ok(token)
+    }
+
+    fn counted(
+        &self,
+        result: Result<Arc<Identity>, AuthError>,
+    ) -> Result<Arc<Identity>, AuthError> {
+        result.inspect_err(|error| {
             self.metrics.auth_failure(match error {
                 AuthError::Missing => AuthFailure::Missing,
                 AuthError::Token(TokenError::Invalid) => AuthFailure::Invalid,
@@ -149,8 +190,8 @@ impl Auth {
         self.metrics.login(result);
     }
 
-    fn verify_bearer(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
-        let token = bearer_token(headers).ok_or(AuthError::Missing)?;
+    fn verify_token(&self, token: Option<&str>) -> Result<Arc<Identity>, AuthError> {
+        let token = token.ok_or(AuthError::Missing)?;
         let now = crate::clock::unix_secs();
         let identity = match self.verified.get(token, now) {
             Some(identity) => identity,

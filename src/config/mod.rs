@@ -19,14 +19,14 @@ pub use routes::{covers as route_covers, RoutePath, RouteSettings};
 pub use rules::parse_duration;
 pub use schema::{
     AccountsPageAccess, AuthLimits, AuthSettings, BackendSettings, DatabaseSettings, JwtAlgorithm,
-    JwtSettings, Limits, MinBodyRate, Registration, ServiceAuth, ServiceSettings, Settings,
-    Strategy, TlsSettings,
+    JwtSettings, Limits, MinBodyRate, Registration, ServiceAuth, ServiceSettings, SessionSettings,
+    Settings, Strategy, TlsSettings,
 };
 pub use traffic::{
     CorsSettings, EjectionSettings, HealthCheckSettings, RateLimitKey, RateLimitSettings,
     RetrySettings, TimeoutSettings,
 };
 pub use values::{
-    BackendUrl, Bounded, BufferSize, HostName, IdentityHeader, ProxyNet, ServiceName, Size, Weight,
-    Workers,
+    BackendUrl, Bounded, BufferSize, CookieDomain, CookieName, HostName, IdentityHeader, ProxyNet,
+    ServiceName, Size, Weight, Workers,
 };

@@ -223,6 +223,50 @@ pub(crate) fn check_host(text: &str) -> Result<String, String> {
     Ok(host)
 }
 
+/// The session cookie's domain: a DNS name of two labels or more (browsers refuse a `Domain`
+/// that is an IP address or a lone label), lowercase, without a leading dot.
+pub(crate) fn check_cookie_domain(text: &str) -> Result<String, String> {
+    if text.starts_with('.') {
+        return Err(format!(
+            "invalid cookie domain `{text}`: write it without the leading dot (it covers every host under it)"
+        ));
+    }
+    let domain = check_host(text)?;
+    let numeric = domain
+        .split('.')
+        .all(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    if !domain.contains('.') || numeric {
+        return Err(format!(
+            "invalid cookie domain `{text}`: must be a DNS name of two labels or more, like my-company.com"
+        ));
+    }
+    Ok(domain)
+}
+
+/// The session cookie's name: an RFC 6265 token (letters, digits and ``!#$%&'*+-.^_`|~``) of at
+/// most 64 characters; not `gatehouse_csrf` (the sign-in form's own cookie), and no `__Host-` or
+/// `__Secure-` prefix (their rules would silently drop the cookie on plain HTTP or with a domain).
+pub(crate) fn check_cookie_name(text: &str) -> Result<(), String> {
+    let token = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if text.is_empty() || text.len() > 64 || !token {
+        return Err(format!(
+            "invalid cookie name `{text}`: use 1 to 64 letters, digits and !#$%&'*+-.^_`|~"
+        ));
+    }
+    if text.eq_ignore_ascii_case("gatehouse_csrf") {
+        return Err("the cookie name `gatehouse_csrf` is the sign-in form's own".to_string());
+    }
+    let lower = text.to_ascii_lowercase();
+    if lower.starts_with("__host-") || lower.starts_with("__secure-") {
+        return Err(format!(
+            "invalid cookie name `{text}`: the __Host- and __Secure- prefixes are not supported"
+        ));
+    }
+    Ok(())
+}
+
 /// A service name becomes a metrics label, so it is short and plain; `control` is the control plane's.
 pub(crate) fn check_service_name(text: &str) -> Result<String, String> {
     let plain = text
@@ -351,6 +395,47 @@ mod tests {
         assert!(check_proxy_net("ten/8")
             .unwrap_err()
             .contains("invalid proxy address"));
+    }
+
+    #[test]
+    fn a_cookie_domain_is_a_lowercase_dns_name_of_two_labels_or_more() {
+        assert_eq!(
+            check_cookie_domain("My-Company.com").as_deref(),
+            Ok("my-company.com")
+        );
+        assert_eq!(check_cookie_domain("a.b.c").as_deref(), Ok("a.b.c"));
+        for bad in [
+            "localhost",
+            "10.0.0.1",
+            ".my-company.com",
+            "my company.com",
+            "x.com:80",
+        ] {
+            assert!(check_cookie_domain(bad).is_err(), "{bad}");
+        }
+        assert!(check_cookie_domain(".my-company.com")
+            .unwrap_err()
+            .contains("without the leading dot"));
+    }
+
+    #[test]
+    fn a_cookie_name_is_a_token_other_than_the_csrf_cookie() {
+        for good in ["gatehouse_session", "sid", "a.b-c~d"] {
+            assert_eq!(check_cookie_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a;b",
+            "a=b",
+            "caf\u{e9}",
+            "gatehouse_csrf",
+            "__Host-s",
+            "__secure-s",
+        ] {
+            assert!(check_cookie_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_cookie_name(&"a".repeat(65)).is_err());
     }
 
     #[test]

@@ -13,8 +13,8 @@ use super::traffic::{
     TimeoutSettings,
 };
 use super::values::{
-    BackendUrl, Bounded, BufferSize, Dur, HostName, IdentityHeader, NonEmpty, ProxyNet,
-    ServiceName, Size, Weight, Workers,
+    BackendUrl, Bounded, BufferSize, CookieDomain, CookieName, Dur, HostName, IdentityHeader,
+    NonEmpty, ProxyNet, ServiceName, Size, Weight, Workers,
 };
 use crate::store::Role;
 
@@ -208,6 +208,33 @@ pub struct AuthSettings {
     pub registration: Registration,
     /// Per-client rate limits on login and registration.
     pub limits: AuthLimits,
+    /// The browser session cookie of `/.gatehouse/signin`.
+    pub session: SessionSettings,
+}
+
+/// The browser session: `/.gatehouse/signin` sets a cookie holding a signed access token with
+/// this lifetime (instead of `jwt.ttl`), checked and revoked like any token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// The cookie's name.
+    pub cookie_name: CookieName,
+    /// When set, the cookie is sent to this domain and every host under it (single sign-on
+    /// across services), and `rd` may name such a host; otherwise it stays on the host that set it.
+    pub cookie_domain: Option<CookieDomain>,
+    /// How long a session lasts (the cookie's `Max-Age` and the token's `exp`).
+    #[serde(with = "dur")]
+    pub ttl: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            cookie_name: CookieName("gatehouse_session".to_string()),
+            cookie_domain: None,
+            ttl: Duration::from_secs(12 * 60 * 60),
+        }
+    }
 }
 
 /// How tokens are signed. The key comes from `GATEHOUSE_JWT_SECRET`, `secret_file` or `key_file`.

@@ -117,6 +117,30 @@ impl<'de> Deserialize<'de> for HostName {
     }
 }
 
+/// The session cookie's `Domain`: a host name (not a claim: services may claim it too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieDomain(pub String);
+
+impl<'de> Deserialize<'de> for CookieDomain {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str(d, "a domain like my-company.com", |s| {
+            rules::check_cookie_domain(s).map(CookieDomain)
+        })
+    }
+}
+
+/// A cookie name: an RFC 6265 token, not one Gatehouse uses for something else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieName(pub String);
+
+impl<'de> Deserialize<'de> for CookieName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str(d, "a cookie name like gatehouse_session", |s| {
+            rules::check_cookie_name(s).map(|()| CookieName(s.to_string()))
+        })
+    }
+}
+
 /// A service's name: a metrics label, unique, never `control`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceName(pub String);

@@ -1,4 +1,4 @@
-//! Reading a control-plane request body: JSON only, at most 16 KiB, no unknown fields, read
+//! Reading a control-plane request body (`read_small` also reads the sign-in form): JSON only, at most 16 KiB, no unknown fields, read
 //! whole before any work is done, no pause between chunks longer than `limits.body_read_timeout`
 //! and no slower than `limits.min_body_rate` (as for proxied bodies).
 
@@ -30,6 +30,17 @@ pub(super) async fn read_json<T: DeserializeOwned>(
     if !is_json(request.headers()) {
         return Err(ProxyError::UnsupportedMediaType);
     }
+    let bytes = read_small(request, pace).await?;
+    parse_json(&bytes)
+}
+
+/// The whole body of a control-plane-sized request (the sign-in form too), under the same
+/// limits: at most [`MAX_BODY_BYTES`] (413, refused unread when `Content-Length` says so) and
+/// the pause and minimum-rate limits of `pace` (408). The caller checks the media type.
+pub(crate) async fn read_small(
+    request: Request<Incoming>,
+    pace: BodyPace,
+) -> Result<Bytes, ProxyError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -38,8 +49,7 @@ pub(super) async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Err(ProxyError::PayloadTooLarge(MAX_BODY_BYTES));
     }
-    let bytes = read_limited(request.into_body(), pace).await?;
-    parse_json(&bytes)
+    read_limited(request.into_body(), pace).await
 }
 
 async fn read_limited(body: Incoming, pace: BodyPace) -> Result<Bytes, ProxyError> {

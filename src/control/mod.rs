@@ -22,6 +22,7 @@ use crate::error::{ProxyBody, ProxyError};
 use crate::request::ClientInfo;
 use crate::state::AppState;
 
+pub(crate) use json_body::read_small as read_small_body;
 pub(crate) use scrape::render as metrics;
 pub(crate) use status::{health, ready};
 pub(crate) use validate::{

@@ -7,12 +7,10 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::json_body;
-use crate::auth::{Auth, Throttled};
+use crate::auth::{Auth, LoginRefused};
 use crate::error::{json_response, ProxyBody, ProxyError};
-use crate::metrics::LoginResult;
 use crate::policy::BodyPace;
 use crate::request::{ClientInfo, ClientNetwork};
-use crate::store::Revocation;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,11 +19,10 @@ struct Login {
     password: String,
 }
 
-/// `POST /login`: throttled per client network, then held to the failure back-off of
-/// `auth::lockout` (per account and per account + network, shared by replicas through the
-/// store); the same 401 for an unknown email, a wrong password and a disabled account, each
-/// after a full argon2id verification. A body arriving slower than
-/// `pace` allows is answered 408.
+/// `POST /login`: the credentials check of `auth::login` (throttled per client network, then
+/// held to the failure back-off of `auth::lockout`, shared by replicas through the store; the
+/// same 401 for an unknown email, a wrong password and a disabled account, each after a full
+/// argon2id verification). A body arriving slower than `pace` allows is answered 408.
 pub(super) async fn login(
     auth: &Arc<Auth>,
     request: Request<Incoming>,
@@ -34,42 +31,10 @@ pub(super) async fn login(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let network = ClientNetwork::from(client.ip(request.headers()));
     let login: Login = json_body::read_json(request, pace).await?;
-    let rate_limited = |t: Throttled| {
-        auth.count_login(LoginResult::RateLimited);
-        ProxyError::RateLimited(t.retry_after_secs)
-    };
-    auth.throttle.login(network).map_err(rate_limited)?;
-    let worker = Arc::clone(auth);
-    let checked = auth
-        .run(async move {
-            let store = &*worker.store;
-            let attempt = match worker.lockout.begin(store, &login.email, network).await? {
-                Ok(attempt) => attempt,
-                Err(throttled) => return Ok(Err(throttled)),
-            };
-            let found = store.credentials(&login.email).await?;
-            let hash = found.as_ref().map(|c| c.password_hash.clone());
-            let matched = worker.passwords.verify(login.password, hash).await;
-            let found = found.filter(|c| matched && !c.account.disabled);
-            if found.is_some() {
-                // Not being able to take the count back only leaves one failure too many.
-                if let Err(error) = attempt.succeeded(store).await {
-                    tracing::warn!(%error, "could not clear a login failure counter");
-                }
-            }
-            Ok(Ok(found))
-        })
+    let credentials = auth
+        .check_login(network, login.email, login.password)
         .await
-        .and_then(|checked| checked)
-        .map_err(|error| {
-            tracing::error!(%error, "login could not reach the account store");
-            ProxyError::StoreUnavailable
-        })?;
-    let Some(credentials) = checked.map_err(rate_limited)? else {
-        auth.count_login(LoginResult::Failure);
-        return Err(ProxyError::InvalidCredentials);
-    };
-    auth.count_login(LoginResult::Success);
+        .map_err(refused)?;
     let (token, _) = auth
         .keys
         .issue(&credentials)
@@ -89,6 +54,15 @@ pub(super) async fn login(
     Ok(response)
 }
 
+/// The answer to a refused login (the check has logged and counted it already).
+fn refused(refusal: LoginRefused) -> ProxyError {
+    match refusal {
+        LoginRefused::Throttled(t) => ProxyError::RateLimited(t.retry_after_secs),
+        LoginRefused::InvalidCredentials => ProxyError::InvalidCredentials,
+        LoginRefused::StoreUnavailable => ProxyError::StoreUnavailable,
+    }
+}
+
 /// `POST /logout`: the presented token is rejected from now on, here at once and on every
 /// replica within a second.
 pub(super) async fn logout(
@@ -96,24 +70,12 @@ pub(super) async fn logout(
     request: &Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let identity = auth.authenticate(request.headers())?;
-    let jti = identity.claims.jti.clone();
-    // Remembered for as long as verification could still accept the token, not only until its
-    // `exp`: tokens pass for a few seconds of clock skew after it.
-    let expires_at = i64::try_from(identity.claims.accepted_until()).unwrap_or(i64::MAX);
     // This replica stops accepting the token even if the store is down; the 503 then tells
     // the client that other replicas may not have heard of it.
-    auth.revocations.apply(&Revocation::Token {
-        jti: jti.clone(),
-        expires_at,
-    });
-    let store = Arc::clone(&auth.store);
-    auth.run(async move { store.revoke_token(&jti, expires_at).await })
-        .await
-        .and_then(|stored| stored)
-        .map_err(|error| {
-            tracing::error!(%error, "logout could not reach the account store");
-            ProxyError::StoreUnavailable
-        })?;
+    auth.revoke(&identity.claims).await.map_err(|error| {
+        tracing::error!(%error, "logout could not reach the account store");
+        ProxyError::StoreUnavailable
+    })?;
     let mut response = Response::new(crate::error::full_body(bytes::Bytes::new()));
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)

@@ -4,7 +4,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::policy::IdentityHeaders;
-use crate::request::{ip_header_value, Caller, ClientInfo, X_REQUEST_ID};
+use crate::request::{ip_header_value, remove_cookie, Caller, ClientInfo, X_REQUEST_ID};
 
 const HOPS: usize = 9;
 
@@ -122,6 +122,16 @@ pub(crate) fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders
         for name in spoofed {
             headers.remove(name);
         }
+    }
+}
+
+/// Takes the session cookie (`auth.session.cookie_name`) out of the `Cookie` header: it is a
+/// bearer credential for every service under the cookie's domain, so no backend may see it.
+/// Other cookies pass in order, and a cookie whose name only starts with it is another cookie;
+/// with none left the header is dropped.
+pub(crate) fn strip_session_cookie(headers: &mut HeaderMap, name: &str) {
+    if !name.is_empty() && headers.contains_key(header::COOKIE) {
+        remove_cookie(headers, name);
     }
 }
 
@@ -309,6 +319,22 @@ mod tests {
     fn client(peer: &str, trusted: &[&str]) -> ClientInfo {
         let trusted: Vec<ipnet::IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
         ClientInfo::new(peer.parse().unwrap(), "http", trusted.into())
+    }
+
+    #[test]
+    fn the_session_cookie_is_taken_out_and_lookalike_names_stay() {
+        let mut headers = map(&[(
+            "cookie",
+            "theme=dark; gatehouse_session=tok; gatehouse_session2=x; gatehouse_sessionid=y",
+        )]);
+        strip_session_cookie(&mut headers, "gatehouse_session");
+        assert_eq!(
+            headers["cookie"],
+            "theme=dark; gatehouse_session2=x; gatehouse_sessionid=y"
+        );
+        let mut only = map(&[("cookie", "gatehouse_session=tok")]);
+        strip_session_cookie(&mut only, "gatehouse_session");
+        assert!(!only.contains_key("cookie"));
     }
 
     #[test]

@@ -31,6 +31,8 @@ use pool::{Pool, Sender};
 #[derive(Debug, Default)]
 pub struct Forwarder {
     pool: Pool,
+    /// The browser session cookie's name: taken out of every request's `Cookie` header.
+    session_cookie: Box<str>,
 }
 
 /// How one attempt ended, when it did not produce a response.
@@ -43,9 +45,13 @@ enum Attempt {
 }
 
 impl Forwarder {
-    /// A forwarder with an empty pool; create it on the runtime that will use it.
-    pub fn new() -> Self {
-        Self::default()
+    /// A forwarder with an empty pool that keeps the cookie `session_cookie` from backends;
+    /// create it on the runtime that will use it.
+    pub fn new(session_cookie: &str) -> Self {
+        Forwarder {
+            pool: Pool::default(),
+            session_cookie: session_cookie.into(),
+        }
     }
 
     /// Forwards `request` to one of `service`'s available backends, as `caller` when
@@ -72,6 +78,7 @@ impl Forwarder {
         let (mut parts, incoming) = request.into_parts();
         let upgrade = upgrade.map(|client_side| (client_side, upgrade::protocol(&parts.headers)));
         rewrite_request_headers(&mut parts, client, &service.identity_headers);
+        headers::strip_session_cookie(&mut parts.headers, &self.session_cookie);
         if let Some((_, protocol)) = &upgrade {
             upgrade::restore_request_headers(&mut parts.headers, protocol.clone());
         }

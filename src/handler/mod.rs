@@ -30,6 +30,7 @@ use crate::metrics::{self, AccessResult};
 use crate::policy::{decide, Rule};
 use crate::request::{normalize_path, ClientInfo, X_REQUEST_ID};
 use crate::service::Service;
+use crate::signin;
 use crate::state::{AppState, Worker};
 use access_log::AccessRecord;
 
@@ -131,6 +132,10 @@ async fn handle_inner(
         return Ok(refused);
     }
     match service {
+        // Gatehouse's own sign-in paths, on every service's host; never forwarded.
+        Some(_) if signin::owns(request.uri().path()) => {
+            Box::pin(signin::handle(request, &worker.state, client)).await
+        }
         Some(service) => proxy(worker, &service, request, client, outcome).await,
         None => Box::pin(control::handle(request, &worker.state, client)).await,
     }
@@ -157,7 +162,19 @@ async fn proxy(
     let ip = client.ip(request.headers());
     policy.admit(&request, ip)?;
     let rule = rule_for(service, &mut request)?;
-    outcome.user = authorize(&worker.state.auth, service, &rule, &request)?;
+    outcome.user = match authorize(&worker.state.auth, service, &rule, &request) {
+        // A browser without a (valid) session is sent to the sign-in form; others get 401.
+        Err(error @ (ProxyError::MissingToken | ProxyError::InvalidToken(_))) => {
+            let redirect = signin::redirect_for(&request);
+            let result = match redirect {
+                Some(_) => AccessResult::SignIn,
+                None => AccessResult::Deny401,
+            };
+            service.access_metrics.record(rule.route, result);
+            return redirect.ok_or(error);
+        }
+        identity => identity?,
+    };
     let identity = outcome.user.as_deref();
     policy.admit_identity(identity, ip)?;
     // Boxed, as is the control plane's future below: hyper keeps a connection's handler future
@@ -223,8 +240,10 @@ fn with_path(uri: &Uri, path: &str) -> Result<Uri, ProxyError> {
         .map_err(|_| ProxyError::BadRequest("the normalised path is not a valid target"))
 }
 
-/// The request's verified identity when `rule` needs one and its role may pass; counted by
-/// route and result. CPU only: revocations are checked against memory, not the store.
+/// The request's verified identity (bearer token, else session cookie) when `rule` needs one
+/// and its role may pass; an allowed or role-refused decision is counted here (a missing or bad
+/// credential by the caller, which decides between 401 and sign-in). CPU only: revocations are
+/// checked against memory, not the store.
 fn authorize<B>(
     auth: &Auth,
     service: &Service,
@@ -233,15 +252,7 @@ fn authorize<B>(
 ) -> Result<Option<Arc<Identity>>, ProxyError> {
     let identity = match rule.auth {
         ServiceAuth::None => None,
-        ServiceAuth::Required => match auth.authenticate(request.headers()) {
-            Ok(identity) => Some(identity),
-            Err(refused) => {
-                service
-                    .access_metrics
-                    .record(rule.route, AccessResult::Deny401);
-                return Err(refused.into());
-            }
-        },
+        ServiceAuth::Required => Some(auth.authenticate_request(request.headers())?),
     };
     let result = decide(rule, identity.as_ref().map(|i| i.claims.role), false);
     service.access_metrics.record(rule.route, result);

@@ -101,13 +101,13 @@ async fn the_page_is_html_with_security_headers_and_a_csp_matching_its_inline_co
 // In Chromium
 
 /// Where the browser tools are, or why they are not usable.
-struct BrowserTools {
-    tools: PathBuf,
-    chromium: PathBuf,
+pub(crate) struct BrowserTools {
+    pub(crate) tools: PathBuf,
+    pub(crate) chromium: PathBuf,
 }
 
 impl BrowserTools {
-    fn find() -> Result<Self, String> {
+    pub(crate) fn find() -> Result<Self, String> {
         let var = |name: &str| {
             std::env::var_os(name).map(PathBuf::from).ok_or(format!(
                 "{name} is not set (eval \"$(scripts/install-browser-tools)\")"
@@ -215,7 +215,7 @@ async fn run_browser(tools: &BrowserTools, args: &[(&str, String)]) -> (bool, St
 }
 
 /// Width and height from a PNG's IHDR chunk; panics unless `path` is a PNG.
-fn png_size(path: &Path) -> (u32, u32) {
+pub(crate) fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(
         bytes.starts_with(b"\x89PNG\r\n\x1a\n"),

@@ -49,6 +49,7 @@ mod ready;
 mod replicas;
 mod routes;
 mod routing;
+mod signin;
 mod slow_bodies;
 mod smuggling;
 mod store;

@@ -308,17 +308,22 @@ async fn other_gatehouse_paths_are_404_and_wrong_methods_405_never_forwarded() {
     let backend = backends(1).await[0];
     let proxy = Proxy::start(&config(backend)).await;
     let client = proxy.client();
+    // Other spellings of the reserved prefix are Gatehouse's too: never forwarded.
+    let paths = [
+        "/.gatehouse/other",
+        "/%2Egatehouse/signin",
+        "/x/../.gatehouse/me",
+        "//.gatehouse/signin",
+        "/.gatehouse",
+    ];
     for host in [S1, OPEN] {
-        let missing = client
-            .send(request(
-                "GET",
-                host,
-                "/.gatehouse/other",
-                &[("accept", BROWSER)],
-            ))
-            .await;
-        assert_json_error(&missing, 404, "not_found");
-        assert!(missing.headers.get("x-backend").is_none());
+        for path in paths {
+            let missing = client
+                .send(request("GET", host, path, &[("accept", BROWSER)]))
+                .await;
+            assert_json_error(&missing, 404, "not_found");
+            assert!(missing.headers.get("x-backend").is_none(), "{host}{path}");
+        }
     }
     for (method, path, allow) in [
         ("GET", "/.gatehouse/signout", "POST"),

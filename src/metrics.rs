@@ -89,6 +89,8 @@ pub struct Metrics {
     auth_failures: [IntCounter; 4],
     logins: [IntCounter; 3],
     reloads: [IntCounter; 2],
+    audit_events: IntCounterVec,
+    audit_dropped: IntCounter,
     /// Client connections open now.
     pub connections: IntGauge,
     /// Counters for the control plane, resolved once.
@@ -155,6 +157,19 @@ impl Metrics {
             "Config reloads by result; a failed one leaves the previous config serving.",
             &["result"],
         );
+        let audit_events = counter_vec(
+            &registry,
+            "gatehouse_audit_events_total",
+            "Audit-trail events written to the account store, by event.",
+            &["event"],
+        );
+        let audit_dropped = registered(
+            &registry,
+            IntCounter::new(
+                "gatehouse_audit_events_dropped_total",
+                "Audit-trail events dropped because the queue to the store was full.",
+            ),
+        );
         let connections = registered(
             &registry,
             IntGauge::new(
@@ -170,6 +185,8 @@ impl Metrics {
             logins: ["success", "failure", "rate_limited"]
                 .map(|result| logins.with_label_values(&[result])),
             reloads: ["success", "failure"].map(|result| reloads.with_label_values(&[result])),
+            audit_events,
+            audit_dropped,
             registry,
             requests,
             durations,
@@ -230,6 +247,17 @@ impl Metrics {
     /// Counts a login attempt.
     pub fn login(&self, result: LoginResult) {
         self.logins[result as usize].inc();
+    }
+
+    /// Counts an audit event written to the store (off the request path: `event` is one of
+    /// the fixed audit event names).
+    pub fn audit_written(&self, event: &str) {
+        self.audit_events.with_label_values(&[event]).inc();
+    }
+
+    /// Counts an audit event dropped by a full queue.
+    pub fn audit_dropped(&self) {
+        self.audit_dropped.inc();
     }
 
     /// Counts a config reload.

@@ -4,9 +4,10 @@
 //! for unknown emails so every failure takes as long). Each attempt is counted in
 //! `gatehouse_logins_total{result}`. Also the revocation of one token (logout, sign-out).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{Auth, Claims, Throttled};
+use super::{AuditEvent, Auth, Claims, Throttled};
 use crate::metrics::LoginResult;
 use crate::request::ClientNetwork;
 use crate::store::{Credentials, Revocation, StoreError};
@@ -22,15 +23,48 @@ pub enum LoginRefused {
     StoreUnavailable,
 }
 
+/// Where a login came from, for the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginSource {
+    /// `POST /login`: `login_success` / `login_failure`.
+    Api,
+    /// The browser sign-in form: `signin_success` / `signin_failure`.
+    Signin,
+}
+
+impl LoginSource {
+    fn events(self) -> (AuditEvent, AuditEvent) {
+        match self {
+            LoginSource::Api => (AuditEvent::LoginSuccess, AuditEvent::LoginFailure),
+            LoginSource::Signin => (AuditEvent::SigninSuccess, AuditEvent::SigninFailure),
+        }
+    }
+}
+
+/// What the check on the control runtime found.
+enum Checked {
+    /// The account's back-off holds; the username if the email is an account's.
+    HeldBack(Throttled, Option<String>),
+    /// The right password for an enabled account.
+    Matched(Credentials),
+    /// Refused; the username if the email is an account's, and why (for the audit trail only).
+    Refused(Option<String>, &'static str),
+}
+
 impl Auth {
-    /// The account whose `email` and `password` these are, from a client in `network`; the
-    /// outcome is counted.
+    /// The account whose `email` and `password` these are, from a client at `client` (its
+    /// network is what the throttle and back-off count); the outcome is counted and, except for
+    /// refusals by the per-network rate (`gatehouse_logins_total{result="rate_limited"}` only,
+    /// so a flood cannot crowd the queue), recorded in the audit trail.
     pub async fn check_login(
         self: &Arc<Self>,
-        network: ClientNetwork,
+        client: IpAddr,
+        source: LoginSource,
         email: String,
         password: String,
     ) -> Result<Credentials, LoginRefused> {
+        let network = ClientNetwork::from(client);
+        let (succeeded, failed) = source.events();
         let rate_limited = |t: Throttled| {
             self.count_login(LoginResult::RateLimited);
             LoginRefused::Throttled(t)
@@ -42,19 +76,31 @@ impl Auth {
                 let store = &*worker.store;
                 let attempt = match worker.lockout.begin(store, &email, network).await? {
                     Ok(attempt) => attempt,
-                    Err(throttled) => return Ok(Err(throttled)),
+                    Err(throttled) => {
+                        let found = store.credentials(&email).await.ok().flatten();
+                        let username = found.map(|c| c.account.username);
+                        return Ok(Checked::HeldBack(throttled, username));
+                    }
                 };
                 let found = store.credentials(&email).await?;
                 let hash = found.as_ref().map(|c| c.password_hash.clone());
                 let matched = worker.passwords.verify(password, hash).await;
-                let found = found.filter(|c| matched && !c.account.disabled);
-                if found.is_some() {
-                    // Not being able to take the count back only leaves one failure too many.
-                    if let Err(error) = attempt.succeeded(store).await {
-                        tracing::warn!(%error, "could not clear a login failure counter");
-                    }
+                let Some(found) = found else {
+                    return Ok(Checked::Refused(None, "unknown_account"));
+                };
+                if !matched || found.account.disabled {
+                    let reason = if matched {
+                        "disabled"
+                    } else {
+                        "wrong_password"
+                    };
+                    return Ok(Checked::Refused(Some(found.account.username), reason));
                 }
-                Ok::<_, StoreError>(Ok(found))
+                // Not being able to take the count back only leaves one failure too many.
+                if let Err(error) = attempt.succeeded(store).await {
+                    tracing::warn!(%error, "could not clear a login failure counter");
+                }
+                Ok::<_, StoreError>(Checked::Matched(found))
             })
             .await
             .and_then(|checked| checked)
@@ -62,13 +108,26 @@ impl Auth {
                 tracing::error!(%error, "login could not reach the account store");
                 LoginRefused::StoreUnavailable
             })?;
-        match checked.map_err(rate_limited)? {
-            Some(credentials) => {
+        let refused = |username: Option<String>, reason: &str| {
+            let detail = serde_json::json!({ "reason": reason });
+            self.audit
+                .record(failed, username.as_deref(), Some(client), detail);
+        };
+        match checked {
+            Checked::Matched(credentials) => {
                 self.count_login(LoginResult::Success);
+                let username = Some(credentials.account.username.as_str());
+                let detail = serde_json::json!({});
+                self.audit.record(succeeded, username, Some(client), detail);
                 Ok(credentials)
             }
-            None => {
+            Checked::HeldBack(throttled, username) => {
+                refused(username, "backoff");
+                Err(rate_limited(throttled))
+            }
+            Checked::Refused(username, reason) => {
                 self.count_login(LoginResult::Failure);
+                refused(username, reason);
                 Err(LoginRefused::InvalidCredentials)
             }
         }

@@ -8,8 +8,10 @@
 //! - `throttle`: token buckets for login and registration per client network.
 //! - `lockout`: the login back-off from failures the store counts for every replica.
 //! - `login`: the credentials check `POST /login` and the sign-in form share; token revocation.
+//! - `audit`: the audit trail of credential events, queued and written in batches.
 //! - `runtime`: the thread that owns database connections and password hashing.
 
+pub mod audit;
 pub mod cache;
 pub mod jwt;
 pub mod lockout;
@@ -29,10 +31,11 @@ use crate::metrics::{AuthFailure, LoginResult, Metrics};
 use crate::request::cookie;
 use crate::store::{self, AccountStore, StoreError};
 
+pub use audit::{Audit, AuditEvent};
 pub use cache::{Identity, TokenCache};
 pub use jwt::{Claims, KeyError, TokenError, TokenKeys};
 pub use lockout::{Attempt, Lockout};
-pub use login::LoginRefused;
+pub use login::{LoginRefused, LoginSource};
 pub use password::Passwords;
 pub use revocation::Revocations;
 pub use runtime::ControlRuntime;
@@ -72,6 +75,8 @@ pub struct Auth {
     pub registration: Registration,
     /// The browser session cookie (`/.gatehouse/signin`).
     pub session: SessionSettings,
+    /// The audit trail's queue to the store.
+    pub audit: Audit,
     runtime: ControlRuntime,
     metrics: Metrics,
 }
@@ -118,7 +123,10 @@ impl Auth {
             Arc::clone(&throttle),
             Arc::clone(&store),
             lockout.memory(),
+            settings.audit.retention,
         ));
+        let (audit, queue) = Audit::new(audit::QUEUE_CAPACITY, metrics.clone());
+        runtime.spawn(audit::drain(queue, Arc::clone(&store), metrics.clone()));
         let auth = Auth {
             keys,
             verified: TokenCache::default(),
@@ -130,6 +138,7 @@ impl Auth {
             accounts_page: settings.accounts_page,
             registration: settings.registration,
             session: settings.session.clone(),
+            audit,
             runtime,
             metrics,
         };
@@ -222,12 +231,14 @@ impl Auth {
     }
 }
 
-/// Every minute, drops throttle buckets that have refilled and failure counters older than
-/// `memory`, bounding both (every replica does it; deleting twice is harmless).
+/// Every minute, drops throttle buckets that have refilled, failure counters older than
+/// `memory` and audit events older than `retention`, bounding all three (every replica does it;
+/// deleting twice is harmless).
 async fn forget_idle_buckets(
     throttle: Arc<Throttle>,
     store: Arc<dyn AccountStore>,
     memory: std::time::Duration,
+    retention: std::time::Duration,
 ) {
     let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
@@ -237,6 +248,11 @@ async fn forget_idle_buckets(
         let before = crate::clock::unix_millis().saturating_sub(memory_ms);
         if let Err(error) = store.forget_failure_counts(before).await {
             tracing::warn!(%error, "could not prune login failure counters");
+        }
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let before = crate::clock::unix_millis().saturating_sub(retention_ms);
+        if let Err(error) = store.forget_audit_events(before).await {
+            tracing::warn!(%error, "could not prune old audit events");
         }
     }
 }

@@ -1,11 +1,14 @@
 //! `gatehouse accounts …`: account administration straight against the store, for operators
 //! and scripts (no running proxy needed; replicas learn of a disable through the store).
+//! `create` and `disable` write their audit events (`account_created`, `account_disabled`)
+//! straight to the store, with no client and `{"source":"cli"}`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::task::JoinSet;
 
+use crate::auth::audit::{self, AuditEvent};
 use crate::auth::Passwords;
 use crate::store::{AccountStore, ListQuery, NewAccount, Revocation, Role, StoreError};
 
@@ -41,6 +44,14 @@ pub async fn create(
             role,
         })
         .await?;
+    let detail = serde_json::json!({ "source": "cli", "role": role.as_str() });
+    audit::write_now(
+        store,
+        AuditEvent::AccountCreated,
+        Some(&account.username),
+        detail,
+    )
+    .await?;
     println!(
         "created {} account {} <{}> id {}",
         role.as_str(),
@@ -83,6 +94,16 @@ pub async fn list(store: &dyn AccountStore, search: Option<String>) -> Result<()
 pub async fn disable(store: &dyn AccountStore, email: &str) -> Result<(), AdminError> {
     match store.disable(email).await? {
         Some(Revocation::Account { id, generation, .. }) => {
+            let account = store.credentials(email).await?;
+            let username = account.map(|c| c.account.username);
+            let detail = serde_json::json!({ "source": "cli" });
+            audit::write_now(
+                store,
+                AuditEvent::AccountDisabled,
+                username.as_deref(),
+                detail,
+            )
+            .await?;
             println!("disabled {email} (id {id}); tokens before generation {generation} revoked");
             Ok(())
         }

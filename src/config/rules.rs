@@ -7,11 +7,14 @@ use std::time::Duration;
 /// Largest weight a backend may have; keeps the weighted schedule small (see `balancer`).
 pub(crate) const MAX_WEIGHT: u32 = 100;
 
-/// Parses `250ms`, `5s`, `15m`, `1h`: a whole number followed by a unit, greater than zero.
+/// Parses `250ms`, `5s`, `15m`, `1h`, `90d`: a whole number followed by a unit, greater than
+/// zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let bad = || {
-        format!("invalid duration `{text}`: write a whole number and a unit: 250ms, 5s, 15m or 1h")
+        format!(
+            "invalid duration `{text}`: write a whole number and a unit: 250ms, 5s, 15m, 1h or 90d"
+        )
     };
     let (amount, unit) = amount_and_unit(text).ok_or_else(bad)?;
     let duration = match unit {
@@ -19,6 +22,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(amount),
         "m" => Duration::from_secs(amount.saturating_mul(60)),
         "h" => Duration::from_secs(amount.saturating_mul(3600)),
+        "d" => Duration::from_secs(amount.saturating_mul(86_400)),
         _ => return Err(bad()),
     };
     if duration.is_zero() {
@@ -444,11 +448,12 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
     }
 
     #[test]
     fn rejects_bad_duration() {
-        for bad in ["5", "s", "5 sec", "-1s", "1.5s", "10d", ""] {
+        for bad in ["5", "s", "5 sec", "-1s", "1.5s", "10w", "10D", ""] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains("invalid duration"), "{bad}: {err}");
         }

@@ -210,6 +210,25 @@ pub struct AuthSettings {
     pub limits: AuthLimits,
     /// The browser session cookie of `/.gatehouse/signin`.
     pub session: SessionSettings,
+    /// The audit trail of credential events.
+    pub audit: AuditSettings,
+}
+
+/// The audit trail (`GET /audit`): how long events are kept in the account store.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Events older than this are deleted (checked every minute).
+    #[serde(with = "dur")]
+    pub retention: Duration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            retention: Duration::from_secs(90 * 24 * 60 * 60),
+        }
+    }
 }
 
 /// The browser session: `/.gatehouse/signin` sets a cookie holding a signed access token with

@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::{json_body, validate};
-use crate::auth::Auth;
+use crate::auth::{AuditEvent, Auth};
 use crate::config::{AccountsPageAccess, Registration as RegistrationAccess};
 use crate::error::{json_response, Invalid, ProxyBody, ProxyError};
 use crate::policy::BodyPace;
@@ -67,7 +67,8 @@ pub(super) async fn register(
             }
         }
     }
-    let network = ClientNetwork::from(client.ip(request.headers()));
+    let ip = client.ip(request.headers());
+    let network = ClientNetwork::from(ip);
     let registration: Registration = json_body::read_json(request, pace).await?;
     validate::username(&registration.username)?;
     validate::email(&registration.email)?;
@@ -76,6 +77,12 @@ pub(super) async fn register(
         .register(network)
         .map_err(|t| ProxyError::RateLimited(t.retry_after_secs))?;
     let account = create(auth, registration, Role::User).await?;
+    auth.audit.record(
+        AuditEvent::AccountCreated,
+        Some(&account.username),
+        Some(ip),
+        serde_json::json!({ "source": "api", "role": account.role.as_str() }),
+    );
     let mut response = json_response(
         StatusCode::CREATED,
         &serde_json::to_value(AccountView::from(&account)).unwrap_or_default(),
@@ -162,7 +169,10 @@ pub(super) async fn list(
 
 /// `public`: anyone; `authenticated`: a valid token; `admin`: a valid admin token (403 else).
 /// Returns the caller's role when a valid token came with the request.
-fn allow_listing<B>(auth: &Auth, request: &Request<B>) -> Result<Option<Role>, ProxyError> {
+pub(super) fn allow_listing<B>(
+    auth: &Auth,
+    request: &Request<B>,
+) -> Result<Option<Role>, ProxyError> {
     if auth.accounts_page == AccountsPageAccess::Public {
         // Anyone may list; a valid admin token still unlocks the admin view.
         if !request.headers().contains_key(header::AUTHORIZATION) {
@@ -245,14 +255,14 @@ impl Paging {
     }
 }
 
-fn number(name: &str, value: &str) -> Result<i64, ProxyError> {
+pub(super) fn number(name: &str, value: &str) -> Result<i64, ProxyError> {
     value.trim().parse::<i64>().map_err(|_| {
         ProxyError::InvalidField(Invalid::Query, format!("{name} must be a whole number"))
     })
 }
 
 /// Unix milliseconds as RFC 3339 UTC (`2026-11-22T15:04:05.123Z`).
-fn rfc3339(unix_ms: i64) -> String {
+pub(super) fn rfc3339(unix_ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
         .ok()
         .and_then(|t| {

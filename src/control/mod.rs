@@ -1,6 +1,7 @@
 //! The control plane: requests for any host no service claims.
 //!
 //! - `account`: `POST /account` (register) and `GET /accounts` (list).
+//! - `audit`: `GET /audit`, the audit trail (admins only).
 //! - `session`: `POST /login`, `POST /logout`, `GET /.well-known/jwks.json`.
 //! - `status`: `GET /health`, `GET /ready`.
 //! - `scrape`: `GET /metrics` (Prometheus text format).
@@ -8,6 +9,7 @@
 //! - `json_body`, `validate`: JSON bodies and field rules shared by the handlers.
 
 mod account;
+mod audit;
 mod json_body;
 mod page;
 mod scrape;
@@ -81,11 +83,15 @@ async fn dispatch(
         }
         "/logout" => {
             only(&request, &[Method::POST])?;
-            session::logout(auth, &request).await
+            session::logout(auth, &request, client).await
         }
         "/accounts" => {
             only(&request, &[Method::GET, Method::HEAD])?;
             account::list(auth, &request).await
+        }
+        "/audit" => {
+            only(&request, &[Method::GET, Method::HEAD])?;
+            audit::list(auth, &request).await
         }
         "/.well-known/jwks.json" => {
             only(&request, &[Method::GET, Method::HEAD])?;
@@ -112,6 +118,7 @@ fn allow_header(path: &str) -> Option<HeaderValue> {
         | "/metrics"
         | "/accounts"
         | "/accounts_page"
+        | "/audit"
         | "/.well-known/jwks.json" => "GET, HEAD",
         "/account" | "/login" | "/logout" => "POST",
         _ => return None,

@@ -1,6 +1,7 @@
 //! `GET /accounts_page`: one self-contained HTML page (`accounts_page.html`: inline CSS and JS,
 //! nothing loaded from elsewhere, so it works on offline machines) that logs in and shows
-//! `/accounts` as a searchable, paged table.
+//! `/accounts` as a searchable, paged table, and to an admin the audit trail (`/audit`) below
+//! it. Every value from the server is set as text, never as HTML.
 //!
 //! Its headers lock it down: the Content-Security-Policy allows the inline script and style only
 //! by their SHA-256 hashes, computed once from the asset itself, so editing the page can never

@@ -7,10 +7,10 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::json_body;
-use crate::auth::{Auth, LoginRefused};
+use crate::auth::{AuditEvent, Auth, LoginRefused, LoginSource};
 use crate::error::{json_response, ProxyBody, ProxyError};
 use crate::policy::BodyPace;
-use crate::request::{ClientInfo, ClientNetwork};
+use crate::request::ClientInfo;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,10 +29,10 @@ pub(super) async fn login(
     client: &ClientInfo,
     pace: BodyPace,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let network = ClientNetwork::from(client.ip(request.headers()));
+    let ip = client.ip(request.headers());
     let login: Login = json_body::read_json(request, pace).await?;
     let credentials = auth
-        .check_login(network, login.email, login.password)
+        .check_login(ip, LoginSource::Api, login.email, login.password)
         .await
         .map_err(refused)?;
     let (token, _) = auth
@@ -64,10 +64,11 @@ fn refused(refusal: LoginRefused) -> ProxyError {
 }
 
 /// `POST /logout`: the presented token is rejected from now on, here at once and on every
-/// replica within a second.
+/// replica within a second; recorded as `logout` in the audit trail.
 pub(super) async fn logout(
     auth: &Arc<Auth>,
     request: &Request<Incoming>,
+    client: &ClientInfo,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let identity = auth.authenticate(request.headers())?;
     // This replica stops accepting the token even if the store is down; the 503 then tells
@@ -76,6 +77,12 @@ pub(super) async fn logout(
         tracing::error!(%error, "logout could not reach the account store");
         ProxyError::StoreUnavailable
     })?;
+    auth.audit.record(
+        AuditEvent::Logout,
+        Some(&identity.claims.username),
+        Some(client.ip(request.headers())),
+        serde_json::json!({ "source": "api" }),
+    );
     let mut response = Response::new(crate::error::full_body(bytes::Bytes::new()));
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)

@@ -24,10 +24,10 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::auth::{Auth, LoginRefused};
+use crate::auth::{AuditEvent, Auth, LoginRefused, LoginSource};
 use crate::control::read_small_body;
 use crate::error::{full_body, json_response, ProxyBody, ProxyError};
-use crate::request::{normalize_path, request_host, ClientInfo, ClientNetwork};
+use crate::request::{normalize_path, request_host, ClientInfo};
 use crate::state::AppState;
 use page::View;
 
@@ -290,7 +290,7 @@ async fn sign_in(
     client: &ClientInfo,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let site = Site::of(&request, client);
-    let network = ClientNetwork::from(client.ip(request.headers()));
+    let ip = client.ip(request.headers());
     let (headers, body) = match read_form(request, state, &site).await? {
         Ok(form) => form,
         Err(refused) => return Ok(refused),
@@ -299,7 +299,10 @@ async fn sign_in(
     let email = field(&body, "email").unwrap_or_default();
     let password = field(&body, "password").unwrap_or_default();
     let auth = &state.auth;
-    let credentials = match auth.check_login(network, email.clone(), password).await {
+    let credentials = match auth
+        .check_login(ip, LoginSource::Signin, email.clone(), password)
+        .await
+    {
         Ok(credentials) => credentials,
         Err(LoginRefused::InvalidCredentials) => {
             let message = "The email or password is not right.";
@@ -341,6 +344,7 @@ async fn sign_out(
     client: &ClientInfo,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let site = Site::of(&request, client);
+    let ip = client.ip(request.headers());
     let (headers, _) = match read_form(request, state, &site).await? {
         Ok(form) => form,
         Err(refused) => return Ok(refused),
@@ -356,6 +360,12 @@ async fn sign_out(
             response.headers_mut().append(header::SET_COOKIE, cleared);
             return Ok(response);
         }
+        auth.audit.record(
+            AuditEvent::Logout,
+            Some(&identity.claims.username),
+            Some(ip),
+            serde_json::json!({ "source": "signin" }),
+        );
     }
     let mut response = see_other(StatusCode::SEE_OTHER, HeaderValue::from_static(SIGNIN));
     response.headers_mut().append(header::SET_COOKIE, cleared);

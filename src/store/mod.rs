@@ -182,6 +182,36 @@ impl FailureRule {
     }
 }
 
+/// One audit-trail event as stored (`audit_events`). Never a password, token or hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// A UUID v7 whose timestamp is `time_ms`: time-ordered, and the paging cursor.
+    pub id: String,
+    /// When it happened, Unix milliseconds.
+    pub time_ms: i64,
+    /// The event name (`login_success`, …).
+    pub event: String,
+    /// The account's username, when an account is known.
+    pub username: Option<String>,
+    /// The client IP as the proxy determined it; `None` from the command line.
+    pub client: Option<String>,
+    /// A small JSON object, as text.
+    pub detail: String,
+}
+
+/// Which audit events, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this event name.
+    pub event: Option<String>,
+    /// Only this username.
+    pub username: Option<String>,
+    /// Only events older than this one (`time`, `id`): the last event of the previous page.
+    pub before: Option<(i64, String)>,
+    /// Rows to return.
+    pub limit: i64,
+}
+
 /// Which field a registration collided on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TakenField {
@@ -261,6 +291,15 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
 
     /// Deletes counters whose last failure is older than `before_ms`; returns how many.
     async fn forget_failure_counts(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    /// Writes audit events, all in one transaction.
+    async fn insert_audit(&self, events: &[AuditRecord]) -> Result<(), StoreError>;
+
+    /// Audit events matching `query`, newest first.
+    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Deletes audit events older than `before_ms`; returns how many.
+    async fn forget_audit_events(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     /// A push feed of revocations, or `None` if this store must be polled.
     async fn feed(&self) -> Result<Option<Box<dyn RevocationFeed>>, StoreError>;

@@ -5,8 +5,9 @@ use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 
 use super::sql::{self, unavailable};
 use super::{
-    identifier, Account, AccountPage, AccountStore, Credentials, FailureCount, FailureRule,
-    ListQuery, NewAccount, Revocation, RevocationFeed, StoreError, StoredEmail, ACQUIRE_TIMEOUT,
+    identifier, Account, AccountPage, AccountStore, AuditQuery, AuditRecord, Credentials,
+    FailureCount, FailureRule, ListQuery, NewAccount, Revocation, RevocationFeed, StoreError,
+    StoredEmail, ACQUIRE_TIMEOUT,
 };
 use crate::clock::unix_millis;
 
@@ -244,6 +245,53 @@ impl AccountStore for PostgresStore {
 
     async fn forget_failure_counts(&self, before_ms: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(sql::FORGET_FAILURES)
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_audit(&self, events: &[AuditRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for e in events {
+            sqlx::query(sql::INSERT_AUDIT)
+                .bind(&e.id)
+                .bind(e.time_ms)
+                .bind(&e.event)
+                .bind(&e.username)
+                .bind(&e.client)
+                .bind(&e.detail)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let filters = [query.event.as_deref(), query.username.as_deref()];
+        if !filters.into_iter().flatten().all(storable) {
+            return Ok(Vec::new());
+        }
+        let (before_time, before_id) = match &query.before {
+            Some((time, id)) => (Some(*time), id.as_str()),
+            None => (None, ""),
+        };
+        let rows: Vec<sql::AuditRow> = sqlx::query_as(sql::SELECT_AUDIT)
+            .bind(&query.event)
+            .bind(&query.username)
+            .bind(before_time)
+            .bind(before_id)
+            .bind(query.limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn forget_audit_events(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql::FORGET_AUDIT)
             .bind(before_ms)
             .execute(&self.pool)
             .await

@@ -7,8 +7,8 @@
 use sqlx::migrate::{MigrateError, Migrator};
 
 use super::{
-    identifier, redact, Account, Credentials, FailureCount, NewAccount, Revocation, Role,
-    StoreError, StoredEmail, TakenField,
+    identifier, redact, Account, AuditRecord, Credentials, FailureCount, NewAccount, Revocation,
+    Role, StoreError, StoredEmail, TakenField,
 };
 use crate::clock::unix_millis;
 
@@ -98,6 +98,21 @@ pub(super) const SELECT_REVOKED_TOKENS: &str = "SELECT jti, expires_at FROM revo
 /// No binds.
 pub(super) const SELECT_REVOKED_ACCOUNTS: &str = "SELECT id, token_generation, disabled \
      FROM accounts WHERE disabled OR token_generation > 0";
+
+/// Binds: id, time, event, username, client, detail.
+pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_events \
+     (id, time, event, username, client, detail) VALUES ($1, $2, $3, $4, $5, $6)";
+
+// NULL binds mean "no filter"; the cursor is the (time, id) of the last event seen.
+/// Binds: event (or NULL), username (or NULL), before time (or NULL), before id, limit.
+pub(super) const SELECT_AUDIT: &str = "SELECT id, time, event, username, client, detail \
+     FROM audit_events \
+     WHERE ($1 IS NULL OR event = $1) AND ($2 IS NULL OR username = $2) \
+       AND ($3 IS NULL OR time < $3 OR (time = $3 AND id < $4)) \
+     ORDER BY time DESC, id DESC LIMIT $5";
+
+/// Binds: before (Unix ms).
+pub(super) const FORGET_AUDIT: &str = "DELETE FROM audit_events WHERE time < $1";
 
 /// No binds.
 pub(super) const PING: &str = "SELECT 1";
@@ -211,6 +226,30 @@ impl From<TokenRow> for Revocation {
         Revocation::Token {
             jti: row.jti,
             expires_at: row.expires_at,
+        }
+    }
+}
+
+/// An `audit_events` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct AuditRow {
+    id: String,
+    time: i64,
+    event: String,
+    username: Option<String>,
+    client: Option<String>,
+    detail: String,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(row: AuditRow) -> Self {
+        AuditRecord {
+            id: row.id,
+            time_ms: row.time,
+            event: row.event,
+            username: row.username,
+            client: row.client,
+            detail: row.detail,
         }
     }
 }

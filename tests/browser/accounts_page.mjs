@@ -2,7 +2,8 @@
 //   GATEHOUSE_BROWSER_TOOLS=target/browser-tools node tests/browser/accounts_page.mjs \
 //     --url http://127.0.0.1:PORT/accounts_page --email E --password P --search S \
 //     --xss-search onerror --screenshot target/accounts_page.png \
-//     --mobile-screenshot target/accounts_page_mobile.png [--public-url U] [--forbidden-url U]
+//     --mobile-screenshot target/accounts_page_mobile.png [--public-url U] [--forbidden-url U] \
+//     [--admin-url U --admin-email E --admin-password P]
 //
 // Drives Debian's Chromium through the accounts page as a person would (type, click, read) and
 // prints one JSON line of what it saw. It asserts nothing itself: the Rust test judges the
@@ -24,6 +25,9 @@ const { values: opts } = parseArgs({
     "mobile-screenshot": { type: "string" },
     "public-url": { type: "string" },
     "forbidden-url": { type: "string" },
+    "admin-url": { type: "string" },
+    "admin-email": { type: "string" },
+    "admin-password": { type: "string" },
   },
 });
 
@@ -97,6 +101,8 @@ async function mainFlow(browser) {
     prevDisabled: await page.locator("#prev").isDisabled(),
     logoutVisible: await page.locator("#logout").isVisible(),
     created: (await column(page, "created"))[0],
+    // Not an admin: the audit trail is not offered (and never asked for).
+    auditHidden: await page.locator("#audit").isHidden(),
     createdIso: await page.locator("#rows td.created time").first().getAttribute("datetime"),
   };
   findings.storage = await page.evaluate(() => ({
@@ -194,6 +200,35 @@ async function forbiddenFlow(browser) {
   await page.close();
 }
 
+// An admin sees the audit trail below the accounts, every value as text.
+async function adminFlow(browser) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  watch(page, new URL(opts["admin-url"]).origin);
+  await page.goto(opts["admin-url"]);
+  await page.locator("#login").waitFor({ state: "visible" });
+  await typeInto(page, "#email", opts["admin-email"]);
+  await typeInto(page, "#password", opts["admin-password"]);
+  await page.locator("#login-button").click();
+  await page.locator("#audit-rows tr td.audit-event").first().waitFor({ state: "visible" });
+  await page.waitForTimeout(300); // give an injected onerror the chance to fire, were there one
+  const cells = (name) => page.locator(`#audit-rows td.${name}`).allInnerTexts();
+  findings.audit = {
+    visible: await page.locator("#audit").isVisible(),
+    events: await cells("audit-event"),
+    usernames: await cells("audit-username"),
+    clients: await cells("audit-client"),
+    details: await cells("audit-detail"),
+    info: await text(page, "#audit-info"),
+    imagesInAudit: await page.locator("#audit img").count(),
+    imagesInPage: await page.locator("img").count(),
+  };
+  await page.locator("#logout").click();
+  await page.locator("#login").waitFor({ state: "visible" });
+  findings.audit.hiddenAfterLogout = await page.locator("#audit").isHidden();
+  findings.audit.rowsAfterLogout = await page.locator("#audit-rows tr").count();
+  await page.close();
+}
+
 let browser;
 let exitCode = 0;
 try {
@@ -205,6 +240,7 @@ try {
   await mainFlow(browser);
   if (opts["public-url"]) await publicFlow(browser);
   if (opts["forbidden-url"]) await forbiddenFlow(browser);
+  if (opts["admin-url"]) await adminFlow(browser);
 } catch (error) {
   findings.error = String(error && error.stack ? error.stack : error);
   exitCode = 1;

@@ -18,7 +18,7 @@ use aws_lc_rs::digest::{digest, SHA256};
 use base64::engine::{general_purpose::STANDARD, Engine};
 use serde_json::{json, Value};
 
-use common::accounts::CONTROL;
+use common::accounts::{gatehouse_accounts, CONTROL};
 use common::{ConfigYaml, Proxy, Reply};
 
 const PASSWORD: &str = "correct horse battery";
@@ -184,6 +184,46 @@ async fn insert_directly(proxy: &Proxy, username: &str, email: &str) {
         .expect("insert the account");
 }
 
+/// An admin (made with the CLI) and a `login_success` event of an account whose username looks
+/// like HTML, written to the store before this returns; the admin's email.
+async fn audit_with_an_html_username(proxy: &Proxy) -> String {
+    let email = "boss@example.test";
+    let args = [
+        "create",
+        "--email",
+        email,
+        "--username",
+        "boss",
+        "--admin",
+        "--password-stdin",
+    ];
+    gatehouse_accounts(&proxy.database_url, &args, &format!("{PASSWORD}\n")).await;
+    insert_directly(proxy, XSS_USERNAME, "xss@example.test").await;
+    let client = proxy.client();
+    client.token("xss@example.test", PASSWORD).await;
+    let admin = client.token(email, PASSWORD).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = client
+            .with_token(
+                "GET",
+                CONTROL,
+                "/audit?username=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E",
+                &admin,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        if reply.json()["events"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+        {
+            return email.to_string();
+        }
+        assert!(Instant::now() < deadline, "the event was not written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn page_url(proxy: &Proxy) -> String {
     format!("http://{}/accounts_page", proxy.addr)
 }
@@ -239,6 +279,7 @@ async fn a_person_logs_in_pages_searches_and_logs_out_in_chromium_with_data_show
     register_users(&public, 1).await;
     let admin_only = Proxy::start(&ConfigYaml::new().auth("accounts_page", "admin")).await;
     register_users(&admin_only, 1).await;
+    let admin_email = audit_with_an_html_username(&admin_only).await;
 
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let screenshot = target.join("accounts_page.png");
@@ -259,6 +300,9 @@ async fn a_person_logs_in_pages_searches_and_logs_out_in_chromium_with_data_show
             ("mobile-screenshot", mobile_screenshot.display().to_string()),
             ("public-url", page_url(&public)),
             ("forbidden-url", page_url(&admin_only)),
+            ("admin-url", page_url(&admin_only)),
+            ("admin-email", admin_email),
+            ("admin-password", PASSWORD.to_string()),
         ],
     )
     .await;
@@ -368,6 +412,41 @@ fn assert_findings(f: &Value, first: &Value) {
         json!("This account may not access the account list"),
     );
     check("/forbidden/accountsHidden", json!(true));
+
+    check("/firstPage/auditHidden", json!(true));
+    check("/audit/visible", json!(true));
+    check("/audit/imagesInAudit", json!(0));
+    check("/audit/imagesInPage", json!(0));
+    check("/audit/hiddenAfterLogout", json!(true));
+    check("/audit/rowsAfterLogout", json!(0));
+    let texts = |name: &str| -> Vec<String> {
+        f["audit"][name]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let usernames = texts("usernames");
+    assert!(
+        usernames.iter().any(|u| u == XSS_USERNAME),
+        "the HTML-looking username shown as text: {all}"
+    );
+    assert!(usernames.iter().any(|u| u == "boss"), "{all}");
+    let events = texts("events");
+    for event in ["login_success", "account_created"] {
+        assert!(events.iter().any(|e| e == event), "{event}: {all}");
+    }
+    assert!(
+        texts("details")
+            .iter()
+            .any(|d| d == r#"{"role":"admin","source":"cli"}"#),
+        "{all}"
+    );
+    assert!(texts("clients").iter().any(|c| c == "127.0.0.1"), "{all}");
 }
 
 /// Chromium logs each 401/403 answer (the probe before login, the wrong password, the refusal)

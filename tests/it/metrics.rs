@@ -343,6 +343,7 @@ async fn metrics_answer_in_the_prometheus_text_format() {
         "gatehouse_logins_total counter",
         "gatehouse_connections_active gauge",
         "gatehouse_config_reloads_total counter",
+        "gatehouse_audit_events_dropped_total counter",
         "process_cpu_seconds_total counter",
     ] {
         assert!(

@@ -42,6 +42,8 @@ const DESIGN_METRICS: &[&str] = &[
     "gatehouse_connections_active",
     "gatehouse_config_reloads_total",
     "gatehouse_health_checks_total",
+    "gatehouse_audit_events_total",
+    "gatehouse_audit_events_dropped_total",
 ];
 
 /// The rule groups alerts.yml defines.

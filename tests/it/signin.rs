@@ -61,7 +61,7 @@ fn request(method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Re
 }
 
 /// The `Set-Cookie` values of `reply` for cookie `name`.
-fn set_cookies<'r>(reply: &'r Reply, name: &str) -> Vec<&'r str> {
+pub(crate) fn set_cookies<'r>(reply: &'r Reply, name: &str) -> Vec<&'r str> {
     reply
         .headers
         .get_all(header::SET_COOKIE)
@@ -72,14 +72,14 @@ fn set_cookies<'r>(reply: &'r Reply, name: &str) -> Vec<&'r str> {
 }
 
 /// The value a `Set-Cookie` line sets.
-fn value_of(set_cookie: &str) -> &str {
+pub(crate) fn value_of(set_cookie: &str) -> &str {
     let pair = set_cookie.split(';').next().unwrap_or_default();
     pair.split_once('=').map_or("", |(_, value)| value)
 }
 
 /// `GET /.gatehouse/signin` as a browser; the form's CSRF token (the cookie's, which the
 /// hidden field must repeat).
-async fn csrf_token(client: &Client, host: &str) -> String {
+pub(crate) async fn csrf_token(client: &Client, host: &str) -> String {
     let reply = client
         .send(request(
             "GET",
@@ -101,14 +101,14 @@ async fn csrf_token(client: &Client, host: &str) -> String {
     token
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
 }
 
 /// `POST path` on `host` with a form body and these headers.
-async fn post_form(
+pub(crate) async fn post_form(
     client: &Client,
     host: &str,
     path: &str,
@@ -128,7 +128,13 @@ async fn post_form(
 
 /// Signs in on `host` as a browser would: the form's token in the cookie and the field, and
 /// `Origin` this host.
-async fn sign_in(client: &Client, host: &str, email: &str, password: &str, rd: &str) -> Reply {
+pub(crate) async fn sign_in(
+    client: &Client,
+    host: &str,
+    email: &str,
+    password: &str,
+    rd: &str,
+) -> Reply {
     let token = csrf_token(client, host).await;
     let cookie = format!("gatehouse_csrf={token}");
     let origin = format!("http://{host}");

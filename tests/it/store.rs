@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse::store::{
-    self, AccountStore, FailureRule, ListQuery, NewAccount, Revocation, Role, StoreError,
-    TakenField,
+    self, AccountStore, AuditQuery, AuditRecord, FailureRule, ListQuery, NewAccount, Revocation,
+    Role, StoreError, TakenField,
 };
 
 use common::postgres::{drop_database, fresh_database, fresh_sqlite, with_database};
@@ -56,6 +56,7 @@ contract!(
     feed_hears_revocations_from_another_replica,
     ping_answers,
     failure_counts_count_atomically_and_hold_back_past_the_free_ones,
+    audit_events_page_newest_first_filter_and_are_pruned_by_age,
 );
 
 /// A dummy hash: the store never looks inside it.
@@ -462,6 +463,72 @@ async fn ping_answers(url: &str) {
     let store = open(url).await;
     store.ping().await.expect("ping");
     assert!(["sqlite", "postgres"].contains(&store.kind()));
+}
+
+/// Audit events come back newest first by (time, id); `event` and `username` filter exactly;
+/// the (time, id) of the last one seen pages on; a NUL in a filter finds nothing rather than
+/// failing; pruning deletes by age only.
+async fn audit_events_page_newest_first_filter_and_are_pruned_by_age(url: &str) {
+    let store = open(url).await;
+    let record = |n: i64, event: &str, username: Option<&str>| AuditRecord {
+        // Ids sort as their times do (UUID v7 text); same-time events order by id.
+        id: format!("0000{:04}-0000-7000-8000-{n:012}", n / 2),
+        time_ms: 1_000 + n / 2,
+        event: event.to_string(),
+        username: username.map(str::to_string),
+        client: (n % 3 != 0).then(|| format!("192.0.2.{n}")),
+        detail: format!(r#"{{"n":{n}}}"#),
+    };
+    let all: Vec<AuditRecord> = (0..10)
+        .map(|n| {
+            let event = if n % 2 == 0 {
+                "login_success"
+            } else {
+                "login_failure"
+            };
+            let username = ["ann", "bob"].get(usize::try_from(n % 3).unwrap()).copied();
+            record(n, event, username)
+        })
+        .collect();
+    store.insert_audit(&all[..4]).await.expect("insert");
+    store.insert_audit(&all[4..]).await.expect("insert");
+    store.insert_audit(&[]).await.expect("an empty batch");
+
+    let query = |limit| AuditQuery {
+        limit,
+        ..AuditQuery::default()
+    };
+    let newest_first: Vec<AuditRecord> = all.iter().rev().cloned().collect();
+    assert_eq!(store.audit_events(&query(100)).await.unwrap(), newest_first);
+
+    let mut paged = Vec::new();
+    let mut page = query(3);
+    loop {
+        let got = store.audit_events(&page).await.unwrap();
+        assert!(got.len() <= 3);
+        let Some(last) = got.last() else { break };
+        page.before = Some((last.time_ms, last.id.clone()));
+        paged.extend(got);
+    }
+    assert_eq!(paged, newest_first, "pages join up without gaps or repeats");
+
+    let failures = AuditQuery {
+        event: Some("login_failure".into()),
+        username: Some("ann".into()),
+        ..query(100)
+    };
+    let found = store.audit_events(&failures).await.unwrap();
+    let ns: Vec<&str> = found.iter().map(|r| r.detail.as_str()).collect();
+    assert_eq!(ns, [r#"{"n":9}"#, r#"{"n":3}"#]);
+    let nul = AuditQuery {
+        username: Some("a\0b".into()),
+        ..query(100)
+    };
+    assert!(store.audit_events(&nul).await.unwrap().is_empty());
+
+    assert_eq!(store.forget_audit_events(1_002).await.unwrap(), 4);
+    let kept = store.audit_events(&query(100)).await.unwrap();
+    assert_eq!(kept, newest_first[..6].to_vec());
 }
 
 /// Kills the connection the feed listens on (as a failover or an idle reaper would): the feed

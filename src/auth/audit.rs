@@ -12,6 +12,7 @@
 //! (a failed login of an unknown email has no username and nothing of the email).
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,14 +129,50 @@ fn log(record: &AuditRecord, detail: &serde_json::Value) {
 #[derive(Debug, Clone)]
 pub struct Audit {
     queue: mpsc::Sender<AuditRecord>,
+    /// Events queued and not yet written (shared with the [`AuditQueue`]).
+    pending: Arc<AtomicUsize>,
     metrics: Metrics,
+}
+
+/// The receiving side of the audit queue, for [`drain`].
+#[derive(Debug)]
+pub struct AuditQueue {
+    receiver: mpsc::Receiver<AuditRecord>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl AuditQueue {
+    /// The next queued record, if one is waiting (for tests).
+    pub fn try_recv(&mut self) -> Option<AuditRecord> {
+        self.receiver.try_recv().ok()
+    }
 }
 
 impl Audit {
     /// A queue of `capacity` events and its receiving end, for [`drain`].
-    pub fn new(capacity: usize, metrics: Metrics) -> (Audit, mpsc::Receiver<AuditRecord>) {
+    pub fn new(capacity: usize, metrics: Metrics) -> (Audit, AuditQueue) {
         let (queue, receiver) = mpsc::channel(capacity.max(1));
-        (Audit { queue, metrics }, receiver)
+        let pending = Arc::new(AtomicUsize::new(0));
+        let audit = Audit {
+            queue,
+            pending: Arc::clone(&pending),
+            metrics,
+        };
+        (audit, AuditQueue { receiver, pending })
+    }
+
+    /// Waits, at most `within`, until every queued event is in the store: called on shutdown,
+    /// after the last request, so the final events are not lost with the process. Returns
+    /// whether the queue emptied.
+    pub async fn flush(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.pending.load(Ordering::Acquire) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Logs the event and queues it for the store without waiting; a full (or closed) queue
@@ -148,9 +185,12 @@ impl Audit {
         detail: serde_json::Value,
     ) -> bool {
         let record = record_of(event, username, client, detail);
+        // Counted before sending, so the writer never takes away what was not yet added.
+        self.pending.fetch_add(1, Ordering::AcqRel);
         match self.queue.try_send(record) {
             Ok(()) => true,
             Err(_) => {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
                 self.metrics.audit_dropped();
                 false
             }
@@ -161,17 +201,14 @@ impl Audit {
 /// Writes queued events to `store` until every sender is gone: waits for one, takes up to
 /// [`BATCH`] in one transaction, then pauses [`FLUSH_EVERY`]. A failed write is retried every
 /// second while the queue keeps filling (and dropping, once full).
-pub async fn drain(
-    mut queue: mpsc::Receiver<AuditRecord>,
-    store: Arc<dyn AccountStore>,
-    metrics: Metrics,
-) {
+pub async fn drain(mut queue: AuditQueue, store: Arc<dyn AccountStore>, metrics: Metrics) {
     let mut batch = Vec::with_capacity(BATCH);
-    while queue.recv_many(&mut batch, BATCH).await > 0 {
+    while queue.receiver.recv_many(&mut batch, BATCH).await > 0 {
         while let Err(error) = write(&*store, &batch, &metrics).await {
             tracing::warn!(%error, events = batch.len(), "could not write audit events; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        queue.pending.fetch_sub(batch.len(), Ordering::AcqRel);
         batch.clear();
         tokio::time::sleep(FLUSH_EVERY).await;
     }
@@ -229,7 +266,7 @@ mod tests {
             text.contains("gatehouse_audit_events_dropped_total 3"),
             "{text}"
         );
-        let first = queue.try_recv().unwrap();
+        let first = queue.try_recv().expect("queued");
         assert_eq!(first.event, "logout");
         assert_eq!(first.username.as_deref(), Some("ann"));
         assert_eq!(first.client.as_deref(), Some("192.0.2.7"));

@@ -53,6 +53,7 @@ pub async fn serve_workers(
         closing.close();
         let _ = stop.send(true);
     };
+    let auth = Arc::clone(&state.auth);
     let result = serve_worker(listen.subscribe(), state, options, permits, shutdown).await;
     let joined = tokio::task::spawn_blocking(move || {
         threads
@@ -65,8 +66,16 @@ pub async fn serve_workers(
     for worker in joined {
         worker.map_err(|_| io::Error::other("a worker thread panicked"))??;
     }
+    // Every request has ended: its audit events, still queued, go to the store before the
+    // process does.
+    if !auth.audit.flush(AUDIT_FLUSH).await {
+        tracing::warn!("stopping with audit events not yet stored (they are in the log)");
+    }
     result
 }
+
+/// How long a stop waits for queued audit events to reach the store.
+const AUDIT_FLUSH: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn spawn_worker<F, Fut>(index: usize, serve: F) -> io::Result<JoinHandle<io::Result<()>>>
 where

@@ -343,6 +343,8 @@ async fn events_survive_a_restart(url: &str) {
     let logout = client.with_token("POST", CONTROL, "/logout", &token).await;
     assert_eq!(logout.status, 204);
     let before = events(&client, "", &admin, 7).await;
+    // The last event goes in right before the stop: shutdown writes what is still queued.
+    assert_eq!(client.login(EMAIL, WRONG).await.status, 401);
     first.signal(libc::SIGTERM);
     assert!(first.wait_exit(Duration::from_secs(20)).await.is_some());
 
@@ -351,7 +353,7 @@ async fn events_survive_a_restart(url: &str) {
         .lines()
         .filter(|l| l.contains("gatehouse::audit"))
         .collect();
-    assert_eq!(lines.len(), 6, "one line per event the proxy saw:\n{logs}");
+    assert_eq!(lines.len(), 7, "one line per event the proxy saw:\n{logs}");
     for event in [
         "login_success",
         "login_failure",
@@ -369,9 +371,13 @@ async fn events_survive_a_restart(url: &str) {
     let second = serve(url).await;
     let client = Client::http1(second.addr);
     let admin = client.token("boss@example.com", PASSWORD).await;
-    let after = events(&client, "", &admin, 8).await;
+    let after = events(&client, "", &admin, 9).await;
     assert_eq!(after[0]["event"], "login_success", "the new login");
-    assert_eq!(after[1..], before[..], "every earlier event, as it was");
+    assert_eq!(
+        after[1]["event"], "login_failure",
+        "the event queued at the stop"
+    );
+    assert_eq!(after[2..], before[..], "every earlier event, as it was");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,7 +402,7 @@ async fn events_survive_a_restart_on_postgres() {
         ..Default::default()
     };
     let rows = store.audit_events(&query).await.expect("list");
-    assert_eq!(rows.len(), 8);
+    assert_eq!(rows.len(), 9);
     let text = format!("{rows:?}");
     assert_absent(text.as_bytes(), &[PASSWORD, WRONG, UNKNOWN], "audit_events");
     drop(store);

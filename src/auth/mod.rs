@@ -8,6 +8,7 @@
 //! - `throttle`: token buckets for login and registration per client network.
 //! - `lockout`: the login back-off from failures the store counts for every replica.
 //! - `login`: the credentials check `POST /login` and the sign-in form share; token revocation.
+//! - `refresh`: refresh-token families: login, `POST /token` rotation, reuse detection, logout.
 //! - `runtime`: the thread that owns database connections and password hashing.
 
 pub mod cache;
@@ -15,6 +16,7 @@ pub mod jwt;
 pub mod lockout;
 pub mod login;
 pub mod password;
+pub mod refresh;
 pub mod revocation;
 mod runtime;
 pub mod throttle;
@@ -24,7 +26,9 @@ use std::sync::Arc;
 
 use http::{header, HeaderMap};
 
-use crate::config::{AccountsPageAccess, AuthSettings, Registration, SessionSettings};
+use crate::config::{
+    AccountsPageAccess, AuthSettings, RefreshSettings, Registration, SessionSettings,
+};
 use crate::metrics::{AuthFailure, LoginResult, Metrics};
 use crate::request::cookie;
 use crate::store::{self, AccountStore, StoreError};
@@ -34,6 +38,7 @@ pub use jwt::{Claims, KeyError, TokenError, TokenKeys};
 pub use lockout::{Attempt, Lockout};
 pub use login::LoginRefused;
 pub use password::Passwords;
+pub use refresh::{Issued, RefreshRefused};
 pub use revocation::Revocations;
 pub use runtime::ControlRuntime;
 pub use throttle::{Throttle, Throttled};
@@ -72,6 +77,8 @@ pub struct Auth {
     pub registration: Registration,
     /// The browser session cookie (`/.gatehouse/signin`).
     pub session: SessionSettings,
+    /// Refresh-token lifetimes.
+    pub refresh: RefreshSettings,
     runtime: ControlRuntime,
     metrics: Metrics,
 }
@@ -130,6 +137,7 @@ impl Auth {
             accounts_page: settings.accounts_page,
             registration: settings.registration,
             session: settings.session.clone(),
+            refresh: settings.refresh.clone(),
             runtime,
             metrics,
         };
@@ -163,12 +171,6 @@ impl Auth {
     /// The session cookie's value, if the request carries one.
     pub fn session_token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
         cookie(headers, &self.session.cookie_name.0).filter(|token| !token.is_empty())
-    }
-
-    /// A session token for `credentials`: an access token that lasts `auth.session.ttl`.
-    pub fn issue_session(&self, credentials: &store::Credentials) -> Result<String, TokenError> {
-        let (token, _) = self.keys.issue_for(credentials, self.session.ttl)?;
-        Ok(token)
     }
 
     fn counted(
@@ -222,8 +224,9 @@ impl Auth {
     }
 }
 
-/// Every minute, drops throttle buckets that have refilled and failure counters older than
-/// `memory`, bounding both (every replica does it; deleting twice is harmless).
+/// Every minute, drops throttle buckets that have refilled, failure counters older than
+/// `memory`, and refresh tokens and families that can no longer be used, bounding all three
+/// (every replica does it; deleting twice is harmless).
 async fn forget_idle_buckets(
     throttle: Arc<Throttle>,
     store: Arc<dyn AccountStore>,
@@ -237,6 +240,9 @@ async fn forget_idle_buckets(
         let before = crate::clock::unix_millis().saturating_sub(memory_ms);
         if let Err(error) = store.forget_failure_counts(before).await {
             tracing::warn!(%error, "could not prune login failure counters");
+        }
+        if let Err(error) = store.prune_refresh(crate::clock::unix_millis()).await {
+            tracing::warn!(%error, "could not prune refresh tokens");
         }
     }
 }

@@ -210,6 +210,30 @@ pub struct AuthSettings {
     pub limits: AuthLimits,
     /// The browser session cookie of `/.gatehouse/signin`.
     pub session: SessionSettings,
+    /// Refresh tokens of `POST /login` and `POST /token`.
+    pub refresh: RefreshSettings,
+}
+
+/// Refresh tokens: each login starts a family that lasts at most `ttl`, and whose refresh token
+/// expires when unused for `idle`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefreshSettings {
+    /// The absolute lifetime of a family (one login), however often it is refreshed.
+    #[serde(with = "dur")]
+    pub ttl: Duration,
+    /// A refresh token unused this long is expired.
+    #[serde(with = "dur")]
+    pub idle: Duration,
+}
+
+impl Default for RefreshSettings {
+    fn default() -> Self {
+        RefreshSettings {
+            ttl: Duration::from_secs(30 * 24 * 60 * 60),
+            idle: Duration::from_secs(7 * 24 * 60 * 60),
+        }
+    }
 }
 
 /// The browser session: `/.gatehouse/signin` sets a cookie holding a signed access token with

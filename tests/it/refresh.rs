@@ -353,3 +353,34 @@ async fn reuse_on_one_replica_ends_the_family_on_the_other_within_a_second() {
     }
     common::postgres::drop_database(&url).await;
 }
+
+#[test]
+fn refresh_keys_are_checked_with_line_and_column() {
+    let base = |refresh: &str| format!("auth:\n  refresh:\n{refresh}services: []\n");
+    for (refresh, at, phrase) in [
+        ("    ttl: 0s\n", "t.yaml:3:10:", "greater than zero"),
+        ("    idle: 7 days\n", "t.yaml:3:11:", "invalid duration"),
+        ("    reuse: 1s\n", "t.yaml:3:5:", "unknown field `reuse`"),
+    ] {
+        let error = gatehouse::config::parse_str(&base(refresh), "t.yaml")
+            .expect_err(refresh)
+            .to_string();
+        assert!(
+            error.starts_with(at) && error.contains(phrase),
+            "{refresh}: {error}"
+        );
+    }
+    let settings = gatehouse::config::parse_str("services: []\n", "t.yaml").unwrap();
+    assert_eq!(
+        settings.auth.refresh.ttl,
+        Duration::from_secs(30 * 24 * 3600)
+    );
+    assert_eq!(
+        settings.auth.refresh.idle,
+        Duration::from_secs(7 * 24 * 3600)
+    );
+    let text = base("    ttl: 2h\n    idle: 15m\n");
+    let settings = gatehouse::config::parse_str(&text, "t.yaml").unwrap();
+    assert_eq!(settings.auth.refresh.ttl, Duration::from_secs(7200));
+    assert_eq!(settings.auth.refresh.idle, Duration::from_secs(900));
+}

@@ -46,11 +46,20 @@ pub enum RefreshRefused {
 }
 
 /// A fresh refresh token (256 random bits, base64url) and its stored form.
-fn new_refresh_token(idle_until: i64) -> (String, NewRefresh) {
+fn new_refresh_token(idle_until: i64, access_until: i64) -> (String, NewRefresh) {
     let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let hash = hash(&token);
-    (token, NewRefresh { hash, idle_until })
+    let stored = NewRefresh {
+        hash,
+        idle_until,
+        access_until,
+    };
+    (token, stored)
 }
+
+/// Margin on a family's `tokens_until` for the moment between storing it and signing the
+/// access token (the store may be slow): the token's `exp` is taken a little later.
+const ISSUE_MARGIN_SECS: i64 = 60;
 
 /// The stored form of a refresh token: lower-case hex SHA-256.
 fn hash(token: &str) -> String {
@@ -87,14 +96,11 @@ impl Auth {
             account_id: credentials.account.id.clone(),
             now,
             expires_at,
-            // The last access token is issued before `expires_at` and lives `jwt.ttl` more.
-            tokens_until: (expires_at / 1000)
-                .saturating_add(1)
-                .saturating_add(i64::try_from(self.keys.ttl().as_secs()).unwrap_or(i64::MAX))
-                .saturating_add(LEEWAY_SECS as i64),
+            tokens_until: self.access_until(now),
         };
         let idle_until = now.saturating_add(millis(self.refresh.idle));
-        let (refresh_token, first) = new_refresh_token(idle_until.min(expires_at));
+        let (refresh_token, first) =
+            new_refresh_token(idle_until.min(expires_at), family.tokens_until);
         let store = Arc::clone(&self.store);
         let stored = family.clone();
         self.run(async move { store.start_family(&stored, Some(&first)).await })
@@ -158,7 +164,7 @@ impl Auth {
         }
         let now = unix_millis();
         let idle_until = now.saturating_add(millis(self.refresh.idle));
-        let (refresh_token, next) = new_refresh_token(idle_until);
+        let (refresh_token, next) = new_refresh_token(idle_until, self.access_until(now));
         let presented = hash(presented);
         let store = Arc::clone(&self.store);
         let rotated = self
@@ -223,6 +229,15 @@ impl Auth {
         }
     }
 
+    /// The last second an access token issued now (Unix ms) could be accepted, with a margin.
+    fn access_until(&self, now: i64) -> i64 {
+        let ttl = i64::try_from(self.keys.ttl().as_secs()).unwrap_or(i64::MAX);
+        (now / 1000)
+            .saturating_add(ttl)
+            .saturating_add(LEEWAY_SECS as i64)
+            .saturating_add(ISSUE_MARGIN_SECS)
+    }
+
     /// Ends the family the token of these `claims` was issued from, if any: here at once, on
     /// every replica within a second through the store.
     pub async fn end_family(&self, claims: &Claims) -> Result<(), StoreError> {
@@ -271,11 +286,11 @@ mod tests {
 
     #[test]
     fn refresh_tokens_carry_256_bits_and_are_stored_hashed() {
-        let (token, stored) = new_refresh_token(7);
+        let (token, stored) = new_refresh_token(7, 8);
         assert_eq!(URL_SAFE_NO_PAD.decode(&token).unwrap().len(), 32);
         assert_eq!(stored.hash, hash(&token));
         assert_eq!(stored.hash.len(), 64);
         assert!(!stored.hash.contains(&token));
-        assert_ne!(new_refresh_token(7).0, token);
+        assert_ne!(new_refresh_token(7, 8).0, token);
     }
 }

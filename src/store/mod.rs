@@ -162,6 +162,9 @@ pub struct NewRefresh {
     pub hash: String,
     /// Unused past this (Unix milliseconds), it is expired (`auth.refresh.idle`).
     pub idle_until: i64,
+    /// The last second (Unix seconds) the access token issued with it could be accepted: a
+    /// revocation of the family is remembered at least that long.
+    pub access_until: i64,
 }
 
 /// What presenting a refresh token did.
@@ -311,8 +314,9 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
 
     /// Spends the refresh token whose hash is `hash` at `now` (Unix ms) and stores `next` as its
-    /// successor, in one conditional UPDATE (of racing calls exactly one rotates). A spent
-    /// token revokes its family and tells the other replicas.
+    /// successor, in one conditional UPDATE (of racing calls exactly one rotates), moving the
+    /// family's `tokens_until` on to `next.access_until`. A spent token revokes its family
+    /// and tells the other replicas.
     async fn rotate_refresh(
         &self,
         hash: &str,

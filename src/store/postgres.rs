@@ -224,8 +224,9 @@ impl AccountStore for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            let owner: sql::FamilyOwnerRow = sqlx::query_as(sql::SELECT_FAMILY)
+            let owner: sql::FamilyOwnerRow = sqlx::query_as(sql::EXTEND_FAMILY)
                 .bind(&family_id)
+                .bind(next.access_until)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(unavailable)?;

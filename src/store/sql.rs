@@ -117,9 +117,12 @@ pub(super) const SPEND_REFRESH: &str = "UPDATE refresh_tokens SET spent_at = $2 
                          WHERE revoked_at IS NULL AND expires_at >= $2) \
      RETURNING family_id";
 
-/// Binds: family id.
-pub(super) const SELECT_FAMILY: &str =
-    "SELECT account_id, expires_at FROM refresh_families WHERE id = $1";
+// A revoked family is remembered (in every replica's memory) only until its last access token
+// has expired, not for its whole lifetime.
+/// Binds: family id, tokens_until (Unix seconds).
+pub(super) const EXTEND_FAMILY: &str = "UPDATE refresh_families \
+     SET tokens_until = CASE WHEN tokens_until < $2 THEN $2 ELSE tokens_until END \
+     WHERE id = $1 RETURNING account_id, expires_at";
 
 /// Binds: hash. What a refused refresh token was: `spent_at` set means it is being reused.
 pub(super) const SELECT_REFRESH: &str =

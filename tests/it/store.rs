@@ -644,6 +644,7 @@ async fn family(store: &dyn AccountStore, id: &str, account: &str, hash: &str) {
     let first = NewRefresh {
         hash: hash.into(),
         idle_until: now + 3_600_000,
+        access_until: now / 1000 + 900,
     };
     store.start_family(&family, Some(&first)).await.unwrap();
 }
@@ -652,6 +653,7 @@ fn next(hash: &str) -> NewRefresh {
     NewRefresh {
         hash: hash.into(),
         idle_until: now_ms() + 3_600_000,
+        access_until: now_ms() / 1000 + 900,
     }
 }
 
@@ -774,6 +776,7 @@ async fn expired_refresh_tokens_do_not_rotate_and_are_pruned(url: &str) {
     let stale = NewRefresh {
         hash: "stale".into(),
         idle_until: now - 1,
+        access_until: now / 1000 + 900,
     };
     store.start_family(&idle, Some(&stale)).await.unwrap();
     let ended = NewFamily {
@@ -786,6 +789,7 @@ async fn expired_refresh_tokens_do_not_rotate_and_are_pruned(url: &str) {
     let fresh = NewRefresh {
         hash: "fresh".into(),
         idle_until: now + 3_600_000,
+        access_until: now / 1000 + 900,
     };
     store.start_family(&ended, Some(&fresh)).await.unwrap();
     for hash in ["stale", "fresh"] {

@@ -173,22 +173,17 @@ impl Auth {
                 let Rotation::Rotated {
                     family_id,
                     account_id,
-                    expires_at,
-                } = rotation
+                    ..
+                } = &rotation
                 else {
                     return Ok((rotation, None));
                 };
-                let credentials = store.account_credentials(&account_id).await?;
+                let credentials = store.account_credentials(account_id).await?;
                 let usable = credentials.filter(|c| !c.account.disabled);
                 if usable.is_none() {
                     // Whatever the feed says, no further refresh of this family.
-                    store.revoke_family(&family_id, now).await?;
+                    store.revoke_family(family_id, now).await?;
                 }
-                let rotation = Rotation::Rotated {
-                    family_id,
-                    account_id,
-                    expires_at,
-                };
                 Ok::<_, StoreError>((rotation, usable))
             })
             .await

@@ -270,15 +270,15 @@ async fn a_family_ends_at_its_absolute_lifetime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_token_unused_for_its_idle_time_expires() {
-    let proxy = app(None, Some("{ttl: 1h, idle: 2s}")).await;
+    let proxy = app(None, Some("{ttl: 1h, idle: 3s}")).await;
     let client = proxy.client();
     let first = signed_up(&client).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    // Used in time: a new token with a new idle time.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Used in time: a new token with a new idle time, past the first one's.
     let second = pair_of(&refresh(&client, &first.refresh).await);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     let third = pair_of(&refresh(&client, &second.refresh).await);
-    tokio::time::sleep(Duration::from_millis(2600)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_json_error(
         &refresh(&client, &third.refresh).await,
         401,

@@ -49,6 +49,10 @@ pub enum ProxyError {
     UnsupportedMediaType,
     #[error("email or password is wrong")]
     InvalidCredentials,
+    #[error("the refresh token is unknown, spent, expired or revoked")]
+    InvalidGrant,
+    #[error("grant_type must be refresh_token")]
+    UnsupportedGrantType,
     #[error("too many attempts; retry in {0} s")]
     RateLimited(u64),
     #[error("the account store is unavailable")]
@@ -83,14 +87,16 @@ impl ProxyError {
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::MissingToken
             | ProxyError::InvalidToken(_)
-            | ProxyError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            | ProxyError::InvalidCredentials
+            | ProxyError::InvalidGrant => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden(_)
             | ProxyError::CorsForbidden(_)
             | ProxyError::RegistrationClosed => StatusCode::FORBIDDEN,
             ProxyError::BadRequest(_)
             | ProxyError::AmbiguousPath(_)
             | ProxyError::RefusedHead(_)
-            | ProxyError::InvalidField(..) => StatusCode::BAD_REQUEST,
+            | ProxyError::InvalidField(..)
+            | ProxyError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
             ProxyError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ProxyError::TooManyHeaders { .. } | ProxyError::HeadTooLarge { .. } => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
@@ -134,6 +140,8 @@ impl ProxyError {
             }
             ProxyError::UnsupportedMediaType => "unsupported_media_type",
             ProxyError::InvalidCredentials => "invalid_credentials",
+            ProxyError::InvalidGrant => "invalid_grant",
+            ProxyError::UnsupportedGrantType => "unsupported_grant_type",
             ProxyError::RateLimited(_) => "rate_limited",
             ProxyError::StoreUnavailable => "store_unavailable",
             ProxyError::NoHealthyBackend(_) => "no_healthy_backend",
@@ -368,6 +376,13 @@ mod tests {
     #[test]
     fn wrong_credentials_map_to_401() {
         assert_eq!(ProxyError::InvalidCredentials.status(), 401);
+        assert_eq!(ProxyError::InvalidGrant.status(), 401);
+        assert_eq!(ProxyError::InvalidGrant.code(), "invalid_grant");
+        assert_eq!(ProxyError::UnsupportedGrantType.status(), 400);
+        assert_eq!(
+            ProxyError::UnsupportedGrantType.code(),
+            "unsupported_grant_type"
+        );
     }
     #[test]
     fn throttled_maps_to_429_with_retry_after() {

@@ -76,6 +76,17 @@ pub enum LoginResult {
     RateLimited,
 }
 
+/// How a `POST /token` refresh ended: the `result` label of `gatehouse_token_refreshes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshResult {
+    /// A new pair was issued.
+    Success,
+    /// Unknown, expired or malformed refresh token, or a disabled account.
+    Invalid,
+    /// A spent refresh token presented again: its family was revoked.
+    Reused,
+}
+
 /// The registry and every metric family in it.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -88,6 +99,7 @@ pub struct Metrics {
     access: IntCounterVec,
     auth_failures: [IntCounter; 4],
     logins: [IntCounter; 3],
+    refreshes: [IntCounter; 3],
     reloads: [IntCounter; 2],
     audit_events: IntCounterVec,
     audit_dropped: IntCounter,
@@ -151,6 +163,12 @@ impl Metrics {
             "Login attempts by result.",
             &["result"],
         );
+        let refreshes = counter_vec(
+            &registry,
+            "gatehouse_token_refreshes_total",
+            "Refresh-token grants at POST /token by result (reused: a spent token came back and its family was revoked).",
+            &["result"],
+        );
         let reloads = counter_vec(
             &registry,
             "gatehouse_config_reloads_total",
@@ -184,6 +202,8 @@ impl Metrics {
                 .map(|reason| auth_failures.with_label_values(&[reason])),
             logins: ["success", "failure", "rate_limited"]
                 .map(|result| logins.with_label_values(&[result])),
+            refreshes: ["success", "invalid", "reused"]
+                .map(|result| refreshes.with_label_values(&[result])),
             reloads: ["success", "failure"].map(|result| reloads.with_label_values(&[result])),
             audit_events,
             audit_dropped,
@@ -258,6 +278,11 @@ impl Metrics {
     /// Counts an audit event dropped by a full queue.
     pub fn audit_dropped(&self) {
         self.audit_dropped.inc();
+    }
+
+    /// Counts a refresh-token grant.
+    pub fn refresh(&self, result: RefreshResult) {
+        self.refreshes[result as usize].inc();
     }
 
     /// Counts a config reload.
@@ -506,6 +531,7 @@ mod tests {
         for line in [
             r#"gatehouse_auth_failures_total{reason="revoked"} 0"#,
             r#"gatehouse_logins_total{result="rate_limited"} 0"#,
+            r#"gatehouse_token_refreshes_total{result="reused"} 0"#,
             r#"gatehouse_config_reloads_total{result="failure"} 0"#,
             "gatehouse_connections_active 0",
         ] {

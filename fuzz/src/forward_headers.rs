@@ -209,6 +209,7 @@ fn claims(username: &str, email: &str) -> Claims {
         exp: u64::MAX / 2,
         jti: "fuzz".into(),
         generation: 0,
+        family: None,
     }
 }
 

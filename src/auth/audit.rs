@@ -47,11 +47,17 @@ pub enum AuditEvent {
     AccountCreated,
     /// `gatehouse accounts disable`.
     AccountDisabled,
+    /// `POST /token` rotated a refresh token.
+    Refresh,
+    /// A spent refresh token was presented again: its family was ended.
+    RefreshReuse,
+    /// `POST /logout/all` ended every session of an account.
+    LogoutAll,
 }
 
 impl AuditEvent {
     /// Every event, for validating a filter.
-    pub const ALL: [AuditEvent; 7] = [
+    pub const ALL: [AuditEvent; 10] = [
         AuditEvent::LoginSuccess,
         AuditEvent::LoginFailure,
         AuditEvent::SigninSuccess,
@@ -59,6 +65,9 @@ impl AuditEvent {
         AuditEvent::Logout,
         AuditEvent::AccountCreated,
         AuditEvent::AccountDisabled,
+        AuditEvent::Refresh,
+        AuditEvent::RefreshReuse,
+        AuditEvent::LogoutAll,
     ];
 
     /// The stored and shown name.
@@ -71,6 +80,9 @@ impl AuditEvent {
             AuditEvent::Logout => "logout",
             AuditEvent::AccountCreated => "account_created",
             AuditEvent::AccountDisabled => "account_disabled",
+            AuditEvent::Refresh => "refresh",
+            AuditEvent::RefreshReuse => "refresh_reuse",
+            AuditEvent::LogoutAll => "logout_all",
         }
     }
 

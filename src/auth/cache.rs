@@ -96,6 +96,7 @@ mod tests {
                 exp,
                 jti: "j".into(),
                 generation: 0,
+                family: None,
             })
             .unwrap(),
         )

@@ -17,7 +17,7 @@ use crate::store::{Credentials, Role};
 /// Tokens longer than this are refused before parsing: no honest token comes near it.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Clock skew tolerated between replicas on `exp` and `nbf`.
-const LEEWAY_SECS: u64 = 5;
+pub const LEEWAY_SECS: u64 = 5;
 /// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash output size).
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -45,6 +45,10 @@ pub struct Claims {
     /// The account's token generation when issued; older than the current one means revoked.
     #[serde(rename = "gen")]
     pub generation: i64,
+    /// The refresh family (login or browser session) it was issued from; revoking the family
+    /// revokes the token. Absent on tokens issued before families existed.
+    #[serde(rename = "fam", default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
 }
 
 impl Claims {
@@ -188,15 +192,16 @@ impl TokenKeys {
 
     /// A fresh signed token for `account`, valid from now for the configured lifetime.
     pub fn issue(&self, credentials: &Credentials) -> Result<(String, Claims), TokenError> {
-        self.issue_for(credentials, self.ttl)
+        self.issue_for(credentials, self.ttl, None)
     }
 
     /// A fresh signed token for `account`, valid from now for `ttl` (a browser session's
-    /// lifetime rather than an API token's).
+    /// lifetime rather than an API token's), of the refresh `family` if any.
     pub fn issue_for(
         &self,
         credentials: &Credentials,
         ttl: Duration,
+        family: Option<&str>,
     ) -> Result<(String, Claims), TokenError> {
         let now = unix_secs();
         let account = &credentials.account;
@@ -212,6 +217,7 @@ impl TokenKeys {
             exp: now.saturating_add(ttl.as_secs()),
             jti: format!("{:032x}", rand::random::<u128>()),
             generation: credentials.token_generation,
+            family: family.map(str::to_string),
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
             .map_err(|_| TokenError::Invalid)?;
@@ -322,6 +328,15 @@ mod tests {
         assert_eq!(verified.generation, 3);
         assert_eq!(verified.exp - verified.iat, 900);
         assert_eq!(verified.jti.len(), 32);
+        assert_eq!(verified.family, None);
+    }
+
+    #[test]
+    fn the_family_travels_as_fam() {
+        let keys = keys();
+        let ttl = Duration::from_secs(60);
+        let (token, _) = keys.issue_for(&credentials(), ttl, Some("f1")).unwrap();
+        assert_eq!(keys.verify(&token).unwrap().family.as_deref(), Some("f1"));
     }
 
     #[test]

@@ -133,8 +133,9 @@ impl Auth {
         }
     }
 
-    /// Refuses the token these `claims` came from: on this replica at once (even if the store
-    /// is down), on every other within a second through the store. `Err` means the store did
+    /// Refuses the token these `claims` came from, and ends its refresh family (every access
+    /// and refresh token of that login or browser session): on this replica at once (even if
+    /// the store is down), on every other within a second through the store. `Err` means the store did
     /// not take it, so other replicas may still accept the token.
     pub async fn revoke(&self, claims: &Claims) -> Result<(), StoreError> {
         let jti = claims.jti.clone();
@@ -146,8 +147,11 @@ impl Auth {
             expires_at,
         });
         let store = Arc::clone(&self.store);
-        self.run(async move { store.revoke_token(&jti, expires_at).await })
+        let token = self
+            .run(async move { store.revoke_token(&jti, expires_at).await })
             .await
-            .and_then(|stored| stored)
+            .and_then(|stored| stored);
+        let family = self.end_family(claims).await;
+        token.and(family)
     }
 }

@@ -9,6 +9,7 @@
 //! - `lockout`: the login back-off from failures the store counts for every replica.
 //! - `login`: the credentials check `POST /login` and the sign-in form share; token revocation.
 //! - `audit`: the audit trail of credential events, queued and written in batches.
+//! - `refresh`: refresh-token families: login, `POST /token` rotation, reuse detection, logout.
 //! - `runtime`: the thread that owns database connections and password hashing.
 
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod jwt;
 pub mod lockout;
 pub mod login;
 pub mod password;
+pub mod refresh;
 pub mod revocation;
 mod runtime;
 pub mod throttle;
@@ -26,7 +28,9 @@ use std::sync::Arc;
 
 use http::{header, HeaderMap};
 
-use crate::config::{AccountsPageAccess, AuthSettings, Registration, SessionSettings};
+use crate::config::{
+    AccountsPageAccess, AuthSettings, RefreshSettings, Registration, SessionSettings,
+};
 use crate::metrics::{AuthFailure, LoginResult, Metrics};
 use crate::request::cookie;
 use crate::store::{self, AccountStore, StoreError};
@@ -37,6 +41,7 @@ pub use jwt::{Claims, KeyError, TokenError, TokenKeys};
 pub use lockout::{Attempt, Lockout};
 pub use login::{LoginRefused, LoginSource};
 pub use password::Passwords;
+pub use refresh::{Issued, RefreshRefused};
 pub use revocation::Revocations;
 pub use runtime::ControlRuntime;
 pub use throttle::{Throttle, Throttled};
@@ -77,6 +82,8 @@ pub struct Auth {
     pub session: SessionSettings,
     /// The audit trail's queue to the store.
     pub audit: Audit,
+    /// Refresh-token lifetimes.
+    pub refresh: RefreshSettings,
     runtime: ControlRuntime,
     metrics: Metrics,
 }
@@ -139,6 +146,7 @@ impl Auth {
             registration: settings.registration,
             session: settings.session.clone(),
             audit,
+            refresh: settings.refresh.clone(),
             runtime,
             metrics,
         };
@@ -172,12 +180,6 @@ impl Auth {
     /// The session cookie's value, if the request carries one.
     pub fn session_token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
         cookie(headers, &self.session.cookie_name.0).filter(|token| !token.is_empty())
-    }
-
-    /// A session token for `credentials`: an access token that lasts `auth.session.ttl`.
-    pub fn issue_session(&self, credentials: &store::Credentials) -> Result<String, TokenError> {
-        let (token, _) = self.keys.issue_for(credentials, self.session.ttl)?;
-        Ok(token)
     }
 
     fn counted(
@@ -232,8 +234,8 @@ impl Auth {
 }
 
 /// Every minute, drops throttle buckets that have refilled, failure counters older than
-/// `memory` and audit events older than `retention`, bounding all three (every replica does it;
-/// deleting twice is harmless).
+/// `memory`, audit events older than `retention`, and refresh tokens and families that can no
+/// longer be used, bounding all four (every replica does it; deleting twice is harmless).
 async fn forget_idle_buckets(
     throttle: Arc<Throttle>,
     store: Arc<dyn AccountStore>,
@@ -253,6 +255,9 @@ async fn forget_idle_buckets(
         let before = crate::clock::unix_millis().saturating_sub(retention_ms);
         if let Err(error) = store.forget_audit_events(before).await {
             tracing::warn!(%error, "could not prune old audit events");
+        }
+        if let Err(error) = store.prune_refresh(crate::clock::unix_millis()).await {
+            tracing::warn!(%error, "could not prune refresh tokens");
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct Revocations {
     tokens: papaya::HashMap<Box<str>, i64>,
     /// Account id → current limit, only for accounts that have one.
     accounts: papaya::HashMap<Box<str>, AccountLimit>,
+    /// Family id → last second its tokens could be accepted, of ended refresh families.
+    families: papaya::HashMap<Box<str>, i64>,
 }
 
 impl Revocations {
@@ -41,10 +43,16 @@ impl Revocations {
         Self::default()
     }
 
-    /// `Err(Revoked)` if the token was logged out, or its account disabled or re-generated.
+    /// `Err(Revoked)` if the token was logged out, its family ended, or its account disabled
+    /// or re-generated.
     pub fn check(&self, claims: &Claims) -> Result<(), TokenError> {
         if self.tokens.pin().contains_key(claims.jti.as_str()) {
             return Err(TokenError::Revoked);
+        }
+        if let Some(family) = &claims.family {
+            if self.families.pin().contains_key(family.as_str()) {
+                return Err(TokenError::Revoked);
+            }
         }
         if let Some(limit) = self.accounts.pin().get(claims.sub.as_str()) {
             if limit.disabled || claims.generation < limit.generation {
@@ -60,6 +68,9 @@ impl Revocations {
         match revocation {
             Revocation::Token { jti, expires_at } => {
                 self.tokens.pin().insert(jti.as_str().into(), *expires_at);
+            }
+            Revocation::Family { id, expires_at } => {
+                self.families.pin().insert(id.as_str().into(), *expires_at);
             }
             Revocation::Account {
                 id,
@@ -89,6 +100,14 @@ impl Revocations {
     /// were recorded with: expiry plus leeway).
     pub fn prune(&self, now: i64) {
         self.tokens.pin().retain(|_, expires_at| *expires_at >= now);
+        self.families
+            .pin()
+            .retain(|_, expires_at| *expires_at >= now);
+    }
+
+    /// Ended refresh families still held.
+    pub fn revoked_families(&self) -> usize {
+        self.families.len()
     }
 
     /// Logged-out tokens still held.
@@ -162,6 +181,7 @@ mod tests {
             exp: u64::MAX / 2,
             jti: jti.into(),
             generation,
+            family: None,
         }
     }
 
@@ -200,6 +220,23 @@ mod tests {
         state.apply(&account("a", 5, true));
         state.apply(&account("a", 4, false));
         assert_eq!(state.check(&claims("t", "a", 5)), Err(TokenError::Revoked));
+    }
+
+    #[test]
+    fn tokens_of_an_ended_family_are_revoked_and_others_are_not() {
+        let state = Revocations::new();
+        state.apply(&Revocation::Family {
+            id: "f1".into(),
+            expires_at: 100,
+        });
+        let mut of_family = claims("t1", "a", 0);
+        of_family.family = Some("f1".into());
+        assert_eq!(state.check(&of_family), Err(TokenError::Revoked));
+        of_family.family = Some("f2".into());
+        assert_eq!(state.check(&of_family), Ok(()));
+        assert_eq!(state.check(&claims("t1", "a", 0)), Ok(()));
+        state.prune(101);
+        assert_eq!(state.revoked_families(), 0);
     }
 
     #[test]

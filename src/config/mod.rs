@@ -19,8 +19,8 @@ pub use routes::{covers as route_covers, RoutePath, RouteSettings};
 pub use rules::parse_duration;
 pub use schema::{
     AccountsPageAccess, AuditSettings, AuthLimits, AuthSettings, BackendSettings, DatabaseSettings,
-    JwtAlgorithm, JwtSettings, Limits, MinBodyRate, Registration, ServiceAuth, ServiceSettings,
-    SessionSettings, Settings, Strategy, TlsSettings,
+    JwtAlgorithm, JwtSettings, Limits, MinBodyRate, RefreshSettings, Registration, ServiceAuth,
+    ServiceSettings, SessionSettings, Settings, Strategy, TlsSettings,
 };
 pub use traffic::{
     CorsSettings, EjectionSettings, HealthCheckSettings, RateLimitKey, RateLimitSettings,

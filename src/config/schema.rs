@@ -212,6 +212,8 @@ pub struct AuthSettings {
     pub session: SessionSettings,
     /// The audit trail of credential events.
     pub audit: AuditSettings,
+    /// Refresh tokens of `POST /login` and `POST /token`.
+    pub refresh: RefreshSettings,
 }
 
 /// The audit trail (`GET /audit`): how long events are kept in the account store.
@@ -227,6 +229,28 @@ impl Default for AuditSettings {
     fn default() -> Self {
         AuditSettings {
             retention: Duration::from_secs(90 * 24 * 60 * 60),
+        }
+    }
+}
+
+/// Refresh tokens: each login starts a family that lasts at most `ttl`, and whose refresh token
+/// expires when unused for `idle`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefreshSettings {
+    /// The absolute lifetime of a family (one login), however often it is refreshed.
+    #[serde(with = "dur")]
+    pub ttl: Duration,
+    /// A refresh token unused this long is expired.
+    #[serde(with = "dur")]
+    pub idle: Duration,
+}
+
+impl Default for RefreshSettings {
+    fn default() -> Self {
+        RefreshSettings {
+            ttl: Duration::from_secs(30 * 24 * 60 * 60),
+            idle: Duration::from_secs(7 * 24 * 60 * 60),
         }
     }
 }

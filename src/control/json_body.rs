@@ -106,12 +106,17 @@ pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProxyEr
 }
 
 /// `application/json`, with or without parameters, in any letter case.
-fn is_json(headers: &http::HeaderMap) -> bool {
+pub(super) fn is_json(headers: &http::HeaderMap) -> bool {
+    is_media_type(headers, "application/json")
+}
+
+/// Whether the `Content-Type` essence (before any parameters) is `expected`, in any case.
+pub(super) fn is_media_type(headers: &http::HeaderMap, expected: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim())
-        .is_some_and(|essence| essence.eq_ignore_ascii_case("application/json"))
+        .is_some_and(|essence| essence.eq_ignore_ascii_case(expected))
 }
 
 #[cfg(test)]

@@ -85,6 +85,15 @@ async fn dispatch(
             only(&request, &[Method::POST])?;
             session::logout(auth, &request, client).await
         }
+        "/logout/all" => {
+            only(&request, &[Method::POST])?;
+            session::logout_all(auth, &request, client).await
+        }
+        "/token" => {
+            only(&request, &[Method::POST])?;
+            let pace = state.routes.load().body_pace();
+            session::token(auth, request, client, pace).await
+        }
         "/accounts" => {
             only(&request, &[Method::GET, Method::HEAD])?;
             account::list(auth, &request).await
@@ -120,7 +129,7 @@ fn allow_header(path: &str) -> Option<HeaderValue> {
         | "/accounts_page"
         | "/audit"
         | "/.well-known/jwks.json" => "GET, HEAD",
-        "/account" | "/login" | "/logout" => "POST",
+        "/account" | "/login" | "/logout" | "/logout/all" | "/token" => "POST",
         _ => return None,
     };
     Some(HeaderValue::from_static(methods))

@@ -1,4 +1,5 @@
-//! `POST /login`, `POST /logout` and `GET /.well-known/jwks.json`.
+//! `POST /login`, `POST /token` (refresh), `POST /logout`, `POST /logout/all` and
+//! `GET /.well-known/jwks.json`.
 
 use std::sync::Arc;
 
@@ -7,8 +8,8 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::json_body;
-use crate::auth::{AuditEvent, Auth, LoginRefused, LoginSource};
-use crate::error::{json_response, ProxyBody, ProxyError};
+use crate::auth::{AuditEvent, Auth, Issued, LoginRefused, LoginSource, RefreshRefused};
+use crate::error::{json_response, Invalid, ProxyBody, ProxyError};
 use crate::policy::BodyPace;
 use crate::request::ClientInfo;
 
@@ -35,23 +36,81 @@ pub(super) async fn login(
         .check_login(ip, LoginSource::Api, login.email, login.password)
         .await
         .map_err(refused)?;
-    let (token, _) = auth
-        .keys
-        .issue(&credentials)
-        .map_err(|error| ProxyError::Internal(error.to_string()))?;
+    let issued = auth.start_family(&credentials).await.map_err(|error| {
+        tracing::error!(%error, "login could not start a refresh family");
+        ProxyError::StoreUnavailable
+    })?;
+    Ok(token_response(auth, &issued))
+}
+
+/// The login and refresh answer: a new access token and a new refresh token (RFC 6749 §5.1),
+/// never cached.
+fn token_response(auth: &Auth, issued: &Issued) -> Response<ProxyBody> {
     let mut response = json_response(
         StatusCode::OK,
         &serde_json::json!({
-            "access_token": token,
+            "access_token": issued.access_token,
             "token_type": "Bearer",
             "expires_in": auth.keys.ttl().as_secs(),
+            "refresh_token": issued.refresh_token,
+            "refresh_expires_in": issued.refresh_expires_in,
         }),
     );
-    // RFC 6749 §5.1: responses carrying tokens must not be cached.
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    response
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    grant_type: String,
+    refresh_token: Option<String>,
+}
+
+/// `POST /token`: `grant_type=refresh_token` as JSON or as a form (RFC 6749 §6). The refresh
+/// token is spent and a new pair of the same family returned; an unknown, spent or expired
+/// one is `401 invalid_grant`, and a spent one also ends its family (`auth::refresh`).
+pub(super) async fn token(
+    auth: &Arc<Auth>,
+    request: Request<Incoming>,
+    client: &ClientInfo,
+    pace: BodyPace,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let ip = client.ip(request.headers());
+    let grant: TokenRequest =
+        if json_body::is_media_type(request.headers(), "application/x-www-form-urlencoded") {
+            let body = json_body::read_small(request, pace).await?;
+            let mut grant = TokenRequest {
+                grant_type: String::new(),
+                refresh_token: None,
+            };
+            for (name, value) in form_urlencoded::parse(&body) {
+                match &*name {
+                    "grant_type" => grant.grant_type = value.into_owned(),
+                    "refresh_token" => grant.refresh_token = Some(value.into_owned()),
+                    _ => {}
+                }
+            }
+            grant
+        } else {
+            json_body::read_json(request, pace).await?
+        };
+    if grant.grant_type != "refresh_token" {
+        return Err(ProxyError::UnsupportedGrantType);
+    }
+    let Some(presented) = grant.refresh_token else {
+        return Err(ProxyError::InvalidField(
+            Invalid::Request,
+            "refresh_token is required".to_string(),
+        ));
+    };
+    match auth.refresh(ip, &presented).await {
+        Ok(issued) => Ok(token_response(auth, &issued)),
+        Err(RefreshRefused::InvalidGrant) => Err(ProxyError::InvalidGrant),
+        Err(RefreshRefused::Throttled(t)) => Err(ProxyError::RateLimited(t.retry_after_secs)),
+        Err(RefreshRefused::StoreUnavailable) => Err(ProxyError::StoreUnavailable),
+    }
 }
 
 /// The answer to a refused login (the check has logged and counted it already).
@@ -63,8 +122,9 @@ fn refused(refusal: LoginRefused) -> ProxyError {
     }
 }
 
-/// `POST /logout`: the presented token is rejected from now on, here at once and on every
-/// replica within a second; recorded as `logout` in the audit trail.
+/// `POST /logout`: the presented token and its whole family (the login it came from, with
+/// its refresh token) are rejected from now on, here at once and on every replica within a
+/// second; recorded as `logout` in the audit trail.
 pub(super) async fn logout(
     auth: &Arc<Auth>,
     request: &Request<Incoming>,
@@ -82,6 +142,35 @@ pub(super) async fn logout(
         Some(&identity.claims.username),
         Some(client.ip(request.headers())),
         serde_json::json!({ "source": "api" }),
+    );
+    let mut response = Response::new(crate::error::full_body(bytes::Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
+}
+
+/// `POST /logout/all`: every family and every access token of the caller's account end (its
+/// token generation is bumped and its families revoked), on every replica within a second.
+pub(super) async fn logout_all(
+    auth: &Arc<Auth>,
+    request: &Request<Incoming>,
+    client: &ClientInfo,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let identity = auth.authenticate(request.headers())?;
+    let ended = auth
+        .end_all_sessions(&identity.claims)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "logout/all could not reach the account store");
+            ProxyError::StoreUnavailable
+        })?;
+    if !ended {
+        return Err(ProxyError::InvalidToken(crate::auth::TokenError::Revoked));
+    }
+    auth.audit.record(
+        AuditEvent::LogoutAll,
+        Some(&identity.claims.username),
+        Some(client.ip(request.headers())),
+        serde_json::json!({}),
     );
     let mut response = Response::new(crate::error::full_body(bytes::Bytes::new()));
     *response.status_mut() = StatusCode::NO_CONTENT;

@@ -2,7 +2,7 @@
 //! and its post), `/.gatehouse/signout` and `/.gatehouse/me`. Paths under `/.gatehouse/` are
 //! answered here and never forwarded.
 //!
-//! The session cookie holds a signed access token (`Auth::issue_session`: the account's claims,
+//! The session cookie holds a signed access token (`Auth::start_session`: the account's claims,
 //! `auth.session.ttl` long), so a proxied request with it is checked like a bearer token, in
 //! memory, and ends with the same deny-list (sign-out) and account generation (a disabled
 //! account). The form's post shares the login path (`Auth::check_login`: rate, back-off,
@@ -324,9 +324,15 @@ async fn sign_in(
             return refused_form(status, message, &email, &rd, &headers, &site);
         }
     };
-    let token = auth
-        .issue_session(&credentials)
-        .map_err(|error| ProxyError::Internal(error.to_string()))?;
+    let token = match auth.start_session(&credentials).await {
+        Ok(token) => token,
+        Err(error) => {
+            tracing::error!(%error, "sign-in could not start a session in the account store");
+            let message = "Signing in is not possible right now. Try again shortly.";
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            return refused_form(status, message, &email, &rd, &headers, &site);
+        }
+    };
     let location = HeaderValue::try_from(rd).map_err(|e| ProxyError::Internal(e.to_string()))?;
     let mut response = see_other(StatusCode::SEE_OTHER, location);
     let name = &auth.session.cookie_name.0;

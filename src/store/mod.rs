@@ -129,6 +129,61 @@ pub enum Revocation {
         /// Whether the account is disabled.
         disabled: bool,
     },
+    /// A revoked refresh family (a login or browser session ended): access tokens carrying
+    /// its id (`fam`) are rejected.
+    Family {
+        /// The family id.
+        id: String,
+        /// The last second any of its access tokens could be accepted, Unix seconds.
+        expires_at: i64,
+    },
+}
+
+/// A new refresh family: one login or browser session. Times are Unix milliseconds, but for
+/// `tokens_until` (seconds, as token claims).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFamily {
+    /// Random id, the `fam` claim of its access tokens.
+    pub id: String,
+    /// The account it belongs to.
+    pub account_id: String,
+    /// When it starts.
+    pub now: i64,
+    /// Its absolute end: no refresh after this.
+    pub expires_at: i64,
+    /// The last second an access token issued from it could be accepted.
+    pub tokens_until: i64,
+}
+
+/// A refresh token to store: only its SHA-256 hash, never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefresh {
+    /// Lower-case hex SHA-256 of the token.
+    pub hash: String,
+    /// Unused past this (Unix milliseconds), it is expired (`auth.refresh.idle`).
+    pub idle_until: i64,
+    /// The last second (Unix seconds) the access token issued with it could be accepted: a
+    /// revocation of the family is remembered at least that long.
+    pub access_until: i64,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was spent and its successor stored.
+    Rotated {
+        /// Its family.
+        family_id: String,
+        /// The family's account.
+        account_id: String,
+        /// The family's absolute end, Unix milliseconds.
+        expires_at: i64,
+    },
+    /// Unknown, expired (idle or absolute), or of a revoked family.
+    Invalid,
+    /// Already spent: presented again, so it has leaked. Its family was revoked (`Some` if
+    /// by this call, `None` if it was already).
+    Reused(Option<Revocation>),
 }
 
 /// An account's email as stored, for checking rows written under older normalisation rules.
@@ -265,8 +320,8 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// One page of accounts, filtered by `query.search`.
     async fn list(&self, query: &ListQuery) -> Result<AccountPage, StoreError>;
 
-    /// Disables the account with this email and bumps its token generation (revoking every
-    /// token it holds); returns the new state, or `None` if no such account.
+    /// Disables the account with this email, bumps its token generation (revoking every
+    /// token it holds) and revokes its refresh families; returns the new state, or `None` if no such account.
     async fn disable(&self, email: &str) -> Result<Option<Revocation>, StoreError>;
 
     /// Records a logged-out token until `expires_at` (the last second it could be accepted:
@@ -274,8 +329,47 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     async fn revoke_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
 
     /// Every revocation still in force (tokens not yet expired, accounts disabled or with a
-    /// bumped generation); also deletes expired token rows.
+    /// bumped generation, revoked families whose tokens could still be accepted); also
+    /// deletes expired token rows.
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
+
+    /// The account with this id, with what a token needs (`None` if there is none).
+    async fn account_credentials(&self, id: &str) -> Result<Option<Credentials>, StoreError>;
+
+    /// Stores a new family and, unless it is a browser session, its first refresh token.
+    async fn start_family(
+        &self,
+        family: &NewFamily,
+        first: Option<&NewRefresh>,
+    ) -> Result<(), StoreError>;
+
+    /// Spends the refresh token whose hash is `hash` at `now` (Unix ms) and stores `next` as its
+    /// successor, in one conditional UPDATE (of racing calls exactly one rotates), moving the
+    /// family's `tokens_until` on to `next.access_until`. A spent token revokes its family
+    /// and tells the other replicas.
+    async fn rotate_refresh(
+        &self,
+        hash: &str,
+        next: &NewRefresh,
+        now: i64,
+    ) -> Result<Rotation, StoreError>;
+
+    /// Revokes one family (logout, sign-out) at `now` (Unix ms) and tells the other replicas;
+    /// `None` if it was unknown or revoked already.
+    async fn revoke_family(&self, id: &str, now: i64) -> Result<Option<Revocation>, StoreError>;
+
+    /// Ends everything the account holds (`POST /logout/all`): its token generation is bumped
+    /// and all its families revoked, and the other replicas told. `None` if no such account.
+    async fn end_sessions(
+        &self,
+        account_id: &str,
+        now: i64,
+    ) -> Result<Option<Revocation>, StoreError>;
+
+    /// Deletes refresh tokens past their idle time or of ended families, and families none of
+    /// whose access tokens can be accepted any more, as of `now` (Unix ms); returns how many
+    /// rows.
+    async fn prune_refresh(&self, now: i64) -> Result<u64, StoreError>;
 
     /// The failed-login counter under `key`, if any.
     async fn failure_count(&self, key: &str) -> Result<Option<FailureCount>, StoreError>;

@@ -6,8 +6,8 @@ use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 use super::sql::{self, unavailable};
 use super::{
     identifier, Account, AccountPage, AccountStore, AuditQuery, AuditRecord, Credentials,
-    FailureCount, FailureRule, ListQuery, NewAccount, Revocation, RevocationFeed, StoreError,
-    StoredEmail, ACQUIRE_TIMEOUT,
+    FailureCount, FailureRule, ListQuery, NewAccount, NewFamily, NewRefresh, Revocation,
+    RevocationFeed, Rotation, StoreError, StoredEmail, ACQUIRE_TIMEOUT,
 };
 use crate::clock::unix_millis;
 
@@ -62,6 +62,17 @@ async fn notify(tx: &mut PgConnection, revocation: &Revocation) -> Result<(), St
         .execute(tx)
         .await
         .map_err(unavailable)?;
+    Ok(())
+}
+
+/// [`notify`] for each revoked family, inside the same transaction.
+async fn notify_all(
+    tx: &mut PgConnection,
+    families: Vec<sql::FamilyRow>,
+) -> Result<(), StoreError> {
+    for family in families {
+        notify(tx, &Revocation::from(family)).await?;
+    }
     Ok(())
 }
 
@@ -137,8 +148,178 @@ impl AccountStore for PostgresStore {
             return Ok(None); // Dropping `tx` rolls back the no-op.
         };
         notify(&mut tx, &revocation).await?;
+        let families: Vec<sql::FamilyRow> = sqlx::query_as(sql::REVOKE_FAMILIES_BY_EMAIL)
+            .bind(identifier::key(email))
+            .bind(unix_millis())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        notify_all(&mut tx, families).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(revocation))
+    }
+
+    async fn account_credentials(&self, id: &str) -> Result<Option<Credentials>, StoreError> {
+        if !storable(id) {
+            return Ok(None);
+        }
+        let row: Option<sql::CredentialsRow> = sqlx::query_as(sql::SELECT_CREDENTIALS_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn start_family(
+        &self,
+        family: &NewFamily,
+        first: Option<&NewRefresh>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query(sql::INSERT_FAMILY)
+            .bind(&family.id)
+            .bind(&family.account_id)
+            .bind(family.now)
+            .bind(family.expires_at)
+            .bind(family.tokens_until)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if let Some(first) = first {
+            sqlx::query(sql::INSERT_REFRESH)
+                .bind(&first.hash)
+                .bind(&family.id)
+                .bind(family.now)
+                .bind(first.idle_until)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn rotate_refresh(
+        &self,
+        hash: &str,
+        next: &NewRefresh,
+        now: i64,
+    ) -> Result<Rotation, StoreError> {
+        if !storable(hash) {
+            return Ok(Rotation::Invalid);
+        }
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let spent: Option<String> = sqlx::query_scalar(sql::SPEND_REFRESH)
+            .bind(hash)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if let Some(family_id) = spent {
+            sqlx::query(sql::INSERT_REFRESH)
+                .bind(&next.hash)
+                .bind(&family_id)
+                .bind(now)
+                .bind(next.idle_until)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let owner: sql::FamilyOwnerRow = sqlx::query_as(sql::EXTEND_FAMILY)
+                .bind(&family_id)
+                .bind(next.access_until)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            return Ok(Rotation::Rotated {
+                family_id,
+                account_id: owner.account_id,
+                expires_at: owner.expires_at,
+            });
+        }
+        let found: Option<sql::RefreshRow> = sqlx::query_as(sql::SELECT_REFRESH)
+            .bind(hash)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let Some(found) = found.filter(|row| row.spent_at.is_some()) else {
+            return Ok(Rotation::Invalid);
+        };
+        let revoked: Option<sql::FamilyRow> = sqlx::query_as(sql::REVOKE_FAMILY)
+            .bind(&found.family_id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let revocation = revoked.map(Revocation::from);
+        if let Some(revocation) = &revocation {
+            notify(&mut tx, revocation).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Rotation::Reused(revocation))
+    }
+
+    async fn revoke_family(&self, id: &str, now: i64) -> Result<Option<Revocation>, StoreError> {
+        if !storable(id) {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let row: Option<sql::FamilyRow> = sqlx::query_as(sql::REVOKE_FAMILY)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let revocation = row.map(Revocation::from);
+        if let Some(revocation) = &revocation {
+            notify(&mut tx, revocation).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(revocation)
+    }
+
+    async fn end_sessions(
+        &self,
+        account_id: &str,
+        now: i64,
+    ) -> Result<Option<Revocation>, StoreError> {
+        if !storable(account_id) {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let row: Option<sql::AccountStateRow> = sqlx::query_as(sql::BUMP_GENERATION)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let Some(revocation) = row.map(Revocation::from) else {
+            return Ok(None);
+        };
+        notify(&mut tx, &revocation).await?;
+        let families: Vec<sql::FamilyRow> = sqlx::query_as(sql::REVOKE_ACCOUNT_FAMILIES)
+            .bind(account_id)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        notify_all(&mut tx, families).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(revocation))
+    }
+
+    async fn prune_refresh(&self, now: i64) -> Result<u64, StoreError> {
+        let tokens = sqlx::query(sql::DELETE_EXPIRED_REFRESH)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let families = sqlx::query(sql::DELETE_EXPIRED_FAMILIES)
+            .bind(now)
+            .bind(now / 1000)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(tokens.rows_affected() + families.rows_affected())
     }
 
     async fn revoke_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
@@ -171,8 +352,17 @@ impl AccountStore for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
+        let families: Vec<sql::FamilyRow> = sqlx::query_as(sql::SELECT_REVOKED_FAMILIES)
+            .bind(unix_millis() / 1000)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
         let tokens = tokens.into_iter().map(Revocation::from);
-        Ok(tokens.chain(accounts.into_iter().map(Into::into)).collect())
+        let families = families.into_iter().map(Revocation::from);
+        Ok(tokens
+            .chain(accounts.into_iter().map(Into::into))
+            .chain(families)
+            .collect())
     }
 
     async fn feed(&self) -> Result<Option<Box<dyn RevocationFeed>>, StoreError> {
@@ -354,11 +544,13 @@ impl RevocationFeed for PgFeed {
     }
 }
 
-/// The notice payload: `t <expires_at> <jti>` or `a <generation> <0|1> <id>`. The free-form
+/// The notice payload: `t <expires_at> <jti>`, `f <expires_at> <family id>` or
+/// `a <generation> <0|1> <id>`. The free-form
 /// field comes last, so it may contain anything (even spaces).
 fn encode(revocation: &Revocation) -> String {
     match revocation {
         Revocation::Token { jti, expires_at } => format!("t {expires_at} {jti}"),
+        Revocation::Family { id, expires_at } => format!("f {expires_at} {id}"),
         Revocation::Account {
             id,
             generation,
@@ -376,6 +568,13 @@ fn decode(payload: &str) -> Option<Revocation> {
             Some(Revocation::Token {
                 expires_at: expires_at.parse().ok()?,
                 jti: non_empty(jti)?,
+            })
+        }
+        "f" => {
+            let (expires_at, id) = rest.split_once(' ')?;
+            Some(Revocation::Family {
+                expires_at: expires_at.parse().ok()?,
+                id: non_empty(id)?,
             })
         }
         "a" => {
@@ -412,6 +611,18 @@ mod tests {
         };
         assert_eq!(encode(&token), "t 1700000000 j 1");
         assert_eq!(decode(&encode(&token)), Some(token));
+    }
+
+    #[test]
+    fn family_revocations_round_trip() {
+        let family = Revocation::Family {
+            id: "f1".into(),
+            expires_at: 1_700_000_000,
+        };
+        assert_eq!(encode(&family), "f 1700000000 f1");
+        assert_eq!(decode(&encode(&family)), Some(family));
+        assert_eq!(decode("f 1"), None);
+        assert_eq!(decode("f x id"), None);
     }
 
     #[test]

@@ -114,6 +114,70 @@ pub(super) const SELECT_AUDIT: &str = "SELECT id, time, event, username, client,
 /// Binds: before (Unix ms).
 pub(super) const FORGET_AUDIT: &str = "DELETE FROM audit_events WHERE time < $1";
 
+/// Binds: id, account_id, created_at (ms), expires_at (ms), tokens_until (Unix seconds).
+pub(super) const INSERT_FAMILY: &str = "INSERT INTO refresh_families \
+     (id, account_id, created_at, expires_at, tokens_until) VALUES ($1, $2, $3, $4, $5)";
+
+/// Binds: hash, family_id, issued_at (ms), idle_until (ms).
+pub(super) const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens \
+     (hash, family_id, issued_at, idle_until) VALUES ($1, $2, $3, $4)";
+
+// The one statement that decides a rotation: of any number of concurrent refreshes with one
+// token, only the first to take the row's lock finds `spent_at IS NULL`; the others match
+// nothing. The token must be within its idle time and its family alive.
+/// Binds: hash, now (Unix ms).
+pub(super) const SPEND_REFRESH: &str = "UPDATE refresh_tokens SET spent_at = $2 \
+     WHERE hash = $1 AND spent_at IS NULL AND idle_until >= $2 \
+       AND family_id IN (SELECT id FROM refresh_families \
+                         WHERE revoked_at IS NULL AND expires_at >= $2) \
+     RETURNING family_id";
+
+// A revoked family is remembered (in every replica's memory) only until its last access token
+// has expired, not for its whole lifetime.
+/// Binds: family id, tokens_until (Unix seconds).
+pub(super) const EXTEND_FAMILY: &str = "UPDATE refresh_families \
+     SET tokens_until = CASE WHEN tokens_until < $2 THEN $2 ELSE tokens_until END \
+     WHERE id = $1 RETURNING account_id, expires_at";
+
+/// Binds: hash. What a refused refresh token was: `spent_at` set means it is being reused.
+pub(super) const SELECT_REFRESH: &str =
+    "SELECT family_id, spent_at FROM refresh_tokens WHERE hash = $1";
+
+/// Binds: family id, now (ms).
+pub(super) const REVOKE_FAMILY: &str = "UPDATE refresh_families SET revoked_at = $2 \
+     WHERE id = $1 AND revoked_at IS NULL RETURNING id, tokens_until";
+
+/// Binds: account id, now (ms).
+pub(super) const REVOKE_ACCOUNT_FAMILIES: &str = "UPDATE refresh_families SET revoked_at = $2 \
+     WHERE account_id = $1 AND revoked_at IS NULL RETURNING id, tokens_until";
+
+/// Binds: email_key, now (ms). The families of the account with this email (for `disable`).
+pub(super) const REVOKE_FAMILIES_BY_EMAIL: &str = "UPDATE refresh_families SET revoked_at = $2 \
+     WHERE account_id IN (SELECT id FROM accounts WHERE email_key = $1) \
+       AND revoked_at IS NULL RETURNING id, tokens_until";
+
+/// Binds: account id. Every token of the account stops working (`POST /logout/all`).
+pub(super) const BUMP_GENERATION: &str = "UPDATE accounts \
+     SET token_generation = token_generation + 1 \
+     WHERE id = $1 RETURNING id, token_generation, disabled";
+
+/// Binds: account id.
+pub(super) const SELECT_CREDENTIALS_BY_ID: &str = "SELECT id, username, email, role, \
+     created_at, disabled, password_hash, token_generation FROM accounts WHERE id = $1";
+
+/// Binds: now (Unix seconds).
+pub(super) const SELECT_REVOKED_FAMILIES: &str = "SELECT id, tokens_until FROM refresh_families \
+     WHERE revoked_at IS NOT NULL AND tokens_until >= $1";
+
+/// Binds: now (ms). Refresh tokens past their idle time or of a family past its end.
+pub(super) const DELETE_EXPIRED_REFRESH: &str = "DELETE FROM refresh_tokens \
+     WHERE idle_until < $1 OR family_id IN \
+       (SELECT id FROM refresh_families WHERE expires_at < $1 OR revoked_at IS NOT NULL)";
+
+/// Binds: now (ms), now (Unix seconds). Families none of whose tokens can be accepted any more.
+pub(super) const DELETE_EXPIRED_FAMILIES: &str =
+    "DELETE FROM refresh_families WHERE expires_at < $1 AND tokens_until < $2";
+
 /// No binds.
 pub(super) const PING: &str = "SELECT 1";
 
@@ -252,6 +316,36 @@ impl From<AuditRow> for AuditRecord {
             detail: row.detail,
         }
     }
+}
+
+/// A revoked `refresh_families` row (`id, tokens_until`).
+#[derive(sqlx::FromRow)]
+pub(super) struct FamilyRow {
+    id: String,
+    tokens_until: i64,
+}
+
+impl From<FamilyRow> for Revocation {
+    fn from(row: FamilyRow) -> Self {
+        Revocation::Family {
+            id: row.id,
+            expires_at: row.tokens_until,
+        }
+    }
+}
+
+/// A `refresh_tokens` row as a refused refresh finds it.
+#[derive(sqlx::FromRow)]
+pub(super) struct RefreshRow {
+    pub(super) family_id: String,
+    pub(super) spent_at: Option<i64>,
+}
+
+/// The family a rotated token belongs to.
+#[derive(sqlx::FromRow)]
+pub(super) struct FamilyOwnerRow {
+    pub(super) account_id: String,
+    pub(super) expires_at: i64,
 }
 
 /// A new account with its id, keys and creation time, ready to bind to [`INSERT_ACCOUNT`].

@@ -10,8 +10,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use super::sql::{self, unavailable};
 use super::{
     identifier, redact, Account, AccountPage, AccountStore, AuditQuery, AuditRecord, Credentials,
-    FailureCount, FailureRule, ListQuery, NewAccount, Revocation, RevocationFeed, StoreError,
-    StoredEmail, ACQUIRE_TIMEOUT,
+    FailureCount, FailureRule, ListQuery, NewAccount, NewFamily, NewRefresh, Revocation,
+    RevocationFeed, Rotation, StoreError, StoredEmail, ACQUIRE_TIMEOUT,
 };
 use crate::clock::unix_millis;
 
@@ -59,6 +59,17 @@ impl SqliteStore {
             .await
             .map_err(|e| sql::migrate_error(url, e))?;
         Ok(SqliteStore { pool })
+    }
+}
+
+impl SqliteStore {
+    /// A transaction that takes the write lock at once (`BEGIN IMMEDIATE`, waiting up to the
+    /// busy timeout), so it never has to upgrade a read snapshot another writer made stale.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)
     }
 }
 
@@ -133,12 +144,156 @@ impl AccountStore for SqliteStore {
     }
 
     async fn disable(&self, email: &str) -> Result<Option<Revocation>, StoreError> {
+        let mut tx = self.begin_write().await?;
         let row: Option<sql::AccountStateRow> = sqlx::query_as(sql::DISABLE_ACCOUNT)
             .bind(identifier::key(email))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query(sql::REVOKE_FAMILIES_BY_EMAIL)
+            .bind(identifier::key(email))
+            .bind(unix_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn account_credentials(&self, id: &str) -> Result<Option<Credentials>, StoreError> {
+        let row: Option<sql::CredentialsRow> = sqlx::query_as(sql::SELECT_CREDENTIALS_BY_ID)
+            .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
         Ok(row.map(Into::into))
+    }
+
+    async fn start_family(
+        &self,
+        family: &NewFamily,
+        first: Option<&NewRefresh>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(sql::INSERT_FAMILY)
+            .bind(&family.id)
+            .bind(&family.account_id)
+            .bind(family.now)
+            .bind(family.expires_at)
+            .bind(family.tokens_until)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if let Some(first) = first {
+            sqlx::query(sql::INSERT_REFRESH)
+                .bind(&first.hash)
+                .bind(&family.id)
+                .bind(family.now)
+                .bind(first.idle_until)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn rotate_refresh(
+        &self,
+        hash: &str,
+        next: &NewRefresh,
+        now: i64,
+    ) -> Result<Rotation, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let spent: Option<String> = sqlx::query_scalar(sql::SPEND_REFRESH)
+            .bind(hash)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if let Some(family_id) = spent {
+            sqlx::query(sql::INSERT_REFRESH)
+                .bind(&next.hash)
+                .bind(&family_id)
+                .bind(now)
+                .bind(next.idle_until)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let owner: sql::FamilyOwnerRow = sqlx::query_as(sql::EXTEND_FAMILY)
+                .bind(&family_id)
+                .bind(next.access_until)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            return Ok(Rotation::Rotated {
+                family_id,
+                account_id: owner.account_id,
+                expires_at: owner.expires_at,
+            });
+        }
+        let found: Option<sql::RefreshRow> = sqlx::query_as(sql::SELECT_REFRESH)
+            .bind(hash)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let Some(found) = found.filter(|row| row.spent_at.is_some()) else {
+            return Ok(Rotation::Invalid);
+        };
+        let revoked: Option<sql::FamilyRow> = sqlx::query_as(sql::REVOKE_FAMILY)
+            .bind(&found.family_id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Rotation::Reused(revoked.map(Into::into)))
+    }
+
+    async fn revoke_family(&self, id: &str, now: i64) -> Result<Option<Revocation>, StoreError> {
+        let row: Option<sql::FamilyRow> = sqlx::query_as(sql::REVOKE_FAMILY)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn end_sessions(
+        &self,
+        account_id: &str,
+        now: i64,
+    ) -> Result<Option<Revocation>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<sql::AccountStateRow> = sqlx::query_as(sql::BUMP_GENERATION)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query(sql::REVOKE_ACCOUNT_FAMILIES)
+            .bind(account_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn prune_refresh(&self, now: i64) -> Result<u64, StoreError> {
+        let tokens = sqlx::query(sql::DELETE_EXPIRED_REFRESH)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let families = sqlx::query(sql::DELETE_EXPIRED_FAMILIES)
+            .bind(now)
+            .bind(now / 1000)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(tokens.rows_affected() + families.rows_affected())
     }
 
     async fn revoke_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
@@ -165,8 +320,17 @@ impl AccountStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
+        let families: Vec<sql::FamilyRow> = sqlx::query_as(sql::SELECT_REVOKED_FAMILIES)
+            .bind(unix_millis() / 1000)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
         let tokens = tokens.into_iter().map(Revocation::from);
-        Ok(tokens.chain(accounts.into_iter().map(Into::into)).collect())
+        let families = families.into_iter().map(Revocation::from);
+        Ok(tokens
+            .chain(accounts.into_iter().map(Into::into))
+            .chain(families)
+            .collect())
     }
 
     /// SQLite has no push channel: replicas poll [`AccountStore::revocations`].

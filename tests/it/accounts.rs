@@ -566,7 +566,16 @@ async fn a_login_answers_a_bearer_token_that_is_never_cached() {
     assert_eq!(reply.header("cache-control"), "no-store");
     assert_no_hash(&reply);
     let body = reply.json();
-    assert_keys(&body, &["access_token", "expires_in", "token_type"]);
+    assert_keys(
+        &body,
+        &[
+            "access_token",
+            "expires_in",
+            "refresh_expires_in",
+            "refresh_token",
+            "token_type",
+        ],
+    );
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 600);
     let token = body["access_token"].as_str().unwrap();

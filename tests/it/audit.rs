@@ -408,3 +408,47 @@ async fn events_survive_a_restart_on_postgres() {
     drop(store);
     drop_database(&url).await;
 }
+
+/// Refresh tokens leave their trail too: a rotation as `refresh` (with the family), a spent
+/// token presented again as `refresh_reuse`, and `POST /logout/all` as `logout_all`; never a
+/// refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_reuse_and_logout_all_are_recorded() {
+    let config = ConfigYaml::new();
+    let database_url = config.database_url();
+    let proxy = Proxy::start(&config).await;
+    let client = proxy.client();
+    let admin = admin_token(&client, &database_url, "boss").await;
+    client.signed_up("alice", EMAIL, PASSWORD).await;
+    let login = client.login(EMAIL, PASSWORD).await.json();
+    let first = login["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_string();
+    let grant = |token: &str| json!({ "grant_type": "refresh_token", "refresh_token": token });
+    let rotated = client.post_json("/token", &grant(&first)).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    let second = rotated.json()["access_token"].as_str().unwrap().to_string();
+    let reused = client.post_json("/token", &grant(&first)).await;
+    assert_eq!(reused.status, 401);
+    let fresh = client.token(EMAIL, PASSWORD).await;
+    let all = client
+        .with_token("POST", CONTROL, "/logout/all", &fresh)
+        .await;
+    assert_eq!(all.status, 204, "{}", all.text());
+
+    let query = |event: &str| format!("event={event}");
+    let refresh = events(&client, &query("refresh"), &admin, 1).await;
+    assert_eq!(refresh[0]["username"], "alice");
+    let family = claims_of(&second)["fam"].clone();
+    assert_eq!(refresh[0]["detail"]["family"], family);
+    let reuse = events(&client, &query("refresh_reuse"), &admin, 1).await;
+    assert_eq!(reuse[0]["detail"]["family"], family);
+    let logout_all = events(&client, &query("logout_all"), &admin, 1).await;
+    assert_eq!(logout_all[0]["username"], "alice");
+    let every = audit(&client, "limit=1000", &admin).await;
+    assert!(
+        !every.text().contains(&first),
+        "a refresh token in the trail"
+    );
+}

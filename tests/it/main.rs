@@ -47,6 +47,7 @@ mod policy;
 mod pooling;
 mod probe;
 mod ready;
+mod refresh;
 mod replicas;
 mod routes;
 mod routing;

@@ -341,6 +341,7 @@ async fn metrics_answer_in_the_prometheus_text_format() {
         "gatehouse_backend_up gauge",
         "gatehouse_auth_failures_total counter",
         "gatehouse_logins_total counter",
+        "gatehouse_token_refreshes_total counter",
         "gatehouse_connections_active gauge",
         "gatehouse_config_reloads_total counter",
         "gatehouse_audit_events_dropped_total counter",

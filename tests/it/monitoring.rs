@@ -39,6 +39,7 @@ const DESIGN_METRICS: &[&str] = &[
     "gatehouse_backend_up",
     "gatehouse_auth_failures_total",
     "gatehouse_logins_total",
+    "gatehouse_token_refreshes_total",
     "gatehouse_connections_active",
     "gatehouse_config_reloads_total",
     "gatehouse_health_checks_total",

@@ -813,6 +813,38 @@ async fn disabling_the_account_ends_its_sessions() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_a_family_that_logout_all_ends() {
+    let backend = backends(1).await[0];
+    let proxy = proxy_with_alice(&config(backend)).await;
+    let client = proxy.client();
+    let token = session(&client, S1).await;
+    let claims = common::accounts::claims_of(&token);
+    let family = claims["fam"].as_str().expect("a fam claim");
+    assert_eq!(family.len(), 32, "{claims}");
+    let other = session(&client, S1).await;
+    assert_ne!(common::accounts::claims_of(&other)["fam"], family);
+    let cookie = format!("gatehouse_session={token}");
+    assert_eq!(
+        with_cookie(&client, S1, "/", &cookie, "*/*").await.status,
+        200
+    );
+
+    // Signing out everywhere from an API token ends the browser's sessions too.
+    let api = client.token(EMAIL, PASSWORD).await;
+    let all = client
+        .with_token("POST", CONTROL, "/logout/all", &api)
+        .await;
+    assert_eq!(all.status, 204);
+    for session in [&token, &other] {
+        let cookie = format!("gatehouse_session={session}");
+        assert_eq!(
+            with_cookie(&client, S1, "/", &cookie, "*/*").await.status,
+            401
+        );
+    }
+}
+
 async fn replica(database_url: &str, backend: SocketAddr) -> Gatehouse {
     Gatehouse::start_with_env(&["serve"], &[("DATABASE_URL", database_url)], |listen| {
         config(backend).listen(listen).render()

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse::store::{
-    self, AccountStore, AuditQuery, AuditRecord, FailureRule, ListQuery, NewAccount, Revocation,
-    Role, StoreError, TakenField,
+    self, AccountStore, AuditQuery, AuditRecord, FailureRule, ListQuery, NewAccount, NewFamily,
+    NewRefresh, Revocation, Role, Rotation, StoreError, TakenField,
 };
 
 use common::postgres::{drop_database, fresh_database, fresh_sqlite, with_database};
@@ -57,6 +57,11 @@ contract!(
     ping_answers,
     failure_counts_count_atomically_and_hold_back_past_the_free_ones,
     audit_events_page_newest_first_filter_and_are_pruned_by_age,
+    a_refresh_token_rotates_once_and_its_reuse_revokes_the_family,
+    of_racing_rotations_of_one_token_exactly_one_wins,
+    expired_refresh_tokens_do_not_rotate_and_are_pruned,
+    ending_sessions_bumps_the_generation_and_revokes_every_family,
+    disable_revokes_the_families_and_the_feed_hears_family_revocations,
 );
 
 /// A dummy hash: the store never looks inside it.
@@ -683,4 +688,276 @@ async fn failure_counts_count_atomically_and_hold_back_past_the_free_ones(url: &
     assert_eq!(store.forget_failure_counts(150).await.unwrap(), 1);
     assert_eq!(store.failure_count("old").await.unwrap(), None);
     assert!(store.failure_count("new").await.unwrap().is_some());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refresh families
+
+/// Now, Unix milliseconds.
+fn now_ms() -> i64 {
+    gatehouse::clock::unix_millis()
+}
+
+/// A family of `account` lasting an hour, with a first refresh token `hash` (idle for an hour).
+async fn family(store: &dyn AccountStore, id: &str, account: &str, hash: &str) {
+    let now = now_ms();
+    let family = NewFamily {
+        id: id.into(),
+        account_id: account.into(),
+        now,
+        expires_at: now + 3_600_000,
+        tokens_until: now / 1000 + 7200,
+    };
+    let first = NewRefresh {
+        hash: hash.into(),
+        idle_until: now + 3_600_000,
+        access_until: now / 1000 + 900,
+    };
+    store.start_family(&family, Some(&first)).await.unwrap();
+}
+
+fn next(hash: &str) -> NewRefresh {
+    NewRefresh {
+        hash: hash.into(),
+        idle_until: now_ms() + 3_600_000,
+        access_until: now_ms() / 1000 + 900,
+    }
+}
+
+fn revoked_families(revocations: &[Revocation]) -> Vec<String> {
+    let mut ids: Vec<String> = revocations
+        .iter()
+        .filter_map(|r| match r {
+            Revocation::Family { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn a_refresh_token_rotates_once_and_its_reuse_revokes_the_family(url: &str) {
+    let store = open(url).await;
+    family(&*store, "fam-1", "acc-1", "h1").await;
+    let rotated = store
+        .rotate_refresh("h1", &next("h2"), now_ms())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&rotated, Rotation::Rotated { family_id, account_id, .. }
+            if family_id == "fam-1" && account_id == "acc-1"),
+        "{rotated:?}"
+    );
+    assert_eq!(
+        store
+            .rotate_refresh("nope", &next("h9"), now_ms())
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    assert!(revoked_families(&store.revocations().await.unwrap()).is_empty());
+
+    // h1 again: reuse. The family is revoked and h2 no longer rotates.
+    let reused = store
+        .rotate_refresh("h1", &next("h3"), now_ms())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&reused, Rotation::Reused(Some(Revocation::Family { id, .. })) if id == "fam-1"),
+        "{reused:?}"
+    );
+    assert_eq!(
+        store
+            .rotate_refresh("h2", &next("h4"), now_ms())
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    assert_eq!(
+        store
+            .rotate_refresh("h1", &next("h5"), now_ms())
+            .await
+            .unwrap(),
+        Rotation::Reused(None),
+        "revoked once"
+    );
+    assert_eq!(
+        revoked_families(&store.revocations().await.unwrap()),
+        vec!["fam-1".to_string()]
+    );
+    // Logout of another family.
+    family(&*store, "fam-2", "acc-1", "k1").await;
+    assert!(store
+        .revoke_family("fam-2", now_ms())
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .revoke_family("fam-2", now_ms())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store
+            .rotate_refresh("k1", &next("k2"), now_ms())
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+}
+
+async fn of_racing_rotations_of_one_token_exactly_one_wins(url: &str) {
+    let store = open(url).await;
+    family(&*store, "fam-race", "acc-1", "race").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            store
+                .rotate_refresh("race", &next(&format!("race-{i}")), now_ms())
+                .await
+                .unwrap()
+        });
+    }
+    let mut rotated = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        match outcome.unwrap() {
+            Rotation::Rotated { .. } => rotated += 1,
+            Rotation::Reused(_) => {}
+            Rotation::Invalid => panic!("a racing rotation found nothing"),
+        }
+    }
+    assert_eq!(rotated, 1);
+}
+
+async fn expired_refresh_tokens_do_not_rotate_and_are_pruned(url: &str) {
+    let store = open(url).await;
+    let now = now_ms();
+    let idle = NewFamily {
+        id: "fam-idle".into(),
+        account_id: "acc-1".into(),
+        now: now - 10_000,
+        expires_at: now + 3_600_000,
+        tokens_until: now / 1000 + 7200,
+    };
+    let stale = NewRefresh {
+        hash: "stale".into(),
+        idle_until: now - 1,
+        access_until: now / 1000 + 900,
+    };
+    store.start_family(&idle, Some(&stale)).await.unwrap();
+    let ended = NewFamily {
+        id: "fam-ended".into(),
+        account_id: "acc-1".into(),
+        now: now - 10_000,
+        expires_at: now - 1,
+        tokens_until: now / 1000 - 1,
+    };
+    let fresh = NewRefresh {
+        hash: "fresh".into(),
+        idle_until: now + 3_600_000,
+        access_until: now / 1000 + 900,
+    };
+    store.start_family(&ended, Some(&fresh)).await.unwrap();
+    for hash in ["stale", "fresh"] {
+        assert_eq!(
+            store.rotate_refresh(hash, &next("x"), now).await.unwrap(),
+            Rotation::Invalid,
+            "{hash}"
+        );
+    }
+    // Both tokens and the ended family go; the idle one's family lives on.
+    assert_eq!(store.prune_refresh(now).await.unwrap(), 3);
+    assert_eq!(store.prune_refresh(now).await.unwrap(), 0);
+}
+
+async fn ending_sessions_bumps_the_generation_and_revokes_every_family(url: &str) {
+    let store = open(url).await;
+    let account = store
+        .create(new_account("ends", "ends@example.com"))
+        .await
+        .unwrap();
+    family(&*store, "fam-a", &account.id, "a1").await;
+    family(&*store, "fam-b", &account.id, "b1").await;
+    family(&*store, "fam-other", "someone-else", "o1").await;
+    let ended = store.end_sessions(&account.id, now_ms()).await.unwrap();
+    assert_eq!(
+        ended,
+        Some(Revocation::Account {
+            id: account.id.clone(),
+            generation: 1,
+            disabled: false,
+        })
+    );
+    for hash in ["a1", "b1"] {
+        assert_eq!(
+            store
+                .rotate_refresh(hash, &next("z"), now_ms())
+                .await
+                .unwrap(),
+            Rotation::Invalid
+        );
+    }
+    assert!(matches!(
+        store
+            .rotate_refresh("o1", &next("o2"), now_ms())
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+    assert_eq!(
+        revoked_families(&store.revocations().await.unwrap()),
+        vec!["fam-a".to_string(), "fam-b".to_string()]
+    );
+    assert_eq!(
+        store.end_sessions("no-such-id", now_ms()).await.unwrap(),
+        None
+    );
+    let found = store
+        .account_credentials(&account.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.token_generation, 1);
+}
+
+async fn disable_revokes_the_families_and_the_feed_hears_family_revocations(url: &str) {
+    let listening = open(url).await;
+    let writing = open(url).await;
+    let feed = listening.feed().await.unwrap();
+    let account = writing
+        .create(new_account("famfed", "famfed@example.com"))
+        .await
+        .unwrap();
+    family(&*writing, "fam-fed", &account.id, "f1").await;
+    writing.disable("famfed@example.com").await.unwrap();
+    assert_eq!(
+        writing
+            .rotate_refresh("f1", &next("f2"), now_ms())
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    assert_eq!(
+        revoked_families(&writing.revocations().await.unwrap()),
+        vec!["fam-fed".to_string()]
+    );
+    let Some(mut feed) = feed else {
+        assert_eq!(listening.kind(), "sqlite", "only SQLite is polled");
+        return;
+    };
+    let within = Duration::from_secs(1);
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let next = tokio::time::timeout(within, feed.next())
+            .await
+            .expect("within 1 s");
+        heard.push(next.unwrap().expect("a revocation"));
+    }
+    assert!(
+        heard
+            .iter()
+            .any(|r| matches!(r, Revocation::Family { id, .. } if id == "fam-fed")),
+        "{heard:?}"
+    );
 }

@@ -110,7 +110,8 @@ impl Router {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+/// `host` without its `:port` (an IPv6 literal keeps its brackets).
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // IPv6 literal: the port, if any, follows the closing bracket.
         return match host.find(']') {

@@ -165,10 +165,8 @@ impl Auth {
     /// cookie (`auth.session.cookie_name`); neither is [`AuthError::Missing`]. Checked and
     /// counted as [`Auth::authenticate`] does.
     pub fn authenticate_request(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
-        if bearer_token(headers).is_some() {
-            return self.authenticate(headers);
-        }
-        self.counted(self.verify_token(self.session_token(headers)))
+        let token = bearer_token(headers).or_else(|| self.session_token(headers));
+        self.counted(self.verify_token(token))
     }
 
     /// The identity of the request's session cookie alone, if it is valid. Not counted as a

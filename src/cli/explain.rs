@@ -13,6 +13,7 @@ use crate::config::{self, ServiceSettings, Settings};
 use crate::metrics::AccessResult;
 use crate::policy::{decide, AccessRules};
 use crate::request::normalize_path;
+use crate::router::strip_port;
 use crate::store::Role;
 
 /// The request to explain.
@@ -89,18 +90,10 @@ pub fn explain(path: &Path, question: &Question) -> Result<[String; 2], ExplainE
 
 /// The service claiming `host` (port and a final dot ignored, any case), with its index.
 fn service_for<'s>(settings: &'s Settings, host: &str) -> Option<(usize, &'s ServiceSettings)> {
+    // As the router does: port and a final dot ignored, any letter case.
     let host = host.trim().to_ascii_lowercase();
-    let name = match host.rsplit_once(':') {
-        Some((name, port))
-            if !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && (!name.contains(':') || name.ends_with(']')) =>
-        {
-            name
-        }
-        _ => host.as_str(),
-    };
-    let host = name.trim_end_matches('.');
+    let host = strip_port(&host);
+    let host = host.strip_suffix('.').unwrap_or(host);
     settings
         .services
         .iter()

@@ -171,21 +171,16 @@ impl Auth {
         let rotated = self
             .run(async move {
                 let rotation = store.rotate_refresh(&presented, &next, now).await?;
-                let Rotation::Rotated {
-                    family_id,
-                    account_id,
-                    ..
+                if let Rotation::Rotated {
+                    family_id, owner, ..
                 } = &rotation
-                else {
-                    return Ok((rotation, None));
-                };
-                let credentials = store.account_credentials(account_id).await?;
-                let usable = credentials.filter(|c| !c.account.disabled);
-                if usable.is_none() {
-                    // Whatever the feed says, no further refresh of this family.
-                    store.revoke_family(family_id, now).await?;
+                {
+                    if owner.as_ref().is_none_or(|owner| owner.account.disabled) {
+                        // Whatever the feed says, no further refresh of this family.
+                        store.revoke_family(family_id, now).await?;
+                    }
                 }
-                Ok::<_, StoreError>((rotation, usable))
+                Ok::<_, StoreError>(rotation)
             })
             .await
             .and_then(|rotated| rotated)
@@ -194,14 +189,12 @@ impl Auth {
                 RefreshRefused::StoreUnavailable
             })?;
         match rotated {
-            (
-                Rotation::Rotated {
-                    family_id,
-                    expires_at,
-                    ..
-                },
-                Some(credentials),
-            ) => {
+            Rotation::Rotated {
+                family_id,
+                expires_at,
+                owner: Some(credentials),
+                ..
+            } if !credentials.account.disabled => {
                 let (access_token, _) = self
                     .keys
                     .issue_for(&credentials, self.keys.ttl(), Some(&family_id))
@@ -219,7 +212,7 @@ impl Auth {
                     refresh_expires_in: seconds_left(now, idle_until.min(expires_at)),
                 })
             }
-            (Rotation::Reused(revocation), _) => {
+            Rotation::Reused(revocation) => {
                 let family = match &revocation {
                     Some(Revocation::Family { id, .. }) => serde_json::json!({ "family": id }),
                     _ => serde_json::json!({}),

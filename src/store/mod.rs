@@ -36,7 +36,7 @@ pub struct Account {
 }
 
 /// What login needs: the account, its hash and its revocation state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// The account itself.
     pub account: Account,
@@ -178,6 +178,9 @@ pub enum Rotation {
         account_id: String,
         /// The family's absolute end, Unix milliseconds.
         expires_at: i64,
+        /// The account as it is now, read in the same round trip (`None` if it is gone), for
+        /// the new access token.
+        owner: Option<Credentials>,
     },
     /// Unknown, expired (idle or absolute), or of a revoked family.
     Invalid,

@@ -8,7 +8,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 
 use super::{
     identifier, redact, Account, AuditRecord, Credentials, FailureCount, NewAccount, Revocation,
-    Role, StoreError, StoredEmail, TakenField,
+    Role, Rotation, StoreError, StoredEmail, TakenField,
 };
 use crate::clock::unix_millis;
 
@@ -122,22 +122,58 @@ pub(super) const INSERT_FAMILY: &str = "INSERT INTO refresh_families \
 pub(super) const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens \
      (hash, family_id, issued_at, idle_until) VALUES ($1, $2, $3, $4)";
 
-// The one statement that decides a rotation: of any number of concurrent refreshes with one
-// token, only the first to take the row's lock finds `spent_at IS NULL`; the others match
-// nothing. The token must be within its idle time and its family alive.
-/// Binds: hash, now (Unix ms).
-pub(super) const SPEND_REFRESH: &str = "UPDATE refresh_tokens SET spent_at = $2 \
+// A revoked family is remembered (in every replica's memory) only until its last access token
+// has expired, not for its whole lifetime: each rotation moves the family's `tokens_until` up
+// to the new access token's.
+//
+// The UPDATE that spends the token decides a rotation: of any number of concurrent refreshes
+// with one token, only the first to take the row's lock finds `spent_at IS NULL`; the others
+// match nothing. The token must be within its idle time and its family alive.
+//
+// A rotation is one round trip to the store, not five: spend the token, store its successor,
+// extend the family and read the account that the new access token describes. The binds are
+// the same for both stores: presented hash, now (ms), successor hash, successor idle_until (ms),
+// access_until (Unix seconds). The row comes back only to the caller whose UPDATE spent the
+// token; nobody else stores a successor.
+
+/// SQLite (no data-modifying CTEs): four statements sent as one, inside the caller's
+/// `BEGIN IMMEDIATE`. `changes()` is the row count of the statement before, so only the
+/// UPDATE that spent the token stores a successor; the last two find the family through that
+/// successor's (random, unique) hash.
+pub(super) const ROTATE_REFRESH_SQLITE: &str = "UPDATE refresh_tokens SET spent_at = $2 \
      WHERE hash = $1 AND spent_at IS NULL AND idle_until >= $2 \
        AND family_id IN (SELECT id FROM refresh_families \
-                         WHERE revoked_at IS NULL AND expires_at >= $2) \
-     RETURNING family_id";
+                         WHERE revoked_at IS NULL AND expires_at >= $2); \
+     INSERT INTO refresh_tokens (hash, family_id, issued_at, idle_until) \
+       SELECT $3, family_id, $2, $4 FROM refresh_tokens WHERE hash = $1 AND changes() = 1; \
+     UPDATE refresh_families \
+       SET tokens_until = CASE WHEN tokens_until < $5 THEN $5 ELSE tokens_until END \
+       WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = $3); \
+     SELECT f.id AS family_id, f.account_id, f.expires_at, a.username, a.email, a.role, \
+            a.created_at, a.disabled, a.password_hash, a.token_generation \
+       FROM refresh_families f LEFT JOIN accounts a ON a.id = f.account_id \
+       WHERE f.id = (SELECT family_id FROM refresh_tokens WHERE hash = $3)";
 
-// A revoked family is remembered (in every replica's memory) only until its last access token
-// has expired, not for its whole lifetime.
-/// Binds: family id, tokens_until (Unix seconds).
-pub(super) const EXTEND_FAMILY: &str = "UPDATE refresh_families \
-     SET tokens_until = CASE WHEN tokens_until < $2 THEN $2 ELSE tokens_until END \
-     WHERE id = $1 RETURNING account_id, expires_at";
+/// PostgreSQL: one statement. Of concurrent rotations of one token, the UPDATE of the first
+/// to take the row's lock spends it; the others re-check `spent_at IS NULL` after it commits
+/// and match nothing, so their INSERT and family UPDATE see no row either.
+pub(super) const ROTATE_REFRESH_POSTGRES: &str = "WITH spent AS ( \
+       UPDATE refresh_tokens SET spent_at = $2 \
+       WHERE hash = $1 AND spent_at IS NULL AND idle_until >= $2 \
+         AND family_id IN (SELECT id FROM refresh_families \
+                           WHERE revoked_at IS NULL AND expires_at >= $2) \
+       RETURNING family_id), \
+     successor AS ( \
+       INSERT INTO refresh_tokens (hash, family_id, issued_at, idle_until) \
+       SELECT $3, family_id, $2, $4 FROM spent), \
+     family AS ( \
+       UPDATE refresh_families \
+       SET tokens_until = CASE WHEN tokens_until < $5 THEN $5 ELSE tokens_until END \
+       WHERE id IN (SELECT family_id FROM spent) \
+       RETURNING id, account_id, expires_at) \
+     SELECT family.id AS family_id, family.account_id, family.expires_at, a.username, \
+            a.email, a.role, a.created_at, a.disabled, a.password_hash, a.token_generation \
+       FROM family LEFT JOIN accounts a ON a.id = family.account_id";
 
 /// Binds: hash. What a refused refresh token was: `spent_at` set means it is being reused.
 pub(super) const SELECT_REFRESH: &str =
@@ -341,11 +377,62 @@ pub(super) struct RefreshRow {
     pub(super) spent_at: Option<i64>,
 }
 
-/// The family a rotated token belongs to.
+/// A rotation's result: the family, and its account when that still exists (the join is an
+/// outer one so that a family is never mistaken for a spent token when it has no account).
 #[derive(sqlx::FromRow)]
-pub(super) struct FamilyOwnerRow {
-    pub(super) account_id: String,
-    pub(super) expires_at: i64,
+pub(super) struct RotatedRow {
+    family_id: String,
+    account_id: String,
+    expires_at: i64,
+    username: Option<String>,
+    email: Option<String>,
+    role: Option<String>,
+    created_at: Option<i64>,
+    disabled: Option<bool>,
+    password_hash: Option<String>,
+    token_generation: Option<i64>,
+}
+
+impl From<RotatedRow> for Rotation {
+    fn from(row: RotatedRow) -> Self {
+        let owner = match (
+            row.username,
+            row.email,
+            row.role,
+            row.created_at,
+            row.disabled,
+            row.password_hash,
+            row.token_generation,
+        ) {
+            (
+                Some(username),
+                Some(email),
+                Some(role),
+                Some(created_at_ms),
+                Some(disabled),
+                Some(password_hash),
+                Some(token_generation),
+            ) => Some(Credentials {
+                account: Account {
+                    id: row.account_id.clone(),
+                    username,
+                    email,
+                    role: Role::parse(&role),
+                    created_at_ms,
+                    disabled,
+                },
+                password_hash,
+                token_generation,
+            }),
+            _ => None,
+        };
+        Rotation::Rotated {
+            family_id: row.family_id,
+            account_id: row.account_id,
+            expires_at: row.expires_at,
+            owner,
+        }
+    }
 }
 
 /// A new account with its id, keys and creation time, ready to bind to [`INSERT_ACCOUNT`].

@@ -204,33 +204,18 @@ impl AccountStore for SqliteStore {
         now: i64,
     ) -> Result<Rotation, StoreError> {
         let mut tx = self.begin_write().await?;
-        let spent: Option<String> = sqlx::query_scalar(sql::SPEND_REFRESH)
+        let rotated: Option<sql::RotatedRow> = sqlx::query_as(sql::ROTATE_REFRESH_SQLITE)
             .bind(hash)
             .bind(now)
+            .bind(&next.hash)
+            .bind(next.idle_until)
+            .bind(next.access_until)
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?;
-        if let Some(family_id) = spent {
-            sqlx::query(sql::INSERT_REFRESH)
-                .bind(&next.hash)
-                .bind(&family_id)
-                .bind(now)
-                .bind(next.idle_until)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            let owner: sql::FamilyOwnerRow = sqlx::query_as(sql::EXTEND_FAMILY)
-                .bind(&family_id)
-                .bind(next.access_until)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        if let Some(rotated) = rotated {
             tx.commit().await.map_err(unavailable)?;
-            return Ok(Rotation::Rotated {
-                family_id,
-                account_id: owner.account_id,
-                expires_at: owner.expires_at,
-            });
+            return Ok(rotated.into());
         }
         let found: Option<sql::RefreshRow> = sqlx::query_as(sql::SELECT_REFRESH)
             .bind(hash)

@@ -59,6 +59,7 @@ contract!(
     audit_events_page_newest_first_filter_and_are_pruned_by_age,
     a_refresh_token_rotates_once_and_its_reuse_revokes_the_family,
     of_racing_rotations_of_one_token_exactly_one_wins,
+    a_rotation_reads_the_account_and_only_the_winner_stores_a_successor,
     expired_refresh_tokens_do_not_rotate_and_are_pruned,
     ending_sessions_bumps_the_generation_and_revokes_every_family,
     disable_revokes_the_families_and_the_feed_hears_family_revocations,
@@ -828,6 +829,93 @@ async fn of_racing_rotations_of_one_token_exactly_one_wins(url: &str) {
         }
     }
     assert_eq!(rotated, 1);
+}
+
+/// The refresh tokens stored for `family`, read with a connection of the test's own.
+async fn refresh_token_rows(url: &str, family: &str) -> i64 {
+    use sqlx::Connection;
+    let count = "SELECT COUNT(*) FROM refresh_tokens WHERE family_id = $1";
+    if url.starts_with("postgres") {
+        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(count)
+            .bind(family)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap()
+    } else {
+        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(count)
+            .bind(family)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap()
+    }
+}
+
+/// A rotation is one round trip that also reads the account the new access token describes;
+/// of racing rotations only the winner's successor is written (the losers' statements match
+/// nothing, on SQLite through `changes()`, on PostgreSQL through the row lock).
+async fn a_rotation_reads_the_account_and_only_the_winner_stores_a_successor(url: &str) {
+    let store = open(url).await;
+    let account = store
+        .create(new_account("rotor", "Rotor@Example.com"))
+        .await
+        .unwrap();
+    family(&*store, "fam-rot", &account.id, "r1").await;
+    let rotated = store
+        .rotate_refresh("r1", &next("r2"), now_ms())
+        .await
+        .unwrap();
+    let Rotation::Rotated {
+        family_id,
+        account_id,
+        owner: Some(owner),
+        ..
+    } = rotated
+    else {
+        panic!("expected a rotation with its account: {rotated:?}");
+    };
+    assert_eq!(
+        (family_id.as_str(), account_id.as_str()),
+        ("fam-rot", account.id.as_str())
+    );
+    assert_eq!(owner.account, account);
+    assert_eq!(owner.password_hash, HASH);
+    assert_eq!(owner.token_generation, 0);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            store
+                .rotate_refresh("r2", &next(&format!("r2-{i}")), now_ms())
+                .await
+                .unwrap()
+        });
+    }
+    let mut winners = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        if let Rotation::Rotated { owner, .. } = outcome.unwrap() {
+            assert_eq!(owner.map(|owner| owner.account), Some(account.clone()));
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(
+        refresh_token_rows(url, "fam-rot").await,
+        3,
+        "r1, r2 and the one winner's successor"
+    );
+
+    // A family whose account is gone still rotates (the store does not decide), without owner.
+    family(&*store, "fam-orphan", "no-such-account", "o-1").await;
+    assert!(matches!(
+        store
+            .rotate_refresh("o-1", &next("o-2"), now_ms())
+            .await
+            .unwrap(),
+        Rotation::Rotated { owner: None, .. }
+    ));
 }
 
 async fn expired_refresh_tokens_do_not_rotate_and_are_pruned(url: &str) {

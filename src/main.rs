@@ -207,6 +207,12 @@ fn load_settings(path: &Path) -> anyhow::Result<Settings> {
     if let Some(secret) = env_var("GATEHOUSE_JWT_SECRET")? {
         settings.auth.jwt.set_secret_override(secret.into_bytes());
     }
+    if let Some(secret) = env_var("GATEHOUSE_JWT_PREVIOUS_SECRET")? {
+        settings
+            .auth
+            .jwt
+            .set_previous_secret_override(secret.into_bytes());
+    }
     Ok(settings)
 }
 

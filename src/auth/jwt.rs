@@ -85,6 +85,8 @@ pub enum KeyError {
     Unreadable(String, std::io::Error),
     #[error("{0} is not a PEM Ed25519 private key: {1}")]
     BadKey(String, jsonwebtoken::errors::Error),
+    #[error("GATEHOUSE_JWT_PREVIOUS_SECRET is an HS256 secret; with EdDSA, keys rotate instead")]
+    PreviousWithEddsa,
 }
 
 /// Signing and verification keys with the pinned validation rules.
@@ -92,6 +94,8 @@ pub struct TokenKeys {
     header: Header,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// The HS256 secret before the current one: verifies, never signs.
+    previous: Option<DecodingKey>,
     validation: Validation,
     issuer: String,
     ttl: Duration,
@@ -104,6 +108,7 @@ impl std::fmt::Debug for TokenKeys {
         f.debug_struct("TokenKeys")
             .field("algorithm", &self.header.alg)
             .field("issuer", &self.issuer)
+            .field("previous_secret", &self.previous.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -114,9 +119,15 @@ impl TokenKeys {
         match jwt.algorithm {
             JwtAlgorithm::HS256 => {
                 let secret = hs256_secret(jwt, env_secret)?;
-                Ok(Self::hs256(&secret, &jwt.issuer, jwt.ttl))
+                let mut keys = Self::hs256(&secret, &jwt.issuer, jwt.ttl);
+                keys.previous =
+                    previous_secret(jwt)?.map(|previous| DecodingKey::from_secret(&previous));
+                Ok(keys)
             }
             JwtAlgorithm::EdDSA => {
+                if jwt.previous_secret_override().is_some() {
+                    return Err(KeyError::PreviousWithEddsa);
+                }
                 let path = jwt.key_file.as_deref().ok_or(KeyError::Missing)?;
                 Self::eddsa(path, &jwt.issuer, jwt.ttl)
             }
@@ -173,6 +184,7 @@ impl TokenKeys {
             header,
             encoding,
             decoding,
+            previous: None,
             validation,
             issuer: issuer.to_string(),
             ttl,
@@ -229,7 +241,15 @@ impl TokenKeys {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid);
         }
-        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
+        let mut decoded = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation);
+        if let (Err(error), Some(previous)) = (&decoded, &self.previous) {
+            // Only a signature made with another key gets the second try: the algorithm,
+            // issuer and times are checked alike for both secrets.
+            if *error.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature {
+                decoded = jsonwebtoken::decode::<Claims>(token, previous, &self.validation);
+            }
+        }
+        match decoded {
             Ok(data) => Ok(data.claims),
             Err(error) => match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(TokenError::Expired),
@@ -240,8 +260,35 @@ impl TokenKeys {
 }
 
 fn hs256_secret(jwt: &JwtSettings, env_secret: Option<&[u8]>) -> Result<Vec<u8>, KeyError> {
-    let (secret, source) = match (env_secret, &jwt.secret_file) {
-        (Some(secret), _) => (secret.to_vec(), "GATEHOUSE_JWT_SECRET"),
+    read_secret(
+        env_secret,
+        jwt.secret_file.as_deref(),
+        ("GATEHOUSE_JWT_SECRET", "auth.jwt.secret_file"),
+    )?
+    .ok_or(KeyError::Missing)
+}
+
+/// The previous HS256 secret, if one is given: `GATEHOUSE_JWT_PREVIOUS_SECRET` or
+/// `auth.jwt.previous_secret_file`, held to the same length rule as the current one.
+fn previous_secret(jwt: &JwtSettings) -> Result<Option<Vec<u8>>, KeyError> {
+    read_secret(
+        jwt.previous_secret_override(),
+        jwt.previous_secret_file.as_deref(),
+        (
+            "GATEHOUSE_JWT_PREVIOUS_SECRET",
+            "auth.jwt.previous_secret_file",
+        ),
+    )
+}
+
+/// A secret from the environment (which wins) or a file; `None` if neither is given.
+fn read_secret(
+    env_secret: Option<&[u8]>,
+    file: Option<&Path>,
+    (env_name, file_key): (&'static str, &'static str),
+) -> Result<Option<Vec<u8>>, KeyError> {
+    let (secret, source) = match (env_secret, file) {
+        (Some(secret), _) => (secret.to_vec(), env_name),
         (None, Some(path)) => {
             let mut bytes = std::fs::read(path)
                 .map_err(|error| KeyError::Unreadable(path.display().to_string(), error))?;
@@ -249,14 +296,14 @@ fn hs256_secret(jwt: &JwtSettings, env_secret: Option<&[u8]>) -> Result<Vec<u8>,
             while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
                 bytes.pop();
             }
-            (bytes, "auth.jwt.secret_file")
+            (bytes, file_key)
         }
-        (None, None) => return Err(KeyError::Missing),
+        (None, None) => return Ok(None),
     };
     if secret.len() < MIN_SECRET_BYTES {
         return Err(KeyError::TooShort(source, secret.len()));
     }
-    Ok(secret)
+    Ok(Some(secret))
 }
 
 /// The public JWK of a PKCS#8 Ed25519 private key (v1 as `openssl genpkey` writes it, or v2
@@ -357,6 +404,63 @@ mod tests {
     fn oversized_tokens_are_refused_unparsed() {
         let token = "a".repeat(MAX_TOKEN_BYTES + 1);
         assert_eq!(keys().verify(&token), Err(TokenError::Invalid));
+    }
+
+    fn with_previous(current: &[u8], previous: &[u8]) -> TokenKeys {
+        let mut jwt = JwtSettings::default();
+        jwt.set_previous_secret_override(previous.to_vec());
+        TokenKeys::from_settings(&jwt, Some(current)).unwrap()
+    }
+
+    #[test]
+    fn the_previous_secret_verifies_but_never_signs() {
+        let old = keys();
+        let (old_token, old_claims) = old.issue(&credentials()).unwrap();
+        let rotated = with_previous(&[7u8; 32], SECRET);
+        assert_eq!(rotated.verify(&old_token), Ok(old_claims));
+        let (new_token, _) = rotated.issue(&credentials()).unwrap();
+        assert_eq!(
+            old.verify(&new_token),
+            Err(TokenError::Invalid),
+            "signed with the new one"
+        );
+        // Once the previous secret is dropped, its tokens are invalid.
+        let without = TokenKeys::hs256(&[7u8; 32], "gatehouse", Duration::from_secs(900));
+        assert_eq!(without.verify(&old_token), Err(TokenError::Invalid));
+        assert_eq!(without.verify(&new_token).map(|_| ()), Ok(()));
+    }
+
+    #[test]
+    fn the_previous_secret_gets_no_pass_on_issuer_or_expiry() {
+        let rotated = with_previous(&[7u8; 32], SECRET);
+        let other_issuer = TokenKeys::hs256(SECRET, "someone-else", Duration::from_secs(60));
+        let (token, _) = other_issuer.issue(&credentials()).unwrap();
+        assert_eq!(rotated.verify(&token), Err(TokenError::Invalid));
+
+        let (_, mut claims) = keys().issue(&credentials()).unwrap();
+        claims.exp = unix_secs() - LEEWAY_SECS - 10;
+        claims.iat = claims.exp - 60;
+        claims.nbf = claims.iat;
+        let header = Header::new(Algorithm::HS256);
+        let expired =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap();
+        assert_eq!(rotated.verify(&expired), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn previous_secrets_are_held_to_the_length_rule_and_to_hs256() {
+        let mut jwt = JwtSettings::default();
+        jwt.set_previous_secret_override(b"short".to_vec());
+        assert!(matches!(
+            TokenKeys::from_settings(&jwt, Some(SECRET)).unwrap_err(),
+            KeyError::TooShort("GATEHOUSE_JWT_PREVIOUS_SECRET", 5)
+        ));
+        jwt.set_previous_secret_override(SECRET.to_vec());
+        jwt.algorithm = JwtAlgorithm::EdDSA;
+        assert!(matches!(
+            TokenKeys::from_settings(&jwt, None).unwrap_err(),
+            KeyError::PreviousWithEddsa
+        ));
     }
 
     #[test]

@@ -294,9 +294,14 @@ pub struct JwtSettings {
     pub secret_file: Option<PathBuf>,
     /// PEM Ed25519 private key for EdDSA.
     pub key_file: Option<PathBuf>,
+    /// File holding the HS256 secret used before the current one: tokens it signed still
+    /// verify, nothing new is signed with it, so the secret can change without a logout.
+    pub previous_secret_file: Option<PathBuf>,
     /// The HS256 secret from `GATEHOUSE_JWT_SECRET`, set by the binary (never read from YAML:
     /// secrets do not belong in config files).
     secret_override: Option<Secret>,
+    /// The previous HS256 secret from `GATEHOUSE_JWT_PREVIOUS_SECRET`, likewise.
+    previous_secret_override: Option<Secret>,
 }
 
 impl JwtSettings {
@@ -308,6 +313,18 @@ impl JwtSettings {
     /// Sets the secret given by the environment.
     pub fn set_secret_override(&mut self, secret: Vec<u8>) {
         self.secret_override = Some(Secret(secret));
+    }
+
+    /// The previous secret given by the environment, which wins over `previous_secret_file`.
+    pub fn previous_secret_override(&self) -> Option<&[u8]> {
+        self.previous_secret_override
+            .as_ref()
+            .map(|s| s.0.as_slice())
+    }
+
+    /// Sets the previous secret given by the environment.
+    pub fn set_previous_secret_override(&mut self, secret: Vec<u8>) {
+        self.previous_secret_override = Some(Secret(secret));
     }
 }
 
@@ -334,19 +351,30 @@ struct RawJwt {
     secret_file: Option<PathBuf>,
     #[serde(default)]
     key_file: Option<PathBuf>,
+    #[serde(default)]
+    previous_secret_file: Option<PathBuf>,
 }
 
 impl TryFrom<RawJwt> for JwtSettings {
     type Error = String;
     fn try_from(raw: RawJwt) -> Result<Self, String> {
         rules::check_jwt_key(raw.algorithm == JwtAlgorithm::EdDSA, raw.key_file.is_some())?;
+        if raw.algorithm == JwtAlgorithm::EdDSA && raw.previous_secret_file.is_some() {
+            return Err(
+                "auth.jwt.previous_secret_file is an HS256 secret; with EdDSA, keys \
+                        rotate instead"
+                    .to_string(),
+            );
+        }
         Ok(JwtSettings {
             algorithm: raw.algorithm,
             issuer: raw.issuer,
             ttl: raw.ttl.0,
             secret_file: raw.secret_file,
             key_file: raw.key_file,
+            previous_secret_file: raw.previous_secret_file,
             secret_override: None,
+            previous_secret_override: None,
         })
     }
 }
@@ -367,7 +395,9 @@ impl Default for JwtSettings {
             ttl: default_ttl().0,
             secret_file: None,
             key_file: None,
+            previous_secret_file: None,
             secret_override: None,
+            previous_secret_override: None,
         }
     }
 }

@@ -362,3 +362,84 @@ async fn hs256_publishes_no_jwks() {
     let reply = proxy.client().get(CONTROL, "/.well-known/jwks.json").await;
     assert_eq!(reply.status, 404);
 }
+
+/// `GATEHOUSE_JWT_PREVIOUS_SECRET` lets the secret change without logging anyone out: tokens
+/// signed with the old secret keep working while it is given as the previous one, new tokens
+/// are signed with the new secret only, and dropping the previous secret ends the old tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_secret_keeps_tokens_of_the_previous_one_until_it_is_dropped() {
+    use common::binary::Gatehouse;
+    const OLD: &str = "old-secret-0123456789abcdef-0123456789";
+    const NEW: &str = "new-secret-0123456789abcdef-0123456789";
+    let backend = backends(1).await[0];
+    let config = ConfigYaml::new().service(ServiceYaml::new("app", APP).backend(backend));
+    let url = config.database_url();
+    let serve = |env: Vec<(&'static str, &'static str)>| {
+        let config = config.clone();
+        let url = url.clone();
+        async move {
+            let mut env = env;
+            let url: &'static str = Box::leak(url.into_boxed_str());
+            env.push(("DATABASE_URL", url));
+            Gatehouse::start_with_env(&["serve"], &env, move |listen| {
+                config.clone().listen(listen).render()
+            })
+            .await
+        }
+    };
+    let user = |client: &common::Client, token: String| {
+        let client = client.clone();
+        async move {
+            let reply = client.with_token("GET", APP, "/", &token).await;
+            (
+                reply.status.as_u16(),
+                reply.echoed_header("x-forwarded-user"),
+            )
+        }
+    };
+
+    let mut old = serve(vec![("GATEHOUSE_JWT_SECRET", OLD)]).await;
+    let client = common::Client::http1(old.addr);
+    let old_token = client
+        .signed_up("rotator", "rotator@example.com", "correct horse battery")
+        .await;
+    assert_eq!(user(&client, old_token.clone()).await.0, 200);
+    old.signal(libc::SIGTERM);
+    assert!(old.wait_exit(Duration::from_secs(20)).await.is_some());
+
+    let mut rotated = serve(vec![
+        ("GATEHOUSE_JWT_SECRET", NEW),
+        ("GATEHOUSE_JWT_PREVIOUS_SECRET", OLD),
+    ])
+    .await;
+    let client = common::Client::http1(rotated.addr);
+    assert_eq!(
+        user(&client, old_token.clone()).await,
+        (200, Some("rotator".to_string())),
+        "a token of the previous secret still works"
+    );
+    let new_token = client
+        .token("rotator@example.com", "correct horse battery")
+        .await;
+    let verifies_with = |secret: &str| {
+        let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
+        let validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        jsonwebtoken::decode::<Value>(&new_token, &key, &validation).is_ok()
+    };
+    assert!(
+        verifies_with(NEW) && !verifies_with(OLD),
+        "new tokens are signed with the new secret, never the previous one"
+    );
+    rotated.signal(libc::SIGTERM);
+    assert!(rotated.wait_exit(Duration::from_secs(20)).await.is_some());
+
+    let after = serve(vec![("GATEHOUSE_JWT_SECRET", NEW)]).await;
+    let client = common::Client::http1(after.addr);
+    assert_eq!(user(&client, new_token).await.0, 200);
+    let (status, forwarded) = user(&client, old_token).await;
+    assert_eq!(
+        (status, forwarded),
+        (401, None),
+        "the previous secret is gone"
+    );
+}

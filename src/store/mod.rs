@@ -347,8 +347,8 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
 
     /// Spends the refresh token whose hash is `hash` at `now` (Unix ms) and stores `next` as its
-    /// successor, in one conditional UPDATE (of racing calls exactly one rotates), moving the
-    /// family's `tokens_until` on to `next.access_until`. A spent token revokes its family
+    /// successor in one round trip whose conditional UPDATE decides (of racing calls exactly
+    /// one rotates), moving the family's `tokens_until` on to `next.access_until`. A spent token revokes its family
     /// and tells the other replicas.
     async fn rotate_refresh(
         &self,

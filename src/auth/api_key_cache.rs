@@ -254,25 +254,34 @@ impl ApiKeyCache {
         self.unknown.pin().retain(|_, until| now_ms < *until);
     }
 
-    /// Keys used since their last flush, with their last use (at most [`TOUCH_PER_FLUSH`]).
+    /// Keys used since their last flush, with their last use: at most [`TOUCH_PER_FLUSH`],
+    /// those written longest ago first, so that with more keys in use than one statement takes
+    /// none waits for ever.
     pub fn used_since_flush(&self) -> Vec<(String, i64)> {
-        self.known
-            .pin()
+        let map = self.known.pin();
+        let mut used: Vec<_> = map
             .values()
             .filter_map(|known| {
                 let used = known.last_used_ms.load(Ordering::Relaxed);
-                (used > known.flushed_ms.load(Ordering::Relaxed))
-                    .then(|| (known.id.to_string(), used))
+                let flushed = known.flushed_ms.load(Ordering::Relaxed);
+                (used > flushed).then(|| (flushed, known.id.to_string(), used))
             })
+            .collect();
+        used.sort_unstable_by_key(|(flushed, ..)| *flushed);
+        used.into_iter()
             .take(TOUCH_PER_FLUSH)
+            .map(|(_, id, time)| (id, time))
             .collect()
     }
 
     /// Notes that these times were written.
     pub fn flushed(&self, written: &[(String, i64)]) {
-        let map = self.known.pin();
-        for known in map.values() {
-            if let Some((_, time)) = written.iter().find(|(id, _)| **id == *known.id) {
+        let written: std::collections::HashMap<&str, i64> = written
+            .iter()
+            .map(|(id, time)| (id.as_str(), *time))
+            .collect();
+        for known in self.known.pin().values() {
+            if let Some(time) = written.get(&*known.id) {
                 known.flushed_ms.fetch_max(*time, Ordering::Relaxed);
             }
         }
@@ -419,6 +428,24 @@ mod tests {
             cache.step(&key, 10_000, &state).err(),
             Some(TokenError::Revoked.into())
         );
+    }
+
+    #[test]
+    fn more_keys_in_use_than_one_flush_takes_are_written_over_the_next_flushes() {
+        let (cache, state) = (cache(), Revocations::new());
+        for n in 0..TOUCH_PER_FLUSH + 100 {
+            let digest = api_keys::digest(&format!("key {n}"));
+            let owner = owner(&format!("k{n}"), None);
+            cache.found(digest, Some(owner), 10_000, &state).unwrap();
+        }
+        let first = cache.used_since_flush();
+        assert_eq!(first.len(), TOUCH_PER_FLUSH);
+        cache.flushed(&first);
+        let second = cache.used_since_flush();
+        assert_eq!(second.len(), 100);
+        assert!(second
+            .iter()
+            .all(|(id, _)| !first.iter().any(|(f, _)| f == id)));
     }
 
     #[test]

@@ -295,8 +295,9 @@ impl Auth {
 }
 
 /// Every minute, drops throttle buckets that have refilled, failure counters older than
-/// `memory`, audit events older than `retention`, and refresh tokens and families that can no
-/// longer be used, bounding all four (every replica does it; deleting twice is harmless).
+/// `memory`, audit events older than `retention`, refresh tokens and families that can no
+/// longer be used, and API keys revoked or expired `API_KEY_RETENTION_MS` ago, bounding all
+/// five (every replica does it; deleting twice is harmless).
 async fn forget_idle_buckets(
     throttle: Arc<Throttle>,
     store: Arc<dyn AccountStore>,

@@ -540,7 +540,8 @@ fn password(url: &str) -> Option<&str> {
 // ---------------------------------------------------------------------------------------------
 // API keys (migration 0006). Times in Unix milliseconds.
 
-/// Binds: account id. `FOR UPDATE` is added on PostgreSQL (see [`LOCK_ACCOUNT_STATE`]).
+/// Binds: account id. SQLite's check before an insert (its writers are serialised anyway);
+/// PostgreSQL takes [`LOCK_ACCOUNT_STATE`] instead.
 pub(super) const SELECT_ACCOUNT_STATE: &str = "SELECT disabled FROM accounts WHERE id = $1";
 
 /// Binds: account id. PostgreSQL only: locks the account's row, so two concurrent creations

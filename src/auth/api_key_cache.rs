@@ -39,6 +39,9 @@ pub const LOOKUPS_PER_SECOND: u32 = 10;
 /// How long a key found unknown, revoked or expired is refused without asking the store.
 pub const UNKNOWN_FOR_MS: i64 = 10_000;
 
+/// Longest wait for a lookup before the request is answered 503.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How often last-used times are written and the cache swept.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 

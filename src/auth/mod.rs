@@ -214,7 +214,13 @@ impl Auth {
         let store = Arc::clone(&self.store);
         let hash = api_keys::hex(&digest);
         let answer = self
-            .run(async move { store.api_key_by_hash(&hash).await })
+            .run(async move {
+                // A store that hangs must not hold the proxied request (and a bucket token's
+                // worth of capacity) for ever: past the limit the request gets 503.
+                tokio::time::timeout(api_key_cache::LOOKUP_TIMEOUT, store.api_key_by_hash(&hash))
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::Unavailable("lookup timed out".into())))
+            })
             .await
             .and_then(|found| found);
         match answer {

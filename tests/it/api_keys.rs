@@ -16,7 +16,7 @@ use gatehouse::store::{
 use serde_json::{json, Value};
 
 use common::accounts::{gatehouse_accounts, CONTROL};
-use common::postgres::{drop_database, fresh_database, fresh_sqlite};
+use common::postgres::{drop_database, fresh_database, fresh_sqlite, OwnCluster};
 use common::scrape::{count, scrape};
 use common::{assert_invalid_token, backends, Client, ConfigYaml, Proxy, ServiceYaml};
 
@@ -823,4 +823,47 @@ async fn apikeys(url: &str, args: &[&str]) -> std::process::Output {
         .output()
         .await
         .expect("run gatehouse apikeys")
+}
+
+/// With the store down, a key this replica holds keeps proxying (no database call per
+/// request), while one it has not seen is answered 503, not 401; back up, that one works too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_key_needs_no_store_and_an_unseen_one_waits_for_it() {
+    let Some(cluster) = OwnCluster::start("API keys with the store down") else {
+        return;
+    };
+    let proxy = proxy_on(Some(&cluster.url)).await;
+    let client = proxy.client();
+    let token = client.signed_up("ida", "ida@example.com", PASSWORD).await;
+    let (_, known) = client.new_key(&token, "held").await;
+    let (_, unseen) = client.new_key(&token, "not yet used").await;
+    assert_eq!(client.with_token("GET", APP, "/", &known).await.status, 200);
+
+    cluster.run("pause");
+    for _ in 0..3 {
+        assert_eq!(client.with_token("GET", APP, "/", &known).await.status, 200);
+    }
+    let started = Instant::now();
+    let reply = client.with_token("GET", APP, "/", &unseen).await;
+    common::assert_json_error(&reply, 503, "store_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    cluster.run("resume");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let reply = client.with_token("GET", APP, "/", &unseen).await;
+        if reply.status == 200 {
+            break;
+        }
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert!(
+            Instant::now() < deadline,
+            "the unseen key never worked after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

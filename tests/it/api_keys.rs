@@ -585,6 +585,26 @@ async fn bad_requests_create_nothing() {
     let listed = client.with_token("GET", CONTROL, "/api_keys", &token).await;
     assert_eq!(listed.json()["api_keys"], json!([]));
     common::assert_missing_token(&client.post_json("/api_keys", &json!({ "name": "x" })).await);
+
+    // The limit of live keys per account: the next one is 409 until one is revoked.
+    let mut first = None;
+    for n in 0..api_keys::MAX_LIVE_KEYS {
+        let (id, _) = client.new_key(&token, &format!("key {n}")).await;
+        first.get_or_insert(id);
+    }
+    let over = client
+        .create_key(&token, &json!({ "name": "one more" }))
+        .await;
+    common::assert_json_error(&over, 409, "too_many_api_keys");
+    let path = format!("/api_keys/{}", first.unwrap());
+    assert_eq!(
+        client
+            .with_token("DELETE", CONTROL, &path, &token)
+            .await
+            .status,
+        204
+    );
+    client.new_key(&token, "one more").await;
     let put = client.with_token("PUT", CONTROL, "/api_keys", &token).await;
     assert_eq!(
         (put.status.as_u16(), put.header("allow")),

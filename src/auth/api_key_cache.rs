@@ -11,6 +11,9 @@
 //!   so a flood of made-up keys costs the store at most that rate. The price: while such a
 //!   flood lasts, a genuine key this replica has not seen yet may be refused too; keys it
 //!   already knows keep working.
+//! - Concurrent first requests with one key share one lookup: the first takes the bucket token
+//!   and asks, the others wait for its answer (a CI job that starts 50 requests at once with a
+//!   new key costs one lookup, and none of them is refused by the bucket).
 //! - When a key is used its `last_used` time is set in memory; [`flush`], on the control
 //!   runtime, writes the times that changed every [`FLUSH_EVERY`] in one statement.
 
@@ -19,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::watch;
 
 use crate::clock::unix_millis;
 use crate::metrics::{ApiKeyLookup, Metrics};
@@ -71,11 +75,32 @@ type Digest = [u8; 32];
 
 /// What the request path does next with an API key.
 #[derive(Debug)]
-pub(super) enum Step {
+pub(super) enum Step<'c> {
     /// Known and valid.
     Known(Arc<Identity>),
-    /// Not in memory: ask the store (a bucket token was taken).
-    LookUp(Digest),
+    /// Not in memory: ask the store (a bucket token was taken), then answer through
+    /// [`ApiKeyCache::found`] or [`ApiKeyCache::failed`] while holding the guard.
+    LookUp(Lookup<'c>),
+    /// Another request is asking the store about this key: wait for it (its guard is
+    /// dropped), then take the next step.
+    Wait(watch::Receiver<()>),
+}
+
+/// One lookup in flight. Dropping it (answered, failed, or the request abandoned) releases the
+/// requests waiting on the same key.
+#[derive(Debug)]
+pub(super) struct Lookup<'c> {
+    cache: &'c ApiKeyCache,
+    /// The key's SHA-256.
+    pub(super) digest: Digest,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Lookup<'_> {
+    fn drop(&mut self) {
+        // Removed before `_done` drops and wakes the waiters, so they find the answer.
+        self.cache.pending.pin().remove(&self.digest);
+    }
 }
 
 /// The keys this replica knows, the ones it knows to refuse, and the lookup bucket.
@@ -84,6 +109,8 @@ pub struct ApiKeyCache {
     known: papaya::HashMap<Digest, Arc<Known>, foldhash::fast::RandomState>,
     /// Digest → refused until (Unix ms).
     unknown: papaya::HashMap<Digest, i64, foldhash::fast::RandomState>,
+    /// Keys being looked up now (at most the bucket's worth per lookup time).
+    pending: papaya::HashMap<Digest, watch::Receiver<()>, foldhash::fast::RandomState>,
     lookups: DefaultDirectRateLimiter,
     issuer: String,
     metrics: Metrics,
@@ -101,6 +128,9 @@ impl ApiKeyCache {
             unknown: papaya::HashMap::builder()
                 .hasher(foldhash::fast::RandomState::default())
                 .build(),
+            pending: papaya::HashMap::builder()
+                .hasher(foldhash::fast::RandomState::default())
+                .build(),
             lookups: RateLimiter::direct(quota),
             issuer: issuer.to_string(),
             metrics,
@@ -113,7 +143,7 @@ impl ApiKeyCache {
         token: &str,
         now_ms: i64,
         revocations: &Revocations,
-    ) -> Result<Step, AuthError> {
+    ) -> Result<Step<'_>, AuthError> {
         if !api_keys::well_formed(token) {
             return Err(TokenError::Invalid.into());
         }
@@ -129,11 +159,24 @@ impl ApiKeyCache {
         {
             return Err(TokenError::Invalid.into());
         }
+        let pending = self.pending.pin();
+        if let Some(answer) = pending.get(&digest) {
+            return Ok(Step::Wait(answer.clone()));
+        }
         if self.lookups.check().is_err() {
             self.metrics.api_key_lookup(ApiKeyLookup::Throttled);
             return Err(TokenError::Invalid.into());
         }
-        Ok(Step::LookUp(digest))
+        let (done, answer) = watch::channel(());
+        match pending.try_insert(digest, answer) {
+            Ok(_) => Ok(Step::LookUp(Lookup {
+                cache: self,
+                digest,
+                _done: done,
+            })),
+            // Another request started the same lookup a moment ago.
+            Err(occupied) => Ok(Step::Wait(occupied.current.clone())),
+        }
     }
 
     fn use_known(
@@ -357,9 +400,44 @@ mod tests {
 
     fn looked_up(cache: &ApiKeyCache, key: &str, state: &Revocations) -> Digest {
         match cache.step(key, 10_000, state) {
-            Ok(Step::LookUp(digest)) => digest,
+            Ok(Step::LookUp(lookup)) => lookup.digest,
             other => panic!("expected a lookup, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_with_one_key_share_one_lookup() {
+        let (cache, state) = (cache(), Revocations::new());
+        let key = api_keys::generate().key;
+        let Ok(Step::LookUp(lookup)) = cache.step(&key, 10_000, &state) else {
+            panic!("the first request looks up");
+        };
+        let Ok(Step::Wait(mut answer)) = cache.step(&key, 10_000, &state) else {
+            panic!("the second waits");
+        };
+        cache
+            .found(lookup.digest, Some(owner("k1", None)), 10_000, &state)
+            .unwrap();
+        drop(lookup);
+        let _ = answer.changed().await;
+        assert!(matches!(
+            cache.step(&key, 10_000, &state),
+            Ok(Step::Known(_))
+        ));
+        // An abandoned lookup releases its waiters too, and the next request asks again.
+        let other = api_keys::generate().key;
+        let Ok(Step::LookUp(abandoned)) = cache.step(&other, 10_000, &state) else {
+            panic!("a lookup");
+        };
+        let Ok(Step::Wait(mut answer)) = cache.step(&other, 10_000, &state) else {
+            panic!("a wait");
+        };
+        drop(abandoned);
+        assert!(answer.changed().await.is_err(), "woken without an answer");
+        assert!(matches!(
+            cache.step(&other, 10_000, &state),
+            Ok(Step::LookUp(_))
+        ));
     }
 
     #[test]

@@ -206,11 +206,24 @@ impl Auth {
     }
 
     async fn api_key_identity(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
-        let now = crate::clock::unix_millis();
-        let digest = match self.api_keys.step(token, now, &self.revocations)? {
-            api_key_cache::Step::Known(identity) => return Ok(identity),
-            api_key_cache::Step::LookUp(digest) => digest,
-        };
+        // Waiting on another request's lookup ends when that lookup does (within the lookup
+        // timeout); a few rounds cover a lookup that failed and was started again.
+        for _ in 0..3 {
+            let now = crate::clock::unix_millis();
+            match self.api_keys.step(token, now, &self.revocations)? {
+                api_key_cache::Step::Known(identity) => return Ok(identity),
+                api_key_cache::Step::LookUp(lookup) => return self.look_up(lookup).await,
+                api_key_cache::Step::Wait(mut answer) => {
+                    let _ = answer.changed().await;
+                }
+            }
+        }
+        Err(AuthError::StoreUnavailable)
+    }
+
+    /// Asks the store about a key not held in memory, on the control runtime.
+    async fn look_up(&self, lookup: api_key_cache::Lookup<'_>) -> Result<Arc<Identity>, AuthError> {
+        let digest = lookup.digest;
         let store = Arc::clone(&self.store);
         let hash = api_keys::hex(&digest);
         let answer = self

@@ -489,6 +489,50 @@ async fn made_up_keys_are_refused_and_bounded_in_store_lookups() {
     assert_invalid_token(&client.with_token("GET", APP, "/", "gh_short").await);
 }
 
+/// A job that starts many requests at once with a new key: one lookup, every request served.
+#[tokio::test]
+async fn concurrent_first_requests_with_a_new_key_share_one_lookup() {
+    // The service also claims 127.0.0.1: an h2 client sends the proxy's address as `:authority`.
+    let backend = backends(1).await[0];
+    let service = ServiceYaml::new("app", APP)
+        .host("127.0.0.1")
+        .backend(backend);
+    let proxy = Proxy::start(&ConfigYaml::new().service(service)).await;
+    let client = proxy.client();
+    let token = client.signed_up("joy", "joy@example.com", PASSWORD).await;
+    let (_, key) = client.new_key(&token, "ci").await;
+    // One HTTP/2 connection, opened first: the requests arrive together, and the worker takes
+    // them all in while the first lookup is still out on the control runtime.
+    let h2 = Client::http2(proxy.addr);
+    let anonymous = h2
+        .send(http::Request::get("/").body(common::empty()).unwrap())
+        .await;
+    assert_eq!(anonymous.status, 401);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..(2 * LOOKUP_BURST) {
+        let (h2, key) = (h2.clone(), key.clone());
+        tasks.spawn(async move {
+            let request = http::Request::get("/")
+                .header(http::header::AUTHORIZATION, format!("Bearer {key}"))
+                .body(common::empty())
+                .unwrap();
+            h2.send(request).await.status
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.expect("a request task"), 200);
+    }
+    let text = scrape(proxy.addr).await;
+    let lookups = |result| {
+        count(
+            &text,
+            "gatehouse_api_key_lookups_total",
+            &[("result", result)],
+        )
+    };
+    assert_eq!((lookups("found"), lookups("throttled")), (1, 0));
+}
+
 /// An API key manages nothing: it cannot create, list or revoke keys (a leaked key must not
 /// mint more), nor end sessions.
 #[tokio::test]

@@ -16,7 +16,7 @@ use base64::engine::{general_purpose::URL_SAFE_NO_PAD, Engine};
 use sha2::{Digest, Sha256};
 
 use crate::clock::unix_millis;
-use crate::store::{AccountStore, ApiKey, KeyCreation, NewApiKey, StoreError};
+use crate::store::{AccountStore, ApiKey, KeyCreation, KeyLimits, NewApiKey, StoreError};
 
 /// What every key starts with, so scanners (and people) can tell a Gatehouse key.
 pub const PREFIX: &str = "gh_";
@@ -29,6 +29,10 @@ const ENCODED_LEN: usize = 43;
 
 /// Most keys an account may hold that are neither revoked nor expired.
 pub const MAX_LIVE_KEYS: i64 = 100;
+
+/// Most keys an account may create in 24 hours, revoked ones included: a create-and-revoke
+/// loop cannot grow the table (or every replica's memory of revoked keys) without bound.
+pub const MAX_KEYS_PER_DAY: i64 = 200;
 
 /// Longest key name, in characters (all ASCII).
 pub const MAX_NAME_LEN: usize = 64;
@@ -155,6 +159,11 @@ pub enum CreateRefused {
         "the account already holds {MAX_LIVE_KEYS} API keys that are neither revoked nor expired"
     )]
     TooMany,
+    /// The account created [`MAX_KEYS_PER_DAY`] keys in the last 24 hours.
+    #[error(
+        "the account created {MAX_KEYS_PER_DAY} API keys in the last 24 hours; try again later"
+    )]
+    TooManyToday,
     /// No such account, or it is disabled.
     #[error("no such account, or it is disabled")]
     NoAccount,
@@ -184,9 +193,14 @@ pub async fn create(
         created_at_ms: now,
         expires_at_ms,
     };
-    match store.create_api_key(&row, MAX_LIVE_KEYS).await? {
+    let limits = KeyLimits {
+        max_live: MAX_LIVE_KEYS,
+        max_per_day: MAX_KEYS_PER_DAY,
+    };
+    match store.create_api_key(&row, limits).await? {
         KeyCreation::Created(key) => Ok((key, new.key)),
         KeyCreation::TooMany => Err(CreateRefused::TooMany),
+        KeyCreation::TooManyToday => Err(CreateRefused::TooManyToday),
         KeyCreation::NoAccount => Err(CreateRefused::NoAccount),
     }
 }

@@ -100,6 +100,8 @@ pub(super) async fn create(
         .map_err(unavailable)?;
     let (key, secret) = created.map_err(|refused| match refused {
         CreateRefused::TooMany => ProxyError::TooManyApiKeys(api_keys::MAX_LIVE_KEYS),
+        // The day's window slides: an hour is a fair first wait.
+        CreateRefused::TooManyToday => ProxyError::RateLimited(3600),
         // The token was valid a moment ago: the account has just been disabled.
         CreateRefused::NoAccount => ProxyError::InvalidToken(crate::auth::TokenError::Revoked),
         CreateRefused::Store(error) => unavailable(error),

@@ -63,6 +63,16 @@ pub struct NewApiKey {
     pub expires_at_ms: Option<i64>,
 }
 
+/// How many keys an account may have: checked and written atomically with each new key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// Keys neither revoked nor expired.
+    pub max_live: i64,
+    /// Keys created (revoked ones included) in the 24 hours before the new one: bounds the
+    /// rows and the revocations a create-and-revoke loop can make.
+    pub max_per_day: i64,
+}
+
 /// What storing a new key did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyCreation {
@@ -70,6 +80,8 @@ pub enum KeyCreation {
     Created(ApiKey),
     /// The account already holds the most live keys allowed; nothing was written.
     TooMany,
+    /// The account created the most keys allowed in the last 24 hours; nothing was written.
+    TooManyToday,
     /// No such account, or it is disabled; nothing was written.
     NoAccount,
 }

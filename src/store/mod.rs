@@ -17,7 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use api_key::{
-    ApiKey, KeyCreation, KeyOwner, NewApiKey, API_KEY_RETENTION_MS, API_KEY_REVOCATION_MEMORY_SECS,
+    ApiKey, KeyCreation, KeyLimits, KeyOwner, NewApiKey, API_KEY_RETENTION_MS,
+    API_KEY_REVOCATION_MEMORY_SECS,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -416,12 +417,12 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
     /// A trivial round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Stores `key` unless its account is missing or disabled, or already holds `max_live`
-    /// keys that are neither revoked nor expired (checked and written atomically).
+    /// Stores `key` unless its account is missing or disabled, or is at one of `limits`
+    /// (checked and written atomically).
     async fn create_api_key(
         &self,
         key: &NewApiKey,
-        max_live: i64,
+        limits: KeyLimits,
     ) -> Result<KeyCreation, StoreError>;
 
     /// The key whose hash is `hash`, revoked and expired ones included, with its account.

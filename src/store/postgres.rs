@@ -9,7 +9,7 @@ use super::{
     FailureCount, FailureRule, ListQuery, NewAccount, NewFamily, NewRefresh, Revocation,
     RevocationFeed, Rotation, StoreError, StoredEmail, ACQUIRE_TIMEOUT,
 };
-use super::{ApiKey, KeyCreation, KeyOwner, NewApiKey};
+use super::{ApiKey, KeyCreation, KeyLimits, KeyOwner, NewApiKey};
 use crate::clock::unix_millis;
 
 /// The pool per replica; an open revocation feed holds one of these connections for good.
@@ -493,7 +493,7 @@ impl AccountStore for PostgresStore {
     async fn create_api_key(
         &self,
         key: &NewApiKey,
-        max_live: i64,
+        limits: KeyLimits,
     ) -> Result<KeyCreation, StoreError> {
         if !storable(&key.account_id) || !storable(&key.name) {
             return Ok(KeyCreation::NoAccount);
@@ -509,20 +509,27 @@ impl AccountStore for PostgresStore {
         if disabled != Some(false) {
             return Ok(KeyCreation::NoAccount);
         }
-        let inserted = sqlx::query(sql::INSERT_API_KEY)
+        let (now, day_before) = sql::key_count_window(key.created_at_ms);
+        let counts: (i64, i64) = sqlx::query_as(sql::COUNT_API_KEYS)
+            .bind(&key.account_id)
+            .bind(now)
+            .bind(day_before)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if let Some(refused) = sql::key_limit(limits, counts) {
+            return Ok(refused);
+        }
+        sqlx::query(sql::INSERT_API_KEY)
             .bind(&key.id)
             .bind(&key.account_id)
             .bind(&key.name)
             .bind(&key.hash)
             .bind(key.created_at_ms)
             .bind(key.expires_at_ms)
-            .bind(max_live)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        if inserted.rows_affected() == 0 {
-            return Ok(KeyCreation::TooMany);
-        }
         tx.commit().await.map_err(unavailable)?;
         Ok(KeyCreation::Created(sql::new_api_key(key)))
     }

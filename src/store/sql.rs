@@ -7,9 +7,9 @@
 use sqlx::migrate::{MigrateError, Migrator};
 
 use super::{
-    identifier, redact, Account, ApiKey, AuditRecord, Credentials, FailureCount, KeyOwner,
-    NewAccount, NewApiKey, Revocation, Role, Rotation, StoreError, StoredEmail, TakenField,
-    API_KEY_REVOCATION_MEMORY_SECS,
+    identifier, redact, Account, ApiKey, AuditRecord, Credentials, FailureCount, KeyCreation,
+    KeyLimits, KeyOwner, NewAccount, NewApiKey, Revocation, Role, Rotation, StoreError,
+    StoredEmail, TakenField, API_KEY_REVOCATION_MEMORY_SECS,
 };
 use crate::clock::unix_millis;
 
@@ -549,13 +549,38 @@ pub(super) const SELECT_ACCOUNT_STATE: &str = "SELECT disabled FROM accounts WHE
 pub(super) const LOCK_ACCOUNT_STATE: &str =
     "SELECT disabled FROM accounts WHERE id = $1 FOR UPDATE";
 
-/// Binds: id, account_id, name, hash, created_at, expires_at (or NULL), max live keys.
-/// Inserts nothing when the account already holds that many keys neither revoked nor expired.
+/// Binds: account id, now, a day before now. The account's keys neither revoked nor expired,
+/// and its keys created since the last bind; read inside the creating transaction, after
+/// [`SELECT_ACCOUNT_STATE`] or [`LOCK_ACCOUNT_STATE`], so no other creation for the account
+/// can slip in between.
+pub(super) const COUNT_API_KEYS: &str = "SELECT \
+     COUNT(CASE WHEN revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
+           THEN 1 END) AS live, \
+     COUNT(CASE WHEN created_at > $3 THEN 1 END) AS recent \
+     FROM api_keys WHERE account_id = $1";
+
+/// Binds: id, account_id, name, hash, created_at, expires_at (or NULL).
 pub(super) const INSERT_API_KEY: &str = "INSERT INTO api_keys \
-     (id, account_id, name, hash, created_at, expires_at) \
-     SELECT $1, $2, $3, $4, $5, $6 \
-     WHERE (SELECT COUNT(*) FROM api_keys WHERE account_id = $2 AND revoked_at IS NULL \
-            AND (expires_at IS NULL OR expires_at > $5)) < $7";
+     (id, account_id, name, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// A day in milliseconds: the window of [`KeyLimits::max_per_day`].
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// The refusal `limits` make, given the counts [`COUNT_API_KEYS`] found.
+pub(super) fn key_limit(limits: KeyLimits, (live, recent): (i64, i64)) -> Option<KeyCreation> {
+    if live >= limits.max_live {
+        Some(KeyCreation::TooMany)
+    } else if recent >= limits.max_per_day {
+        Some(KeyCreation::TooManyToday)
+    } else {
+        None
+    }
+}
+
+/// The binds of [`COUNT_API_KEYS`] after the account id, for a key created at `now_ms`.
+pub(super) fn key_count_window(now_ms: i64) -> (i64, i64) {
+    (now_ms, now_ms.saturating_sub(DAY_MS))
+}
 
 /// The columns of an [`ApiKeyRow`].
 macro_rules! api_key_columns {

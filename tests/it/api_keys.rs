@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use gatehouse::auth::api_key_cache::{LOOKUPS_PER_SECOND, LOOKUP_BURST};
 use gatehouse::auth::api_keys;
 use gatehouse::store::{
-    self, AccountStore, AuditQuery, KeyCreation, NewAccount, NewApiKey, Revocation, Role,
+    self, AccountStore, AuditQuery, KeyCreation, KeyLimits, NewAccount, NewApiKey, Revocation, Role,
 };
 use serde_json::{json, Value};
 
@@ -30,6 +30,7 @@ contract!(
     api_keys_are_stored_found_by_hash_listed_and_revoked_by_their_owner,
     the_live_key_limit_counts_neither_revoked_nor_expired_keys,
     keys_are_refused_to_disabled_and_unknown_accounts,
+    keys_created_in_the_last_day_count_against_the_daily_limit_even_revoked,
     last_use_is_written_in_one_statement_and_never_moves_back,
     revoked_and_expired_keys_are_pruned_after_retention,
 );
@@ -68,6 +69,14 @@ fn new_key(account_id: &str, now: i64, expires_at_ms: Option<i64>) -> (NewApiKey
     (key, generated.key)
 }
 
+/// At most `max_live` live keys, and no daily bound to speak of.
+fn live(max_live: i64) -> KeyLimits {
+    KeyLimits {
+        max_live,
+        max_per_day: 1_000,
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -83,7 +92,7 @@ async fn api_keys_are_stored_found_by_hash_listed_and_revoked_by_their_owner(url
     );
     let now = now_ms();
     let (key, _) = new_key(&alice, now, Some(now + 60_000));
-    let KeyCreation::Created(created) = store.create_api_key(&key, 10).await.unwrap() else {
+    let KeyCreation::Created(created) = store.create_api_key(&key, live(10)).await.unwrap() else {
         panic!("not created");
     };
     assert_eq!(
@@ -157,14 +166,14 @@ async fn the_live_key_limit_counts_neither_revoked_nor_expired_keys(url: &str) {
     for _ in 0..2 {
         let (key, _) = new_key(&alice, now, None);
         assert!(matches!(
-            store.create_api_key(&key, 2).await.unwrap(),
+            store.create_api_key(&key, live(2)).await.unwrap(),
             KeyCreation::Created(_)
         ));
         ids.push(key.id);
     }
     let (third, _) = new_key(&alice, now, None);
     assert_eq!(
-        store.create_api_key(&third, 2).await.unwrap(),
+        store.create_api_key(&third, live(2)).await.unwrap(),
         KeyCreation::TooMany
     );
     assert!(
@@ -179,16 +188,52 @@ async fn the_live_key_limit_counts_neither_revoked_nor_expired_keys(url: &str) {
         .expect("revoked");
     let (expiring, _) = new_key(&alice, now, Some(now + 1));
     assert!(matches!(
-        store.create_api_key(&expiring, 2).await.unwrap(),
+        store.create_api_key(&expiring, live(2)).await.unwrap(),
         KeyCreation::Created(_)
     ));
     // Once that one has expired, it no longer counts either.
     let (later, _) = new_key(&alice, now + 10, None);
     assert!(matches!(
-        store.create_api_key(&later, 2).await.unwrap(),
+        store.create_api_key(&later, live(2)).await.unwrap(),
         KeyCreation::Created(_)
     ));
     assert_eq!(store.api_keys(&alice).await.unwrap().len(), 4);
+}
+
+async fn keys_created_in_the_last_day_count_against_the_daily_limit_even_revoked(url: &str) {
+    let store = open(url).await;
+    let alice = account(&*store, "alice").await;
+    let now = now_ms();
+    let limits = KeyLimits {
+        max_live: 10,
+        max_per_day: 2,
+    };
+    let (old, _) = new_key(&alice, now - 25 * 3600 * 1000, None);
+    assert!(matches!(
+        store.create_api_key(&old, limits).await.unwrap(),
+        KeyCreation::Created(_)
+    ));
+    for _ in 0..2 {
+        let (key, _) = new_key(&alice, now, None);
+        assert!(matches!(
+            store.create_api_key(&key, limits).await.unwrap(),
+            KeyCreation::Created(_)
+        ));
+        store
+            .revoke_api_key(&key.id, None, now)
+            .await
+            .unwrap()
+            .expect("revoked");
+    }
+    let (next, _) = new_key(&alice, now, None);
+    assert_eq!(
+        store.create_api_key(&next, limits).await.unwrap(),
+        KeyCreation::TooManyToday
+    );
+    assert!(
+        store.api_key_by_hash(&next.hash).await.unwrap().is_none(),
+        "not written"
+    );
 }
 
 async fn keys_are_refused_to_disabled_and_unknown_accounts(url: &str) {
@@ -196,7 +241,7 @@ async fn keys_are_refused_to_disabled_and_unknown_accounts(url: &str) {
     let alice = account(&*store, "alice").await;
     let (unknown, _) = new_key("no-such-account", now_ms(), None);
     assert_eq!(
-        store.create_api_key(&unknown, 10).await.unwrap(),
+        store.create_api_key(&unknown, live(10)).await.unwrap(),
         KeyCreation::NoAccount
     );
     store
@@ -206,7 +251,7 @@ async fn keys_are_refused_to_disabled_and_unknown_accounts(url: &str) {
         .expect("disabled");
     let (key, _) = new_key(&alice, now_ms(), None);
     assert_eq!(
-        store.create_api_key(&key, 10).await.unwrap(),
+        store.create_api_key(&key, live(10)).await.unwrap(),
         KeyCreation::NoAccount
     );
     assert!(store.api_keys(&alice).await.unwrap().is_empty());
@@ -219,7 +264,7 @@ async fn last_use_is_written_in_one_statement_and_never_moves_back(url: &str) {
     let (a, _) = new_key(&alice, now, None);
     let (b, _) = new_key(&alice, now, None);
     for key in [&a, &b] {
-        store.create_api_key(key, 10).await.unwrap();
+        store.create_api_key(key, live(10)).await.unwrap();
     }
     store
         .touch_api_keys(&[(a.id.clone(), now + 5), (b.id.clone(), now + 7)])
@@ -247,11 +292,11 @@ async fn revoked_and_expired_keys_are_pruned_after_retention(url: &str) {
     let store = open(url).await;
     let alice = account(&*store, "alice").await;
     let now = now_ms();
-    let (live, _) = new_key(&alice, now, None);
+    let (kept, _) = new_key(&alice, now, None);
     let (expired, _) = new_key(&alice, now, Some(now - 10));
     let (revoked, _) = new_key(&alice, now, None);
-    for key in [&live, &expired, &revoked] {
-        store.create_api_key(key, 10).await.unwrap();
+    for key in [&kept, &expired, &revoked] {
+        store.create_api_key(key, live(10)).await.unwrap();
     }
     store
         .revoke_api_key(&revoked.id, None, now - 5)
@@ -265,7 +310,7 @@ async fn revoked_and_expired_keys_are_pruned_after_retention(url: &str) {
         .into_iter()
         .map(|k| k.id)
         .collect();
-    assert_eq!(left, vec![live.id]);
+    assert_eq!(left, vec![kept.id]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -674,7 +719,7 @@ async fn an_expired_key_is_refused() {
     let owner = store.credentials("eve@example.com").await.unwrap().unwrap();
     let expires = now_ms() + 1_500;
     let (row, key) = new_key(&owner.account.id, now_ms(), Some(expires));
-    store.create_api_key(&row, 10).await.unwrap();
+    store.create_api_key(&row, live(10)).await.unwrap();
     assert_eq!(client.with_token("GET", APP, "/", &key).await.status, 200);
     tokio::time::sleep(Duration::from_millis(
         (expires - now_ms()).max(0) as u64 + 50,

@@ -77,6 +77,8 @@ pub enum ProxyError {
     UpstreamTimeout(std::time::Duration),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("an account may hold at most {0} API keys that are neither revoked nor expired")]
+    TooManyApiKeys(i64),
 }
 
 impl ProxyError {
@@ -113,6 +115,7 @@ impl ProxyError {
             ProxyError::AllBackendsFailed(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::TooManyApiKeys(_) => StatusCode::CONFLICT,
         }
     }
 
@@ -149,6 +152,7 @@ impl ProxyError {
             ProxyError::Upstream(_) => "bad_gateway",
             ProxyError::UpstreamTimeout(_) => "gateway_timeout",
             ProxyError::Internal(_) => "internal_error",
+            ProxyError::TooManyApiKeys(_) => "too_many_api_keys",
         }
     }
 
@@ -190,6 +194,10 @@ pub enum Invalid {
     Email,
     /// The `password` field.
     Password,
+    /// An API key's `name`.
+    KeyName,
+    /// An API key's `expires_in`.
+    ExpiresIn,
 }
 
 impl Invalid {
@@ -202,6 +210,8 @@ impl Invalid {
             Invalid::Username => "invalid_username",
             Invalid::Email => "invalid_email",
             Invalid::Password => "invalid_password",
+            Invalid::KeyName => "invalid_name",
+            Invalid::ExpiresIn => "invalid_expires_in",
         }
     }
 }
@@ -219,6 +229,7 @@ impl From<crate::auth::AuthError> for ProxyError {
         match error {
             crate::auth::AuthError::Missing => ProxyError::MissingToken,
             crate::auth::AuthError::Token(error) => ProxyError::InvalidToken(error),
+            crate::auth::AuthError::StoreUnavailable => ProxyError::StoreUnavailable,
         }
     }
 }
@@ -311,9 +322,27 @@ mod tests {
             Invalid::Username,
             Invalid::Email,
             Invalid::Password,
+            Invalid::KeyName,
+            Invalid::ExpiresIn,
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(|i| i.code()).collect();
         assert_eq!(codes.len(), all.len());
+    }
+    #[test]
+    fn too_many_api_keys_maps_to_409() {
+        let err = ProxyError::TooManyApiKeys(100);
+        assert_eq!(
+            (err.status().as_u16(), err.code()),
+            (409, "too_many_api_keys")
+        );
+    }
+    #[test]
+    fn an_unreachable_store_behind_an_api_key_maps_to_503() {
+        let err = ProxyError::from(crate::auth::AuthError::StoreUnavailable);
+        assert_eq!(
+            (err.status().as_u16(), err.code()),
+            (503, "store_unavailable")
+        );
     }
     #[test]
     fn taken_maps_to_409_naming_the_field() {

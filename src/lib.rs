@@ -8,7 +8,7 @@
 //! - `store`: the account store (SQLite or PostgreSQL) behind the `AccountStore` trait.
 //! - `config`: YAML → validated `Settings`, errors as `PATH:LINE:COLUMN: message`.
 //! - `metrics`: the Prometheus registry; handles resolved per snapshot, not per request.
-//! - `auth`: JWT issue/verify, argon2id, revocation deny-lists, login throttling.
+//! - `auth`: JWT issue/verify, argon2id, revocation deny-lists, login throttling, API keys.
 //! - `error`: `ProxyError`, its status mapping and JSON error bodies.
 //! - `policy`: per-service CORS, security headers, rate limits, body limits, retry budget.
 //! - `balancer`: `Backend`, strategies over a weighted schedule, health and active checks.
@@ -22,7 +22,7 @@
 //! - `handler`: one request end to end: limits, route, policy, forward, error → response, log.
 //! - `server`: worker threads, listeners, TLS, connections, drain, the admin listener.
 //! - `reload`: SIGHUP or a file change → new snapshot, swapped only if it builds.
-//! - `cli`: `gatehouse accounts …` and `gatehouse probe URL`.
+//! - `cli`: `gatehouse accounts …`, `gatehouse apikeys …` and `gatehouse probe URL`.
 //!
 //! Public: what the binary, the integration tests, the benchmarks (`benches/`) and the fuzz
 //! targets (`fuzz/`) drive. The rest is private to the crate.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use gatehouse::cli::{accounts, email_check, explain};
+use gatehouse::cli::{accounts, apikeys, email_check, explain};
 use gatehouse::server::{self, ServerOptions, ServerTls};
 use gatehouse::store::{self, AccountStore, Role};
 use gatehouse::{config, reload, Settings};
@@ -69,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         action: AccountsCommand,
     },
+    /// Administer API keys in the store (`DATABASE_URL` or the config's `database.url`).
+    Apikeys {
+        #[command(subcommand)]
+        action: ApikeysCommand,
+    },
     /// GET an http:// URL (e.g. http://127.0.0.1:8080/health): exit 0 on 2xx, 1 otherwise.
     /// A container health check that needs no curl in the image.
     Probe {
@@ -121,6 +126,31 @@ enum AccountsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ApikeysCommand {
+    /// Create a key for an account and print it (shown this once; only its hash is stored).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// A label for the key: 1-64 letters, digits, spaces, '_', '.', '-', ':' or '/'.
+        #[arg(long)]
+        name: String,
+        /// Lifetime such as 90d, 12h, 30m or seconds (60s to 3650d); without it, no expiry.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List an account's keys (tab-separated; never the keys).
+    List {
+        #[arg(long)]
+        email: String,
+    },
+    /// Revoke a key, on every replica within a second.
+    Revoke {
+        #[arg(long)]
+        id: String,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum RoleArg {
     User,
@@ -137,6 +167,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Accounts { action }) = cli.command {
         return report(accounts(cli.config.as_deref(), action));
+    }
+    if let Some(Command::Apikeys { action }) = cli.command {
+        return report(api_keys(cli.config.as_deref(), action));
     }
     if let Some(Command::Probe { url, timeout }) = cli.command {
         return probe(&url, timeout);
@@ -184,7 +217,9 @@ fn main() -> ExitCode {
             }
             report(served)
         }
-        Command::Accounts { .. } | Command::Probe { .. } => unreachable!("handled above"),
+        Command::Accounts { .. } | Command::Apikeys { .. } | Command::Probe { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -224,6 +259,35 @@ fn env_var(name: &str) -> anyhow::Result<Option<String>> {
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!("{name} is not valid UTF-8"),
     }
+}
+
+fn api_keys(config: Option<&Path>, action: ApikeysCommand) -> anyhow::Result<()> {
+    let url = store_url(config)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let store = store::open(&url)
+            .await
+            .with_context(|| format!("cannot open {}", store::redact(&url)))?;
+        match action {
+            ApikeysCommand::Create {
+                email,
+                name,
+                expires,
+            } => apikeys::create(&*store, &email, &name, expires.as_deref()).await?,
+            ApikeysCommand::List { email } => apikeys::list(&*store, &email).await?,
+            ApikeysCommand::Revoke { id } => apikeys::revoke(&*store, &id).await?,
+        }
+        Ok(())
+    })
+}
+
+/// The store's URL for an administration command: `DATABASE_URL`, else the config's.
+fn store_url(config: Option<&Path>) -> anyhow::Result<String> {
+    Ok(match (env_var("DATABASE_URL")?, config) {
+        (Some(url), _) => url,
+        (None, Some(path)) => load_settings(path)?.database.url,
+        (None, None) => anyhow::bail!("set DATABASE_URL or pass --config PATH"),
+    })
 }
 
 fn accounts(config: Option<&Path>, action: AccountsCommand) -> anyhow::Result<()> {

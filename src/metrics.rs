@@ -87,6 +87,23 @@ pub enum RefreshResult {
     Reused,
 }
 
+/// How a store lookup of an API key not in memory ended: the `result` label of
+/// `gatehouse_api_key_lookups_total`. `throttled` counts lookups the bucket refused (no store
+/// call was made); the others are store calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeyLookup {
+    /// A live key of an enabled account, now held in memory.
+    Found,
+    /// No key has that hash.
+    Unknown,
+    /// Revoked, expired, or of a disabled account.
+    Refused,
+    /// The store failed.
+    Error,
+    /// Refused without a lookup: the bucket of lookups was empty.
+    Throttled,
+}
+
 /// The registry and every metric family in it.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -103,6 +120,7 @@ pub struct Metrics {
     reloads: [IntCounter; 2],
     audit_events: IntCounterVec,
     audit_dropped: IntCounter,
+    api_key_lookups: [IntCounter; 5],
     /// Client connections open now.
     pub connections: IntGauge,
     /// Counters for the control plane, resolved once.
@@ -188,6 +206,12 @@ impl Metrics {
                 "Audit-trail events dropped because the queue to the store was full.",
             ),
         );
+        let api_key_lookups = counter_vec(
+            &registry,
+            "gatehouse_api_key_lookups_total",
+            "Store lookups of API keys not held in memory, by result (throttled: refused without a lookup).",
+            &["result"],
+        );
         let connections = registered(
             &registry,
             IntGauge::new(
@@ -207,6 +231,8 @@ impl Metrics {
             reloads: ["success", "failure"].map(|result| reloads.with_label_values(&[result])),
             audit_events,
             audit_dropped,
+            api_key_lookups: ["found", "unknown", "refused", "error", "throttled"]
+                .map(|result| api_key_lookups.with_label_values(&[result])),
             registry,
             requests,
             durations,
@@ -267,6 +293,11 @@ impl Metrics {
     /// Counts a login attempt.
     pub fn login(&self, result: LoginResult) {
         self.logins[result as usize].inc();
+    }
+
+    /// Counts an API key lookup (or one the bucket refused).
+    pub fn api_key_lookup(&self, result: ApiKeyLookup) {
+        self.api_key_lookups[result as usize].inc();
     }
 
     /// Counts an audit event written to the store (off the request path: `event` is one of

@@ -53,11 +53,16 @@ pub enum AuditEvent {
     RefreshReuse,
     /// `POST /logout/all` ended every session of an account.
     LogoutAll,
+    /// `POST /api_keys` or `gatehouse apikeys create` made a key (its id and name; never the
+    /// key).
+    ApiKeyCreated,
+    /// `DELETE /api_keys/{id}` or `gatehouse apikeys revoke` revoked a key.
+    ApiKeyRevoked,
 }
 
 impl AuditEvent {
     /// Every event, for validating a filter.
-    pub const ALL: [AuditEvent; 10] = [
+    pub const ALL: [AuditEvent; 12] = [
         AuditEvent::LoginSuccess,
         AuditEvent::LoginFailure,
         AuditEvent::SigninSuccess,
@@ -68,6 +73,8 @@ impl AuditEvent {
         AuditEvent::Refresh,
         AuditEvent::RefreshReuse,
         AuditEvent::LogoutAll,
+        AuditEvent::ApiKeyCreated,
+        AuditEvent::ApiKeyRevoked,
     ];
 
     /// The stored and shown name.
@@ -83,6 +90,8 @@ impl AuditEvent {
             AuditEvent::Refresh => "refresh",
             AuditEvent::RefreshReuse => "refresh_reuse",
             AuditEvent::LogoutAll => "logout_all",
+            AuditEvent::ApiKeyCreated => "api_key_created",
+            AuditEvent::ApiKeyRevoked => "api_key_revoked",
         }
     }
 

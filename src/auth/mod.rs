@@ -11,7 +11,11 @@
 //! - `audit`: the audit trail of credential events, queued and written in batches.
 //! - `refresh`: refresh-token families: login, `POST /token` rotation, reuse detection, logout.
 //! - `runtime`: the thread that owns database connections and password hashing.
+//! - `api_keys`: API keys: their shape, name and lifetime rules, creation.
+//! - `api_key_cache`: API keys on the request path: in memory, bounded lookups, last-used.
 
+pub mod api_key_cache;
+pub mod api_keys;
 pub mod audit;
 pub mod cache;
 pub mod jwt;
@@ -35,6 +39,7 @@ use crate::metrics::{AuthFailure, LoginResult, Metrics};
 use crate::request::cookie;
 use crate::store::{self, AccountStore, StoreError};
 
+pub use api_key_cache::ApiKeyCache;
 pub use audit::{Audit, AuditEvent};
 pub use cache::{Identity, TokenCache};
 pub use jwt::{Claims, KeyError, TokenError, TokenKeys};
@@ -55,6 +60,9 @@ pub enum AuthError {
     /// A token that failed verification or was revoked.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// An API key not held in memory could not be looked up: the store is unavailable.
+    #[error("the account store is unavailable")]
+    StoreUnavailable,
 }
 
 /// Everything authentication needs, shared by all workers.
@@ -86,6 +94,8 @@ pub struct Auth {
     pub refresh: RefreshSettings,
     runtime: ControlRuntime,
     metrics: Metrics,
+    /// API keys this replica has seen, and the bound on looking up the others.
+    pub api_keys: Arc<ApiKeyCache>,
 }
 
 /// Gatehouse cannot start its authentication side.
@@ -134,6 +144,12 @@ impl Auth {
         ));
         let (audit, queue) = Audit::new(audit::QUEUE_CAPACITY, metrics.clone());
         runtime.spawn(audit::drain(queue, Arc::clone(&store), metrics.clone()));
+        let api_keys = Arc::new(ApiKeyCache::new(&settings.jwt.issuer, metrics.clone()));
+        runtime.spawn(api_key_cache::flush(
+            Arc::clone(&api_keys),
+            Arc::clone(&store),
+            Arc::clone(&revocations),
+        ));
         let auth = Auth {
             keys,
             verified: TokenCache::default(),
@@ -149,6 +165,7 @@ impl Auth {
             refresh: settings.refresh.clone(),
             runtime,
             metrics,
+            api_keys,
         };
         tracing::info!(store = auth.store.kind(), "account store ready");
         Ok(auth)
@@ -167,6 +184,69 @@ impl Auth {
     pub fn authenticate_request(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
         let token = bearer_token(headers).or_else(|| self.session_token(headers));
         self.counted(self.verify_token(token))
+    }
+
+    /// The identity of a proxied request, as [`Auth::authenticate_request`] finds it, but for
+    /// a bearer `gh_…` API key, which authenticates as its account. A key held in memory costs
+    /// no store call; another is looked up on the control runtime within the bounds of
+    /// `api_key_cache` (beyond them, 401 unasked). Only proxied requests take API keys: the
+    /// control plane's endpoints (logout, API keys, …) want an access token, so a leaked key
+    /// cannot mint more keys.
+    pub async fn authenticate_proxied(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Arc<Identity>, AuthError> {
+        match bearer_token(headers) {
+            Some(token) if api_keys::is_api_key(token) => {
+                let identity = Box::pin(self.api_key_identity(token)).await;
+                self.counted(identity)
+            }
+            _ => self.authenticate_request(headers),
+        }
+    }
+
+    async fn api_key_identity(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        // Waiting on another request's lookup ends when that lookup does (within the lookup
+        // timeout); a few rounds cover a lookup that failed and was started again.
+        for _ in 0..3 {
+            let now = crate::clock::unix_millis();
+            match self.api_keys.step(token, now, &self.revocations)? {
+                api_key_cache::Step::Known(identity) => return Ok(identity),
+                api_key_cache::Step::LookUp(lookup) => return self.look_up(lookup).await,
+                api_key_cache::Step::Wait(mut answer) => {
+                    let _ = answer.changed().await;
+                }
+            }
+        }
+        Err(AuthError::StoreUnavailable)
+    }
+
+    /// Asks the store about a key not held in memory, on the control runtime.
+    async fn look_up(&self, lookup: api_key_cache::Lookup<'_>) -> Result<Arc<Identity>, AuthError> {
+        let digest = lookup.digest;
+        let store = Arc::clone(&self.store);
+        let hash = api_keys::hex(&digest);
+        let answer = self
+            .run(async move {
+                // A store that hangs must not hold the proxied request (and a bucket token's
+                // worth of capacity) for ever: past the limit the request gets 503.
+                tokio::time::timeout(api_key_cache::LOOKUP_TIMEOUT, store.api_key_by_hash(&hash))
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::Unavailable("lookup timed out".into())))
+            })
+            .await
+            .and_then(|found| found);
+        match answer {
+            Ok(owner) => {
+                let now = crate::clock::unix_millis();
+                self.api_keys.found(digest, owner, now, &self.revocations)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not look up an API key");
+                self.api_keys.failed();
+                Err(AuthError::StoreUnavailable)
+            }
+        }
     }
 
     /// The identity of the request's session cookie alone, if it is valid. Not counted as a
@@ -190,6 +270,8 @@ impl Auth {
                 AuthError::Token(TokenError::Invalid) => AuthFailure::Invalid,
                 AuthError::Token(TokenError::Expired) => AuthFailure::Expired,
                 AuthError::Token(TokenError::Revoked) => AuthFailure::Revoked,
+                // Not the caller's fault; counted in gatehouse_api_key_lookups_total.
+                AuthError::StoreUnavailable => return,
             })
         })
     }
@@ -232,8 +314,9 @@ impl Auth {
 }
 
 /// Every minute, drops throttle buckets that have refilled, failure counters older than
-/// `memory`, audit events older than `retention`, and refresh tokens and families that can no
-/// longer be used, bounding all four (every replica does it; deleting twice is harmless).
+/// `memory`, audit events older than `retention`, refresh tokens and families that can no
+/// longer be used, and API keys revoked or expired `API_KEY_RETENTION_MS` ago, bounding all
+/// five (every replica does it; deleting twice is harmless).
 async fn forget_idle_buckets(
     throttle: Arc<Throttle>,
     store: Arc<dyn AccountStore>,
@@ -256,6 +339,10 @@ async fn forget_idle_buckets(
         }
         if let Err(error) = store.prune_refresh(crate::clock::unix_millis()).await {
             tracing::warn!(%error, "could not prune refresh tokens");
+        }
+        let before = crate::clock::unix_millis().saturating_sub(store::API_KEY_RETENTION_MS);
+        if let Err(error) = store.prune_api_keys(before).await {
+            tracing::warn!(%error, "could not prune revoked and expired API keys");
         }
     }
 }

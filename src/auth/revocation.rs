@@ -1,7 +1,9 @@
 //! Revocation state held in memory, so the request path never asks the database.
 //!
 //! Two lock-free maps: logged-out token ids (until they expire) and accounts whose tokens are
-//! limited (disabled, or a bumped token generation). A background task keeps them in step with
+//! limited (disabled, or a bumped token generation); and two more for ended refresh families and
+//! revoked API keys (remembered for `API_KEY_REVOCATION_MEMORY_SECS`: `api_key_cache` drops a
+//! revoked key from memory within its sweep interval, long before that). A background task keeps them in step with
 //! the store: PostgreSQL pushes each revocation with `NOTIFY` (and a periodic full resync covers
 //! anything missed while disconnected); SQLite is polled.
 
@@ -35,6 +37,8 @@ pub struct Revocations {
     accounts: papaya::HashMap<Box<str>, AccountLimit>,
     /// Family id → last second its tokens could be accepted, of ended refresh families.
     families: papaya::HashMap<Box<str>, i64>,
+    /// API key id → until when the revocation is remembered (Unix seconds), of revoked keys.
+    api_keys: papaya::HashMap<Box<str>, i64>,
 }
 
 impl Revocations {
@@ -93,7 +97,15 @@ impl Revocations {
                     new,
                 );
             }
+            Revocation::ApiKey { id, until } => {
+                self.api_keys.pin().insert(id.as_str().into(), *until);
+            }
         }
+    }
+
+    /// Whether the API key `id` was revoked (checked on every request that uses it).
+    pub fn api_key_revoked(&self, id: &str) -> bool {
+        self.api_keys.pin().contains_key(id)
     }
 
     /// Forgets logged-out tokens once they could no longer be accepted anyway (the time they
@@ -103,6 +115,7 @@ impl Revocations {
         self.families
             .pin()
             .retain(|_, expires_at| *expires_at >= now);
+        self.api_keys.pin().retain(|_, until| *until >= now);
     }
 
     /// Ended refresh families still held.
@@ -237,6 +250,21 @@ mod tests {
         assert_eq!(state.check(&claims("t1", "a", 0)), Ok(()));
         state.prune(101);
         assert_eq!(state.revoked_families(), 0);
+    }
+
+    #[test]
+    fn a_revoked_api_key_is_remembered_until_its_time() {
+        let state = Revocations::new();
+        state.apply(&Revocation::ApiKey {
+            id: "k1".into(),
+            until: 100,
+        });
+        assert!(state.api_key_revoked("k1"));
+        assert!(!state.api_key_revoked("k2"));
+        state.prune(100);
+        assert!(state.api_key_revoked("k1"));
+        state.prune(101);
+        assert!(!state.api_key_revoked("k1"));
     }
 
     #[test]

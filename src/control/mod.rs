@@ -6,9 +6,11 @@
 //! - `status`: `GET /health`, `GET /ready`.
 //! - `scrape`: `GET /metrics` (Prometheus text format).
 //! - `page`: `GET /accounts_page`, the self-contained HTML accounts page.
+//! - `api_keys`: `POST /api_keys`, `GET /api_keys`, `DELETE /api_keys/{id}`.
 //! - `json_body`, `validate`: JSON bodies and field rules shared by the handlers.
 
 mod account;
+mod api_keys;
 mod audit;
 mod json_body;
 mod page;
@@ -106,6 +108,18 @@ async fn dispatch(
             only(&request, &[Method::GET, Method::HEAD])?;
             session::jwks(auth, path)
         }
+        "/api_keys" => match *request.method() {
+            Method::POST => {
+                let pace = state.routes.load().body_pace();
+                api_keys::create(auth, request, client, pace).await
+            }
+            Method::GET | Method::HEAD => api_keys::list(auth, &request).await,
+            _ => Err(ProxyError::MethodNotAllowed),
+        },
+        path if path.starts_with(api_keys::KEY_PATH) => {
+            only(&request, &[Method::DELETE])?;
+            api_keys::revoke(auth, &request, client).await
+        }
         path => Err(ProxyError::NotFound(path.to_string())),
     }
 }
@@ -130,6 +144,8 @@ fn allow_header(path: &str) -> Option<HeaderValue> {
         | "/audit"
         | "/.well-known/jwks.json" => "GET, HEAD",
         "/account" | "/login" | "/logout" | "/logout/all" | "/token" => "POST",
+        "/api_keys" => "GET, HEAD, POST",
+        path if path.starts_with("/api_keys/") => "DELETE",
         _ => return None,
     };
     Some(HeaderValue::from_static(methods))

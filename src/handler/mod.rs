@@ -162,7 +162,7 @@ async fn proxy(
     let ip = client.ip(request.headers());
     policy.admit(&request, ip)?;
     let rule = rule_for(service, &mut request)?;
-    outcome.user = match authorize(&worker.state.auth, service, &rule, &request) {
+    outcome.user = match authorize(&worker.state.auth, service, &rule, &request).await {
         // A browser without a (valid) session is sent to the sign-in form; others get 401.
         Err(error @ (ProxyError::MissingToken | ProxyError::InvalidToken(_))) => {
             let redirect = signin::redirect_for(&request);
@@ -243,8 +243,9 @@ fn with_path(uri: &Uri, path: &str) -> Result<Uri, ProxyError> {
 /// The request's verified identity (bearer token, else session cookie) when `rule` needs one
 /// and its role may pass; an allowed or role-refused decision is counted here (a missing or bad
 /// credential by the caller, which decides between 401 and sign-in). CPU only: revocations are
-/// checked against memory, not the store.
-fn authorize<B>(
+/// checked against memory, not the store; only an API key not yet held in memory waits for a
+/// bounded lookup on the control runtime (`auth::api_key_cache`).
+async fn authorize<B>(
     auth: &Auth,
     service: &Service,
     rule: &Rule<'_>,
@@ -252,7 +253,7 @@ fn authorize<B>(
 ) -> Result<Option<Arc<Identity>>, ProxyError> {
     let identity = match rule.auth {
         ServiceAuth::None => None,
-        ServiceAuth::Required => Some(auth.authenticate_request(request.headers())?),
+        ServiceAuth::Required => Some(auth.authenticate_proxied(request.headers()).await?),
     };
     let result = decide(rule, identity.as_ref().map(|i| i.claims.role), false);
     service.access_metrics.record(rule.route, result);

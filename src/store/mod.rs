@@ -6,6 +6,7 @@
 //! account generations) are stored too, so every replica can learn them: PostgreSQL pushes them
 //! with `NOTIFY`, SQLite replicas poll [`AccountStore::revocations`].
 
+mod api_key;
 pub mod identifier;
 mod postgres;
 mod sql;
@@ -15,6 +16,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use api_key::{
+    ApiKey, KeyCreation, KeyLimits, KeyOwner, NewApiKey, API_KEY_RETENTION_MS,
+    API_KEY_REVOCATION_MEMORY_SECS,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -136,6 +141,14 @@ pub enum Revocation {
         id: String,
         /// The last second any of its access tokens could be accepted, Unix seconds.
         expires_at: i64,
+    },
+    /// A revoked API key: refused from now on, and remembered by every replica until `until`
+    /// ([`API_KEY_REVOCATION_MEMORY_SECS`] after the revocation).
+    ApiKey {
+        /// The key's id.
+        id: String,
+        /// Unix seconds.
+        until: i64,
     },
 }
 
@@ -403,6 +416,36 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
 
     /// A trivial round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stores `key` unless its account is missing or disabled, or is at one of `limits`
+    /// (checked and written atomically).
+    async fn create_api_key(
+        &self,
+        key: &NewApiKey,
+        limits: KeyLimits,
+    ) -> Result<KeyCreation, StoreError>;
+
+    /// The key whose hash is `hash`, revoked and expired ones included, with its account.
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<KeyOwner>, StoreError>;
+
+    /// The account's keys (never their hashes), oldest first.
+    async fn api_keys(&self, account_id: &str) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Revokes the key `id` at `now_ms` (only if it belongs to `account_id`, when given) and
+    /// tells the other replicas; `None` if there is no such unrevoked key (of that account).
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        account_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Records when keys were last used: `(id, Unix ms)` pairs, in one statement; a time older
+    /// than the stored one is ignored.
+    async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<(), StoreError>;
+
+    /// Deletes keys revoked or expired before `before_ms`; returns how many.
+    async fn prune_api_keys(&self, before_ms: i64) -> Result<u64, StoreError>;
 }
 
 /// How long a request may wait for a pooled database connection before the store is reported

@@ -9,6 +9,7 @@ use super::{
     FailureCount, FailureRule, ListQuery, NewAccount, NewFamily, NewRefresh, Revocation,
     RevocationFeed, Rotation, StoreError, StoredEmail, ACQUIRE_TIMEOUT,
 };
+use super::{ApiKey, KeyCreation, KeyLimits, KeyOwner, NewApiKey};
 use crate::clock::unix_millis;
 
 /// The pool per replica; an open revocation feed holds one of these connections for good.
@@ -343,11 +344,17 @@ impl AccountStore for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
+        let keys: Vec<sql::RevokedKeyRow> = sqlx::query_as(sql::SELECT_REVOKED_API_KEYS)
+            .bind(sql::revoked_keys_since(unix_millis()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
         let tokens = tokens.into_iter().map(Revocation::from);
         let families = families.into_iter().map(Revocation::from);
         Ok(tokens
             .chain(accounts.into_iter().map(Into::into))
             .chain(families)
+            .chain(keys.into_iter().map(Revocation::from))
             .collect())
     }
 
@@ -482,6 +489,122 @@ impl AccountStore for PostgresStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn create_api_key(
+        &self,
+        key: &NewApiKey,
+        limits: KeyLimits,
+    ) -> Result<KeyCreation, StoreError> {
+        if !storable(&key.account_id) || !storable(&key.name) {
+            return Ok(KeyCreation::NoAccount);
+        }
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // The account's row lock serialises creations for one account, so the count below
+        // sees every key a concurrent creation committed.
+        let disabled: Option<bool> = sqlx::query_scalar(sql::LOCK_ACCOUNT_STATE)
+            .bind(&key.account_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if disabled != Some(false) {
+            return Ok(KeyCreation::NoAccount);
+        }
+        let (now, day_before) = sql::key_count_window(key.created_at_ms);
+        let counts: (i64, i64) = sqlx::query_as(sql::COUNT_API_KEYS)
+            .bind(&key.account_id)
+            .bind(now)
+            .bind(day_before)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if let Some(refused) = sql::key_limit(limits, counts) {
+            return Ok(refused);
+        }
+        sqlx::query(sql::INSERT_API_KEY)
+            .bind(&key.id)
+            .bind(&key.account_id)
+            .bind(&key.name)
+            .bind(&key.hash)
+            .bind(key.created_at_ms)
+            .bind(key.expires_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(KeyCreation::Created(sql::new_api_key(key)))
+    }
+
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<KeyOwner>, StoreError> {
+        if !storable(hash) {
+            return Ok(None);
+        }
+        let row: Option<sql::KeyOwnerRow> = sqlx::query_as(sql::SELECT_API_KEY_BY_HASH)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn api_keys(&self, account_id: &str) -> Result<Vec<ApiKey>, StoreError> {
+        if !storable(account_id) {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<sql::ApiKeyRow> = sqlx::query_as(sql::SELECT_API_KEYS)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        account_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        if !storable(id) || !account_id.is_none_or(storable) {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let row: Option<sql::ApiKeyRow> = sqlx::query_as(sql::REVOKE_API_KEY)
+            .bind(id)
+            .bind(account_id)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let Some(key) = row.map(ApiKey::from) else {
+            return Ok(None);
+        };
+        if let Some(revocation) = key.revocation() {
+            notify(&mut tx, &revocation).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(key))
+    }
+
+    async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<(), StoreError> {
+        for batch in used.chunks(sql::TOUCH_BATCH) {
+            let text = sql::touch_api_keys(batch.len());
+            let mut query = sqlx::query(&text);
+            for (id, time) in batch {
+                query = query.bind(id).bind(*time);
+            }
+            query.execute(&self.pool).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn prune_api_keys(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql::PRUNE_API_KEYS)
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
 }
 
 /// A connection of `pool` listening on [`CHANNEL`]. It is taken from the pool for good.
@@ -530,8 +653,8 @@ impl RevocationFeed for PgFeed {
     }
 }
 
-/// The notice payload: `t <expires_at> <jti>`, `f <expires_at> <family id>` or
-/// `a <generation> <0|1> <id>`. The free-form
+/// The notice payload: `t <expires_at> <jti>`, `f <expires_at> <family id>`,
+/// `a <generation> <0|1> <id>` or `k <until> <api key id>`. The free-form
 /// field comes last, so it may contain anything (even spaces).
 fn encode(revocation: &Revocation) -> String {
     match revocation {
@@ -542,6 +665,7 @@ fn encode(revocation: &Revocation) -> String {
             generation,
             disabled,
         } => format!("a {generation} {} {id}", u8::from(*disabled)),
+        Revocation::ApiKey { id, until } => format!("k {until} {id}"),
     }
 }
 
@@ -574,6 +698,13 @@ fn decode(payload: &str) -> Option<Revocation> {
             Some(Revocation::Account {
                 generation: generation.parse().ok()?,
                 disabled,
+                id: non_empty(id)?,
+            })
+        }
+        "k" => {
+            let (until, id) = rest.split_once(' ')?;
+            Some(Revocation::ApiKey {
+                until: until.parse().ok()?,
                 id: non_empty(id)?,
             })
         }
@@ -627,6 +758,19 @@ mod tests {
             disabled: true,
         };
         assert_eq!(encode(&disabled), "a 1 1 x");
+    }
+
+    #[test]
+    fn api_key_revocations_round_trip() {
+        let key = Revocation::ApiKey {
+            id: "0190-key".into(),
+            until: 1_700_003_600,
+        };
+        assert_eq!(encode(&key), "k 1700003600 0190-key");
+        assert_eq!(decode(&encode(&key)), Some(key));
+        assert_eq!(decode("k 1"), None);
+        assert_eq!(decode("k x id"), None);
+        assert_eq!(decode("k 1 "), None);
     }
 
     #[test]

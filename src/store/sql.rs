@@ -7,8 +7,9 @@
 use sqlx::migrate::{MigrateError, Migrator};
 
 use super::{
-    identifier, redact, Account, AuditRecord, Credentials, FailureCount, NewAccount, Revocation,
-    Role, Rotation, StoreError, StoredEmail, TakenField,
+    identifier, redact, Account, ApiKey, AuditRecord, Credentials, FailureCount, KeyCreation,
+    KeyLimits, KeyOwner, NewAccount, NewApiKey, Revocation, Role, Rotation, StoreError,
+    StoredEmail, TakenField, API_KEY_REVOCATION_MEMORY_SECS,
 };
 use crate::clock::unix_millis;
 
@@ -536,6 +537,215 @@ fn password(url: &str) -> Option<&str> {
     (!password.is_empty()).then_some(password)
 }
 
+// ---------------------------------------------------------------------------------------------
+// API keys (migration 0006). Times in Unix milliseconds.
+
+/// Binds: account id. SQLite's check before an insert (its writers are serialised anyway);
+/// PostgreSQL takes [`LOCK_ACCOUNT_STATE`] instead.
+pub(super) const SELECT_ACCOUNT_STATE: &str = "SELECT disabled FROM accounts WHERE id = $1";
+
+/// Binds: account id. PostgreSQL only: locks the account's row, so two concurrent creations
+/// for one account count each other's key against the limit (SQLite has one writer anyway).
+pub(super) const LOCK_ACCOUNT_STATE: &str =
+    "SELECT disabled FROM accounts WHERE id = $1 FOR UPDATE";
+
+/// Binds: account id, now, a day before now. The account's keys neither revoked nor expired,
+/// and its keys created since the last bind; read inside the creating transaction, after
+/// [`SELECT_ACCOUNT_STATE`] or [`LOCK_ACCOUNT_STATE`], so no other creation for the account
+/// can slip in between.
+pub(super) const COUNT_API_KEYS: &str = "SELECT \
+     COUNT(CASE WHEN revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
+           THEN 1 END) AS live, \
+     COUNT(CASE WHEN created_at > $3 THEN 1 END) AS recent \
+     FROM api_keys WHERE account_id = $1";
+
+/// Binds: id, account_id, name, hash, created_at, expires_at (or NULL).
+pub(super) const INSERT_API_KEY: &str = "INSERT INTO api_keys \
+     (id, account_id, name, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// A day in milliseconds: the window of [`KeyLimits::max_per_day`].
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// The refusal `limits` make, given the counts [`COUNT_API_KEYS`] found.
+pub(super) fn key_limit(limits: KeyLimits, (live, recent): (i64, i64)) -> Option<KeyCreation> {
+    if live >= limits.max_live {
+        Some(KeyCreation::TooMany)
+    } else if recent >= limits.max_per_day {
+        Some(KeyCreation::TooManyToday)
+    } else {
+        None
+    }
+}
+
+/// The binds of [`COUNT_API_KEYS`] after the account id, for a key created at `now_ms`.
+pub(super) fn key_count_window(now_ms: i64) -> (i64, i64) {
+    (now_ms, now_ms.saturating_sub(DAY_MS))
+}
+
+/// The columns of an [`ApiKeyRow`].
+macro_rules! api_key_columns {
+    ($prefix:literal) => {
+        concat!(
+            $prefix,
+            "id, ",
+            $prefix,
+            "account_id, ",
+            $prefix,
+            "name, ",
+            $prefix,
+            "created_at, ",
+            $prefix,
+            "expires_at, ",
+            $prefix,
+            "revoked_at, ",
+            $prefix,
+            "last_used_at"
+        )
+    };
+}
+
+/// Binds: hash.
+pub(super) const SELECT_API_KEY_BY_HASH: &str = concat!(
+    "SELECT ",
+    api_key_columns!("k."),
+    ", a.username, a.email, a.role, a.created_at AS account_created_at, a.disabled \
+     FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = $1"
+);
+
+/// Binds: account id.
+pub(super) const SELECT_API_KEYS: &str = concat!(
+    "SELECT ",
+    api_key_columns!(""),
+    " FROM api_keys WHERE account_id = $1 ORDER BY created_at, id"
+);
+
+/// Binds: id, account id (or NULL: any account), now.
+pub(super) const REVOKE_API_KEY: &str = concat!(
+    "UPDATE api_keys SET revoked_at = $3 \
+     WHERE id = $1 AND ($2 IS NULL OR account_id = $2) AND revoked_at IS NULL RETURNING ",
+    api_key_columns!("")
+);
+
+/// Binds: since (Unix ms): keys revoked since then, for replicas to remember.
+pub(super) const SELECT_REVOKED_API_KEYS: &str =
+    "SELECT id, revoked_at FROM api_keys WHERE revoked_at >= $1";
+
+/// Binds: before (Unix ms).
+pub(super) const PRUNE_API_KEYS: &str =
+    "DELETE FROM api_keys WHERE revoked_at < $1 OR expires_at < $1";
+
+/// Most keys [`touch_api_keys`] takes in one statement (two parameters each).
+pub(super) const TOUCH_BATCH: usize = 500;
+
+/// `UPDATE` of `count` keys' `last_used_at` in one statement. Binds: id, time, id, time, … A
+/// time older than the stored one is ignored (replicas flush independently). Only the number
+/// of placeholders varies: the values are always bound.
+pub(super) fn touch_api_keys(count: usize) -> String {
+    let mut case = String::from("CASE id");
+    let mut ids = String::new();
+    for n in 0..count {
+        let (id, time) = (2 * n + 1, 2 * n + 2);
+        case.push_str(&format!(" WHEN ${id} THEN ${time}"));
+        if n > 0 {
+            ids.push_str(", ");
+        }
+        ids.push_str(&format!("${id}"));
+    }
+    case.push_str(" END");
+    format!(
+        "UPDATE api_keys SET last_used_at = {case} WHERE id IN ({ids}) \
+         AND (last_used_at IS NULL OR last_used_at < {case})"
+    )
+}
+
+/// An `api_keys` row, without its hash.
+#[derive(sqlx::FromRow)]
+pub(super) struct ApiKeyRow {
+    id: String,
+    account_id: String,
+    name: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(row: ApiKeyRow) -> Self {
+        ApiKey {
+            id: row.id,
+            account_id: row.account_id,
+            name: row.name,
+            created_at_ms: row.created_at,
+            expires_at_ms: row.expires_at,
+            revoked_at_ms: row.revoked_at,
+            last_used_at_ms: row.last_used_at,
+        }
+    }
+}
+
+/// A key found by hash, joined with its account.
+#[derive(sqlx::FromRow)]
+pub(super) struct KeyOwnerRow {
+    #[sqlx(flatten)]
+    key: ApiKeyRow,
+    username: String,
+    email: String,
+    role: String,
+    account_created_at: i64,
+    disabled: bool,
+}
+
+impl From<KeyOwnerRow> for KeyOwner {
+    fn from(row: KeyOwnerRow) -> Self {
+        KeyOwner {
+            account: Account {
+                id: row.key.account_id.clone(),
+                username: row.username,
+                email: row.email,
+                role: Role::parse(&row.role),
+                created_at_ms: row.account_created_at,
+                disabled: row.disabled,
+            },
+            key: row.key.into(),
+        }
+    }
+}
+
+/// A revoked key's id and revocation time.
+#[derive(sqlx::FromRow)]
+pub(super) struct RevokedKeyRow {
+    id: String,
+    revoked_at: i64,
+}
+
+impl From<RevokedKeyRow> for Revocation {
+    fn from(row: RevokedKeyRow) -> Self {
+        Revocation::ApiKey {
+            id: row.id,
+            until: row.revoked_at.div_euclid(1000) + API_KEY_REVOCATION_MEMORY_SECS,
+        }
+    }
+}
+
+/// The row [`INSERT_API_KEY`] wrote for `key`.
+pub(super) fn new_api_key(key: &NewApiKey) -> ApiKey {
+    ApiKey {
+        id: key.id.clone(),
+        account_id: key.account_id.clone(),
+        name: key.name.clone(),
+        created_at_ms: key.created_at_ms,
+        expires_at_ms: key.expires_at_ms,
+        revoked_at_ms: None,
+        last_used_at_ms: None,
+    }
+}
+
+/// The earliest revocation time (Unix ms) [`SELECT_REVOKED_API_KEYS`] returns at `now_ms`.
+pub(super) fn revoked_keys_since(now_ms: i64) -> i64 {
+    now_ms.saturating_sub(API_KEY_REVOCATION_MEMORY_SECS * 1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,6 +776,17 @@ mod tests {
         let message = error.to_string();
         assert!(!message.contains("s3cret"), "{message}");
         assert!(message.contains("postgres://app:***@db/x"), "{message}");
+    }
+
+    #[test]
+    fn touching_keys_binds_an_id_and_a_time_per_key() {
+        let sql = touch_api_keys(2);
+        assert_eq!(
+            sql,
+            "UPDATE api_keys SET last_used_at = CASE id WHEN $1 THEN $2 WHEN $3 THEN $4 END \
+             WHERE id IN ($1, $3) AND (last_used_at IS NULL OR last_used_at < \
+             CASE id WHEN $1 THEN $2 WHEN $3 THEN $4 END)"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::{
     FailureCount, FailureRule, ListQuery, NewAccount, NewFamily, NewRefresh, Revocation,
     RevocationFeed, Rotation, StoreError, StoredEmail, ACQUIRE_TIMEOUT,
 };
+use super::{ApiKey, KeyCreation, KeyLimits, KeyOwner, NewApiKey};
 use crate::clock::unix_millis;
 
 /// SQLite has one writer at a time; more connections only help concurrent readers.
@@ -310,11 +311,17 @@ impl AccountStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
+        let keys: Vec<sql::RevokedKeyRow> = sqlx::query_as(sql::SELECT_REVOKED_API_KEYS)
+            .bind(sql::revoked_keys_since(unix_millis()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
         let tokens = tokens.into_iter().map(Revocation::from);
         let families = families.into_iter().map(Revocation::from);
         Ok(tokens
             .chain(accounts.into_iter().map(Into::into))
             .chain(families)
+            .chain(keys.into_iter().map(Revocation::from))
             .collect())
     }
 
@@ -441,6 +448,102 @@ impl AccountStore for SqliteStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn create_api_key(
+        &self,
+        key: &NewApiKey,
+        limits: KeyLimits,
+    ) -> Result<KeyCreation, StoreError> {
+        // One writer at a time (BEGIN IMMEDIATE): the count and the insert see the same rows.
+        let mut tx = self.begin_write().await?;
+        let disabled: Option<bool> = sqlx::query_scalar(sql::SELECT_ACCOUNT_STATE)
+            .bind(&key.account_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if disabled != Some(false) {
+            return Ok(KeyCreation::NoAccount);
+        }
+        let (now, day_before) = sql::key_count_window(key.created_at_ms);
+        let counts: (i64, i64) = sqlx::query_as(sql::COUNT_API_KEYS)
+            .bind(&key.account_id)
+            .bind(now)
+            .bind(day_before)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if let Some(refused) = sql::key_limit(limits, counts) {
+            return Ok(refused);
+        }
+        sqlx::query(sql::INSERT_API_KEY)
+            .bind(&key.id)
+            .bind(&key.account_id)
+            .bind(&key.name)
+            .bind(&key.hash)
+            .bind(key.created_at_ms)
+            .bind(key.expires_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(KeyCreation::Created(sql::new_api_key(key)))
+    }
+
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<KeyOwner>, StoreError> {
+        let row: Option<sql::KeyOwnerRow> = sqlx::query_as(sql::SELECT_API_KEY_BY_HASH)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn api_keys(&self, account_id: &str) -> Result<Vec<ApiKey>, StoreError> {
+        let rows: Vec<sql::ApiKeyRow> = sqlx::query_as(sql::SELECT_API_KEYS)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Other replicas learn of it from their next poll of [`AccountStore::revocations`].
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        account_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        let row: Option<sql::ApiKeyRow> = sqlx::query_as(sql::REVOKE_API_KEY)
+            .bind(id)
+            .bind(account_id)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<(), StoreError> {
+        for batch in used.chunks(sql::TOUCH_BATCH) {
+            let text = sql::touch_api_keys(batch.len());
+            let mut query = sqlx::query(&text);
+            for (id, time) in batch {
+                query = query.bind(id).bind(*time);
+            }
+            query.execute(&self.pool).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn prune_api_keys(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql::PRUNE_API_KEYS)
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
     }
 }
 

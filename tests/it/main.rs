@@ -22,6 +22,7 @@ mod access_log;
 mod account_attacks;
 mod accounts;
 mod accounts_page;
+mod api_keys;
 mod audit;
 mod auth;
 mod balancing;

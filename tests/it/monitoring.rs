@@ -45,6 +45,7 @@ const DESIGN_METRICS: &[&str] = &[
     "gatehouse_health_checks_total",
     "gatehouse_audit_events_total",
     "gatehouse_audit_events_dropped_total",
+    "gatehouse_api_key_lookups_total",
 ];
 
 /// The rule groups alerts.yml defines.

@@ -39,6 +39,9 @@ macro_rules! contract {
     };
 }
 
+/// For the contract tests of other areas' store methods (`api_keys`).
+pub(crate) use contract;
+
 contract!(
     create_then_credentials_by_email_in_other_case,
     duplicate_username_in_any_case_is_taken,

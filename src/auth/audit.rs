@@ -53,11 +53,15 @@ pub enum AuditEvent {
     RefreshReuse,
     /// `POST /logout/all` ended every session of an account.
     LogoutAll,
+    /// A starting replica created the store's first signing key.
+    SigningKeyCreated,
+    /// `gatehouse keys rotate` added a signing key.
+    SigningKeyRotated,
 }
 
 impl AuditEvent {
     /// Every event, for validating a filter.
-    pub const ALL: [AuditEvent; 10] = [
+    pub const ALL: [AuditEvent; 12] = [
         AuditEvent::LoginSuccess,
         AuditEvent::LoginFailure,
         AuditEvent::SigninSuccess,
@@ -68,6 +72,8 @@ impl AuditEvent {
         AuditEvent::Refresh,
         AuditEvent::RefreshReuse,
         AuditEvent::LogoutAll,
+        AuditEvent::SigningKeyCreated,
+        AuditEvent::SigningKeyRotated,
     ];
 
     /// The stored and shown name.
@@ -83,6 +89,8 @@ impl AuditEvent {
             AuditEvent::Refresh => "refresh",
             AuditEvent::RefreshReuse => "refresh_reuse",
             AuditEvent::LogoutAll => "logout_all",
+            AuditEvent::SigningKeyCreated => "signing_key_created",
+            AuditEvent::SigningKeyRotated => "signing_key_rotated",
         }
     }
 

@@ -5,3 +5,5 @@ pub mod accounts;
 pub mod email_check;
 pub mod explain;
 pub mod probe;
+
+pub mod keys;

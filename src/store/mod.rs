@@ -8,6 +8,7 @@
 
 pub mod identifier;
 mod postgres;
+mod signing_keys;
 mod sql;
 mod sqlite;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use postgres::PostgresStore;
+pub use signing_keys::StoredKey;
 pub use sqlite::SqliteStore;
 
 /// An account as anyone may see it (never the hash).
@@ -403,6 +405,13 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
 
     /// A trivial round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Every signing key, oldest (lowest `seq`) first.
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+
+    /// Adds a signing key unless one with its `seq` exists; returns whether it was added (a
+    /// `false` means another replica or rotation took that `seq`: re-read and decide again).
+    async fn add_signing_key(&self, key: &StoredKey) -> Result<bool, StoreError>;
 }
 
 /// How long a request may wait for a pooled database connection before the store is reported

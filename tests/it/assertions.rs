@@ -526,3 +526,86 @@ async fn eddsa_access_tokens_are_signed_by_the_store_keys_without_a_key_file() {
     let reply = client.with_token("GET", APP, "/", &parts.join(".")).await;
     assert_eq!(reply.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_backend_verifies_assertions_from_the_jwks() {
+    // The proxy's address first: the backend is told its JWKS URL before the proxy starts.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let jwks_url = format!("http://{addr}/.well-known/jwks.json");
+    let verifier =
+        gatehouse_backend::AssertionVerifier::new(&jwks_url, Some("app".to_string())).unwrap();
+    let backend = gatehouse_backend::spawn_verifying("v0", verifier).await;
+    let config = keyed(
+        ConfigYaml::new()
+            .service(
+                ServiceYaml::new("app", APP)
+                    .set("assertion", "true")
+                    .backend(backend),
+            )
+            .service(
+                ServiceYaml::new("other", "other.test")
+                    .set("assertion", "true")
+                    .backend(backend),
+            )
+            .service(ServiceYaml::new("plain", "plain.test").backend(backend)),
+        "",
+    );
+    let text = config.render();
+    let settings = gatehouse::config::parse_str(&text, "test.yaml").unwrap();
+    let state = gatehouse::start(&settings).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        gatehouse::serve(listener, state, &settings, async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let client = Client::http1(addr);
+    let token = client.signed_up("gus", "gus@example.com", PASSWORD).await;
+
+    let echo = echoed(&client, APP, Some(&token), &[]).await;
+    assert_eq!(echo["assertion"]["username"], "gus", "{echo}");
+    assert_eq!(echo["assertion"]["aud"], "app");
+
+    let refused = |host: &'static str| {
+        let client = client.clone();
+        let token = token.clone();
+        async move {
+            let reply = client.with_token("GET", host, "/", &token).await;
+            assert_eq!(reply.status, 401, "{host}: {}", reply.text());
+            reply.json()["error"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(refused("plain.test").await, "missing X-Gatehouse-Assertion");
+    assert_eq!(
+        refused("other.test").await,
+        "assertion is for another audience"
+    );
+
+    // Straight to the backend with a forged one (right kid, wrong signature).
+    let assertion = echo_assertion(&client, &token).await;
+    let mut parts: Vec<&str> = assertion.split('.').collect();
+    let forged_claims =
+        common::accounts::base64url_encode(br#"{"sub":"x","aud":"app","exp":9999999999}"#);
+    parts[1] = &forged_claims;
+    let direct = Client::http1(backend);
+    let reply = direct
+        .send(
+            Request::get("/")
+                .header("host", "v0")
+                .header("x-gatehouse-assertion", parts.join("."))
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.json()["error"], "assertion signature does not verify");
+    let _ = stop.send(());
+}
+
+/// The assertion the echo backend behind `app.test` reports (as a header it received).
+async fn echo_assertion(client: &Client, token: &str) -> String {
+    let echo = echoed(client, APP, Some(token), &[]).await;
+    assertion_of(&echo).expect("assertion")
+}

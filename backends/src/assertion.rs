@@ -31,6 +31,9 @@ const MAX_ASSERTION_BYTES: usize = 8 * 1024;
 pub struct AssertionVerifier {
     jwks: Uri,
     audience: Option<String>,
+    /// Path prefixes (whole segments) where a request without an assertion is answered anyway:
+    /// routes Gatehouse forwards without a caller (`auth: none`) carry none.
+    anonymous: Vec<String>,
     state: tokio::sync::Mutex<Keys>,
 }
 
@@ -77,8 +80,33 @@ impl AssertionVerifier {
         Ok(AssertionVerifier {
             jwks: uri,
             audience,
+            anonymous: Vec::new(),
             state: tokio::sync::Mutex::new(Keys::default()),
         })
+    }
+
+    /// Also answers requests without an assertion under these path prefixes (an assertion
+    /// that is sent is still verified).
+    pub fn allow_anonymous(mut self, prefixes: Vec<String>) -> Self {
+        self.anonymous = prefixes;
+        self
+    }
+
+    /// The verified claims of the request's assertion; `Ok(None)` for a request without one
+    /// on an anonymous path.
+    pub async fn check(
+        &self,
+        path: &str,
+        assertion: Option<&[u8]>,
+    ) -> Result<Option<Value>, Refused> {
+        let anonymous = self.anonymous.iter().any(|prefix| {
+            path.strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        });
+        if assertion.is_none() && anonymous {
+            return Ok(None);
+        }
+        self.verify(assertion).await.map(Some)
     }
 
     /// The verified claims of `assertion`.
@@ -284,6 +312,23 @@ mod tests {
             let result = verifier.verify(token.as_deref().map(str::as_bytes)).await;
             assert_eq!(result, Err(reason), "{token:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn anonymous_paths_pass_without_an_assertion_but_not_with_a_bad_one() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let verifier = verifier(&key, None).allow_anonymous(vec!["/public".to_string()]);
+        assert_eq!(verifier.check("/public", None).await, Ok(None));
+        assert_eq!(verifier.check("/public/x", None).await, Ok(None));
+        assert_eq!(
+            verifier.check("/publication", None).await,
+            Err(Refused::Missing)
+        );
+        assert_eq!(verifier.check("/", None).await, Err(Refused::Missing));
+        assert_eq!(
+            verifier.check("/public", Some(b"x.y.z")).await,
+            Err(Refused::Malformed)
+        );
     }
 
     #[test]

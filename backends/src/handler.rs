@@ -103,8 +103,11 @@ pub(crate) async fn handle(
         None => None,
         Some(verifier) => {
             let sent = parts.headers.get("x-gatehouse-assertion");
-            match verifier.verify(sent.map(HeaderValue::as_bytes)).await {
-                Ok(claims) => Some(claims),
+            match verifier
+                .check(parts.uri.path(), sent.map(HeaderValue::as_bytes))
+                .await
+            {
+                Ok(claims) => claims,
                 Err(refused) => return Ok(refuse(&backend, refused.as_str())),
             }
         }

@@ -26,6 +26,10 @@ struct Args {
     /// With `--jwks`: the `aud` the assertion must name (the service's name); any if absent.
     #[arg(long, value_name = "NAME", requires = "jwks")]
     audience: Option<String>,
+    /// With `--jwks`: a path prefix (whole segments; repeatable) answered without an assertion,
+    /// for routes Gatehouse forwards anonymously (`auth: none`).
+    #[arg(long, value_name = "PREFIX", requires = "jwks")]
+    allow_anonymous: Vec<String>,
 }
 
 /// Rejects names at the command line instead of panicking inside `serve`.
@@ -40,7 +44,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let verifier = match args.jwks.as_deref() {
         Some(url) => match gatehouse_backend::AssertionVerifier::new(url, args.audience.clone()) {
-            Ok(verifier) => Some(verifier),
+            Ok(verifier) => Some(verifier.allow_anonymous(args.allow_anonymous.clone())),
             Err(err) => {
                 eprintln!("gatehouse-backend: {err}");
                 return ExitCode::from(2);

@@ -266,6 +266,13 @@ impl Keyring {
             publish_delay,
         };
         keyring.load(rows)?;
+        if keyring.set.load().keys.is_empty() {
+            // Unreachable while inserts work (the newest key is never expired); refuse to run
+            // without a key rather than fail each assertion later.
+            return Err(KeyringError::Store(StoreError::Unavailable(
+                "the signing_keys table holds no usable key".to_string(),
+            )));
+        }
         Ok((keyring, created))
     }
 

@@ -609,3 +609,45 @@ async fn echo_assertion(client: &Client, token: &str) -> String {
     let echo = echoed(client, APP, Some(token), &[]).await;
     assertion_of(&echo).expect("assertion")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_assertions_on_by_reload_without_signing_keys_is_refused() {
+    let backend = backends(1).await[0];
+    let render = move |listen: SocketAddr, assertion: bool| {
+        ConfigYaml::new()
+            .listen(listen)
+            .service(
+                ServiceYaml::new("app", APP)
+                    .set("assertion", if assertion { "true" } else { "false" })
+                    .backend(backend),
+            )
+            .render()
+    };
+    // Started without a key secret (no store keys needed then).
+    let gatehouse = Gatehouse::start(&["serve"], |listen| render(listen, false)).await;
+    let client = Client::http1(gatehouse.addr);
+    let token = client.signed_up("hal", "hal@example.com", PASSWORD).await;
+    assert!(assertion_of(&echoed(&client, APP, Some(&token), &[]).await).is_none());
+
+    gatehouse.rewrite_config(&render(gatehouse.addr, true));
+    gatehouse.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !gatehouse.logs().contains("config reload failed") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload failure:\n{}",
+            gatehouse.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        gatehouse.logs().contains(
+            "service app has assertion: true, but Gatehouse started without signing keys"
+        ),
+        "{}",
+        gatehouse.logs()
+    );
+    // The old config keeps serving.
+    let echo = echoed(&client, APP, Some(&token), &[]).await;
+    assert_eq!(echo["headers"]["x-forwarded-user"], "hal");
+}

@@ -379,12 +379,81 @@ fn metrics_recording(c: &mut Criterion) {
     }
 }
 
+/// What `assertion: true` adds to a proxied request: the header rewrite as `header_rewrite`
+/// measures it, with and without the cached `X-Gatehouse-Assertion` lookup and insert; and,
+/// for scale, what signing one costs when the cache misses (once per caller and service every
+/// few minutes).
+fn assertion(c: &mut Criterion) {
+    let scratch = ScratchDir::new();
+    let database = format!("sqlite://{}", scratch.0.join("keys.db").display());
+    let mut settings = jwt_settings("algorithm: HS256");
+    settings.auth.jwt.set_secret_override(SECRET.to_vec());
+    settings
+        .auth
+        .keys
+        .set_secret_override(b"bench-key-secret-bench-key-secret-bench!".to_vec());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let auth = runtime
+        .block_on(Auth::start(&settings.auth, &database, Metrics::new()))
+        .expect("auth starts with signing keys on a scratch SQLite file");
+    let assertions = auth.assertions.as_ref().expect("a keyring with a secret");
+    let keyring = auth.keyring.as_ref().expect("a keyring with a secret");
+    let (token, claims) = auth.keys.issue(&credentials()).unwrap();
+    let identity = Identity::new(claims.clone()).unwrap();
+    let direct = ClientInfo::new(
+        "198.51.100.9:51234".parse().unwrap(),
+        "https",
+        Arc::from([]),
+    );
+    let identity_headers = IdentityHeaders::new(&settings.identity_headers);
+    let first = assertions.header_for(&identity, "app").expect("signs");
+    assert_eq!(assertions.header_for(&identity, "app"), Some(first));
+    let mut group = c.benchmark_group("assertion");
+    group.bench_function("headers_without", |b| {
+        b.iter_batched(
+            || browser_request(&token, false),
+            |mut parts| {
+                rewrite_request_headers(&mut parts, &direct, &identity_headers);
+                add_identity(&mut parts.headers, &identity.caller, false);
+                parts
+            },
+            BatchSize::NumIterations(16),
+        )
+    });
+    group.bench_function("headers_with_cached", |b| {
+        b.iter_batched(
+            || browser_request(&token, false),
+            |mut parts| {
+                rewrite_request_headers(&mut parts, &direct, &identity_headers);
+                add_identity(&mut parts.headers, &identity.caller, false);
+                if let Some(value) = assertions.header_for(black_box(&identity), "app") {
+                    parts.headers.insert("x-gatehouse-assertion", value);
+                }
+                parts
+            },
+            BatchSize::NumIterations(16),
+        )
+    });
+    group.bench_function("cached_lookup", |b| {
+        b.iter(|| assertions.header_for(black_box(&identity), black_box("app")))
+    });
+    let signer = keyring.signer(gatehouse::clock::unix_millis());
+    group.bench_function("sign_uncached", |b| {
+        b.iter(|| signer.sign(black_box(&claims)))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     router_lookup,
     strategy_pick,
     jwt_verify,
     header_rewrite,
-    metrics_recording
+    metrics_recording,
+    assertion
 );
 criterion_main!(benches);

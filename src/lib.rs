@@ -62,7 +62,18 @@ pub use state::AppState;
 /// revocation feed; then the state requests share.
 pub async fn start(settings: &Settings) -> Result<Arc<AppState>, auth::StartError> {
     let metrics = metrics::Metrics::new();
-    let auth = auth::Auth::start(&settings.auth, &settings.database.url, metrics.clone()).await?;
+    let assertion_service = settings
+        .services
+        .iter()
+        .find(|service| service.assertion)
+        .map(|service| service.name.0.clone());
+    let auth = auth::Auth::start_for(
+        &settings.auth,
+        &settings.database.url,
+        metrics.clone(),
+        assertion_service.as_deref(),
+    )
+    .await?;
     Ok(Arc::new(AppState::new(settings, Arc::new(auth), metrics)))
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use gatehouse::cli::{accounts, apikeys, email_check, explain};
+use gatehouse::cli::{accounts, apikeys, email_check, explain, keys as cli_keys};
 use gatehouse::server::{self, ServerOptions, ServerTls};
 use gatehouse::store::{self, AccountStore, Role};
 use gatehouse::{config, reload, Settings};
@@ -73,6 +73,12 @@ enum Command {
     Apikeys {
         #[command(subcommand)]
         action: ApikeysCommand,
+    },
+    /// Administer the store's signing keys (`DATABASE_URL` or the config's `database.url`;
+    /// `rotate` needs GATEHOUSE_KEY_SECRET or the config's `auth.keys.secret_file`).
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
     },
     /// GET an http:// URL (e.g. http://127.0.0.1:8080/health): exit 0 on 2xx, 1 otherwise.
     /// A container health check that needs no curl in the image.
@@ -151,6 +157,16 @@ enum ApikeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a signing key: published in the JWKS at once, signing after
+    /// `auth.keys.publish_delay` on every replica; the old key stays published while anything
+    /// it signed can still be valid.
+    Rotate,
+    /// List the keys (tab-separated): kid, created, signs from, state.
+    List,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum RoleArg {
     User,
@@ -170,6 +186,9 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Apikeys { action }) = cli.command {
         return report(api_keys(cli.config.as_deref(), action));
+    }
+    if let Some(Command::Keys { action }) = cli.command {
+        return report(keys(cli.config.as_deref(), action));
     }
     if let Some(Command::Probe { url, timeout }) = cli.command {
         return probe(&url, timeout);
@@ -217,7 +236,10 @@ fn main() -> ExitCode {
             }
             report(served)
         }
-        Command::Accounts { .. } | Command::Apikeys { .. } | Command::Probe { .. } => {
+        Command::Accounts { .. }
+        | Command::Apikeys { .. }
+        | Command::Probe { .. }
+        | Command::Keys { .. } => {
             unreachable!("handled above")
         }
     }
@@ -247,6 +269,9 @@ fn load_settings(path: &Path) -> anyhow::Result<Settings> {
             .auth
             .jwt
             .set_previous_secret_override(secret.into_bytes());
+    }
+    if let Some(secret) = env_var("GATEHOUSE_KEY_SECRET")? {
+        settings.auth.keys.set_secret_override(secret.into_bytes());
     }
     Ok(settings)
 }
@@ -333,6 +358,36 @@ fn accounts(config: Option<&Path>, action: AccountsCommand) -> anyhow::Result<()
                 };
                 accounts::seed(store, count, password).await?
             }
+        }
+        Ok(())
+    })
+}
+
+/// `gatehouse keys …`: the store from `DATABASE_URL` or the config; the publish delay, token
+/// lifetimes and secret file from the config when one is given (defaults otherwise).
+fn keys(config: Option<&Path>, action: KeysCommand) -> anyhow::Result<()> {
+    let mut settings = match config {
+        Some(path) => load_settings(path)?,
+        None => {
+            let mut settings = config::parse_str("services: []\n", "(defaults)")?;
+            settings.database.url =
+                env_var("DATABASE_URL")?.context("set DATABASE_URL or pass --config PATH")?;
+            settings
+        }
+    };
+    if let Some(secret) = env_var("GATEHOUSE_KEY_SECRET")? {
+        settings.auth.keys.set_secret_override(secret.into_bytes());
+    }
+    let url = settings.database.url.clone();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let store: Arc<dyn AccountStore> = store::open(&url)
+            .await
+            .with_context(|| format!("cannot open {}", store::redact(&url)))?
+            .into();
+        match action {
+            KeysCommand::Rotate => cli_keys::rotate(&*store, &settings.auth).await?,
+            KeysCommand::List => cli_keys::list(&*store, &settings.auth).await?,
         }
         Ok(())
     })

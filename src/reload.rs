@@ -21,6 +21,7 @@ pub fn reload(path: &Path, state: &AppState) -> Result<(), ConfigError> {
 
 fn swap(path: &Path, state: &AppState) -> Result<(), ConfigError> {
     let settings = config::load(path)?;
+    refuse_assertions_without_keys(path, &settings, state)?;
     // The new address first: if it cannot be bound, nothing of the new config is applied.
     if let Some(listen) = state.listen.get() {
         listen
@@ -40,6 +41,31 @@ fn swap(path: &Path, state: &AppState) -> Result<(), ConfigError> {
     state.routes.store(Arc::new(new));
     tracing::info!(config = %path.display(), services = settings.services.len(), "config reloaded");
     Ok(())
+}
+
+/// `assertion: true` needs the store's signing keys, which are opened at start only when a
+/// signing-key secret is configured: without them the reload is refused rather than forwarding
+/// requests the backends would reject.
+fn refuse_assertions_without_keys(
+    path: &Path,
+    settings: &config::Settings,
+    state: &AppState,
+) -> Result<(), ConfigError> {
+    if state.auth.assertions.is_some() {
+        return Ok(());
+    }
+    match settings.services.iter().find(|service| service.assertion) {
+        Some(service) => Err(ConfigError {
+            path: path.display().to_string(),
+            location: None,
+            message: format!(
+                "service {} has assertion: true, but Gatehouse started without signing keys: \
+                 set GATEHOUSE_KEY_SECRET or auth.keys.secret_file and restart",
+                service.name.0
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Reloads on every SIGHUP, and when the config file changes on disk, until the process ends.

@@ -56,6 +56,8 @@ pub struct Service {
     /// CORS, security headers, rate limit and body limits.
     pub policy: Policy,
     ejection: EjectionSettings,
+    /// Whether requests of authenticated callers carry `X-Gatehouse-Assertion`.
+    pub assertion: bool,
 }
 
 /// What building a service needs beyond its own settings.
@@ -113,6 +115,7 @@ impl Service {
                 pace: BodyPace::from(context.limits),
             },
             request_buffering: settings.request_buffering.0,
+            assertion: settings.assertion,
             health_check: settings.health_check.clone(),
             backends: settings
                 .backends

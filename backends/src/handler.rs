@@ -13,6 +13,7 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 
+use crate::assertion::AssertionVerifier;
 use crate::body::ResponseBody;
 
 const X_BACKEND: HeaderName = HeaderName::from_static("x-backend");
@@ -25,17 +26,25 @@ pub(crate) struct Backend {
     name: Box<str>,
     /// Pre-built once so each response only bumps a refcount.
     header: HeaderValue,
+    /// With `--jwks`: every request must carry a valid `X-Gatehouse-Assertion`.
+    verifier: Option<AssertionVerifier>,
 }
 
 impl Backend {
     /// Panics if `name` cannot be sent as a header value: a test setup bug
     /// that should fail loudly rather than produce malformed responses.
     pub(crate) fn new(name: String) -> Self {
+        Self::verifying(name, None)
+    }
+
+    /// A backend that answers 401 to requests without a valid assertion (when `verifier`).
+    pub(crate) fn verifying(name: String, verifier: Option<AssertionVerifier>) -> Self {
         let header = HeaderValue::from_str(&name)
             .unwrap_or_else(|_| panic!("backend name {name:?} is not a valid header value"));
         Backend {
             name: name.into_boxed_str(),
             header,
+            verifier,
         }
     }
 }
@@ -90,6 +99,20 @@ pub(crate) async fn handle(
         ));
     };
 
+    let assertion = match &backend.verifier {
+        None => None,
+        Some(verifier) => {
+            let sent = parts.headers.get("x-gatehouse-assertion");
+            match verifier
+                .check(parts.uri.path(), sent.map(HeaderValue::as_bytes))
+                .await
+            {
+                Ok(claims) => claims,
+                Err(refused) => return Ok(refuse(&backend, refused.as_str())),
+            }
+        }
+    };
+
     let status = match route(parts.uri.path()) {
         Route::Echo(status) => status,
         Route::Slow(delay) => {
@@ -114,13 +137,24 @@ pub(crate) async fn handle(
         // These statuses forbid a body; sending one would desync HTTP/1.1.
         return Ok(respond(&backend, status, ResponseBody::empty(), None));
     }
-    let json = echo_json(&backend.name, &parts, body_len);
+    let json = echo_json(&backend.name, &parts, body_len, assertion.as_ref());
     Ok(respond(
         &backend,
         status,
         ResponseBody::full(json),
         Some(APPLICATION_JSON),
     ))
+}
+
+/// 401 with `{"backend","error"}`: the assertion was missing or did not verify.
+fn refuse(backend: &Backend, reason: &str) -> Response<ResponseBody> {
+    let body = serde_json::json!({"backend": &*backend.name, "error": reason});
+    respond(
+        backend,
+        StatusCode::UNAUTHORIZED,
+        ResponseBody::full(Bytes::from(body.to_string())),
+        Some(APPLICATION_JSON),
+    )
 }
 
 fn respond(
@@ -153,7 +187,12 @@ async fn count_body(mut body: Incoming) -> Result<u64, hyper::Error> {
 
 /// Builds the echo document by hand (serde_json only escapes strings) so
 /// that the header map is borrowed rather than copied into a `Value` tree.
-fn echo_json(name: &str, parts: &Parts, body_len: u64) -> Bytes {
+fn echo_json(
+    name: &str,
+    parts: &Parts,
+    body_len: u64,
+    assertion: Option<&serde_json::Value>,
+) -> Bytes {
     let path = parts
         .uri
         .path_and_query()
@@ -193,6 +232,11 @@ fn echo_json(name: &str, parts: &Parts, body_len: u64) -> Bytes {
     }
     buf.extend_from_slice(b"},\"body_len\":");
     serde_json::to_writer(&mut buf, &body_len).expect("writing to a Vec cannot fail");
+    if let Some(claims) = assertion {
+        // The verified claims, so a caller sees who the backend was told it is.
+        buf.extend_from_slice(b",\"assertion\":");
+        serde_json::to_writer(&mut buf, claims).expect("writing to a Vec cannot fail");
+    }
     buf.push(b'}');
     Bytes::from(buf)
 }
@@ -267,7 +311,7 @@ mod tests {
             .headers
             .append("x-a", HeaderValue::from_static("three"));
         let json: serde_json::Value =
-            serde_json::from_slice(&echo_json("b\"1", &parts, 7)).unwrap();
+            serde_json::from_slice(&echo_json("b\"1", &parts, 7, None)).unwrap();
         assert_eq!(
             json,
             serde_json::json!({

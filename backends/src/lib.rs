@@ -9,13 +9,20 @@
 //! * `/status/CODE` answers with that status (200–999; anything else is 400);
 //! * `/bytes/N` streams `N` bytes of `x` instead of the echo.
 //!
+//! With `--jwks URL` ([`spawn_verifying`]), every request must carry a valid
+//! `X-Gatehouse-Assertion` (401 otherwise) and the echo adds its verified claims as
+//! `assertion` (see `assertion.rs`).
+//!
 //! Each response carries `x-backend: NAME` so load-balancing tests can tell
 //! backends apart. Request and response bodies are streamed, never buffered,
 //! so multi-gigabyte transfers run in constant memory and the backend stays
 //! cheap enough not to be the bottleneck of a benchmark.
 
+mod assertion;
 mod body;
 mod handler;
+
+pub use assertion::AssertionVerifier;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -56,6 +63,28 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// `x-backend`).
 pub async fn serve(listener: TcpListener, name: String) {
     run(listener, Arc::new(Backend::new(name))).await;
+}
+
+/// [`serve`], requiring a valid `X-Gatehouse-Assertion` on every request when `verifier`.
+pub async fn serve_verifying(
+    listener: TcpListener,
+    name: String,
+    verifier: Option<AssertionVerifier>,
+) {
+    run(listener, Arc::new(Backend::verifying(name, verifier))).await;
+}
+
+/// [`spawn`] for a backend that verifies assertions with `verifier`.
+pub async fn spawn_verifying(name: &str, verifier: AssertionVerifier) -> SocketAddr {
+    let backend = Arc::new(Backend::verifying(name.to_owned(), Some(verifier)));
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener
+        .local_addr()
+        .expect("local address of bound listener");
+    tokio::spawn(run(listener, backend));
+    addr
 }
 
 /// Binds `127.0.0.1:0`, runs [`serve`] on the current tokio runtime and

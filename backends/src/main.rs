@@ -1,4 +1,5 @@
-//! Command-line entry point: `gatehouse-backend --listen ADDR --name NAME`.
+//! Command-line entry point: `gatehouse-backend --listen ADDR --name NAME [--jwks URL
+//! [--audience NAME]]`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -18,6 +19,17 @@ struct Args {
     /// Name reported in the echo and in the `x-backend` response header.
     #[arg(long, value_parser = parse_name)]
     name: String,
+    /// Gatehouse's JWKS (`http://HOST:PORT/.well-known/jwks.json`): every request must carry
+    /// an `X-Gatehouse-Assertion` that verifies against it (401 otherwise).
+    #[arg(long, value_name = "URL")]
+    jwks: Option<String>,
+    /// With `--jwks`: the `aud` the assertion must name (the service's name); any if absent.
+    #[arg(long, value_name = "NAME", requires = "jwks")]
+    audience: Option<String>,
+    /// With `--jwks`: a path prefix (whole segments; repeatable) answered without an assertion,
+    /// for routes Gatehouse forwards anonymously (`auth: none`).
+    #[arg(long, value_name = "PREFIX", requires = "jwks")]
+    allow_anonymous: Vec<String>,
 }
 
 /// Rejects names at the command line instead of panicking inside `serve`.
@@ -30,6 +42,16 @@ fn parse_name(name: &str) -> Result<String, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let verifier = match args.jwks.as_deref() {
+        Some(url) => match gatehouse_backend::AssertionVerifier::new(url, args.audience.clone()) {
+            Ok(verifier) => Some(verifier.allow_anonymous(args.allow_anonymous.clone())),
+            Err(err) => {
+                eprintln!("gatehouse-backend: {err}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let listener = match TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -50,7 +72,7 @@ async fn main() -> ExitCode {
     }
 
     tokio::select! {
-        () = gatehouse_backend::serve(listener, args.name) => {}
+        () = gatehouse_backend::serve_verifying(listener, args.name, verifier) => {}
         () = shutdown_signal() => {}
     }
     ExitCode::SUCCESS

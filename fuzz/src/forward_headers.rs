@@ -53,7 +53,7 @@ const HOP_BY_HOP: [&str; 10] = [
 
 /// Headers a CGI-style backend would fold a client's `_` spelling onto (`X_Forwarded_For` →
 /// `HTTP_X_FORWARDED_FOR`): such spellings never reach the backend.
-const FOLDED_ONTO_OURS: [&str; 9] = [
+const FOLDED_ONTO_OURS: [&str; 10] = [
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-for",
@@ -63,6 +63,7 @@ const FOLDED_ONTO_OURS: [&str; 9] = [
     "x-request-id",
     "transfer-encoding",
     "content-length",
+    "x-gatehouse-assertion",
 ];
 
 /// The default `identity_headers`: removed in any case and `_` spelling; `x-gatehouse-` is a
@@ -271,6 +272,8 @@ fn removed(case: &Case, name: &HeaderName) -> bool {
         || (named_by_connection && name != "host" && name != "x-request-id")
         || name == "x-forwarded-user"
         || name == "x-forwarded-email"
+        // Removed on every service whatever `identity_headers` says (also under the prefix).
+        || name == "x-gatehouse-assertion"
         || identity
         || underscored_spelling_of_ours
 }

@@ -58,11 +58,15 @@ pub enum AuditEvent {
     ApiKeyCreated,
     /// `DELETE /api_keys/{id}` or `gatehouse apikeys revoke` revoked a key.
     ApiKeyRevoked,
+    /// A starting replica created the store's first signing key.
+    SigningKeyCreated,
+    /// `gatehouse keys rotate` added a signing key.
+    SigningKeyRotated,
 }
 
 impl AuditEvent {
     /// Every event, for validating a filter.
-    pub const ALL: [AuditEvent; 12] = [
+    pub const ALL: [AuditEvent; 14] = [
         AuditEvent::LoginSuccess,
         AuditEvent::LoginFailure,
         AuditEvent::SigninSuccess,
@@ -75,6 +79,8 @@ impl AuditEvent {
         AuditEvent::LogoutAll,
         AuditEvent::ApiKeyCreated,
         AuditEvent::ApiKeyRevoked,
+        AuditEvent::SigningKeyCreated,
+        AuditEvent::SigningKeyRotated,
     ];
 
     /// The stored and shown name.
@@ -92,6 +98,8 @@ impl AuditEvent {
             AuditEvent::LogoutAll => "logout_all",
             AuditEvent::ApiKeyCreated => "api_key_created",
             AuditEvent::ApiKeyRevoked => "api_key_revoked",
+            AuditEvent::SigningKeyCreated => "signing_key_created",
+            AuditEvent::SigningKeyRotated => "signing_key_rotated",
         }
     }
 

@@ -10,6 +10,9 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use super::keyring::Keyring;
 use crate::clock::unix_secs;
 use crate::config::{JwtAlgorithm, JwtSettings};
 use crate::store::{Credentials, Role};
@@ -94,6 +97,9 @@ pub struct TokenKeys {
     header: Header,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// With EdDSA and no `key_file`: the store's rotating keys sign (the current one) and verify
+    /// (the published one the token's `kid` names) instead of `encoding` and `decoding`.
+    store_keys: Option<Arc<Keyring>>,
     /// The HS256 secret before the current one: verifies, never signs.
     previous: Option<DecodingKey>,
     validation: Validation,
@@ -184,12 +190,33 @@ impl TokenKeys {
             header,
             encoding,
             decoding,
+            store_keys: None,
             previous: None,
             validation,
             issuer: issuer.to_string(),
             ttl,
             jwks,
         }
+    }
+
+    /// EdDSA keys from the store's keyring (`auth.jwt.algorithm: EdDSA` without `key_file`):
+    /// tokens are signed by the key that signs now and verified by the published key their
+    /// `kid` names. Nothing is published from here: the JWKS lists the keyring's keys.
+    pub fn from_keyring(keyring: Arc<Keyring>, issuer: &str, ttl: Duration) -> Self {
+        let now_ms = crate::clock::unix_millis();
+        let current = keyring.signer(now_ms);
+        // `encoding`/`decoding` of the key signing at start; `issue_for` and `verify` ask the
+        // keyring each time, so they are never used once another key signs.
+        let mut keys = Self::assemble(
+            Algorithm::EdDSA,
+            current.encoding().clone(),
+            current.decoding().clone(),
+            None,
+            issuer,
+            ttl,
+        );
+        keys.store_keys = Some(keyring);
+        keys
     }
 
     /// Token lifetime, the `expires_in` of a login.
@@ -231,8 +258,11 @@ impl TokenKeys {
             generation: credentials.token_generation,
             family: family.map(str::to_string),
         };
-        let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
-            .map_err(|_| TokenError::Invalid)?;
+        let token = match &self.store_keys {
+            Some(keyring) => keyring.signer(crate::clock::unix_millis()).sign(&claims),
+            None => jsonwebtoken::encode(&self.header, &claims, &self.encoding),
+        }
+        .map_err(|_| TokenError::Invalid)?;
         Ok((token, claims))
     }
 
@@ -240,6 +270,9 @@ impl TokenKeys {
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid);
+        }
+        if let Some(keyring) = &self.store_keys {
+            return self.verify_by_kid(keyring, token);
         }
         let mut decoded = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation);
         if let (Err(error), Some(previous)) = (&decoded, &self.previous) {
@@ -249,13 +282,35 @@ impl TokenKeys {
                 decoded = jsonwebtoken::decode::<Claims>(token, previous, &self.validation);
             }
         }
-        match decoded {
-            Ok(data) => Ok(data.claims),
-            Err(error) => match error.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(TokenError::Expired),
-                _ => Err(TokenError::Invalid),
-            },
-        }
+        token_result(decoded)
+    }
+
+    /// Verifies against the published store key the token's `kid` names; an unknown or
+    /// missing `kid` is invalid (never "try every key").
+    fn verify_by_kid(&self, keyring: &Keyring, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| keyring.published(kid))
+            .ok_or(TokenError::Invalid)?;
+        token_result(jsonwebtoken::decode::<Claims>(
+            token,
+            key.decoding(),
+            &self.validation,
+        ))
+    }
+}
+
+fn token_result(
+    decoded: jsonwebtoken::errors::Result<jsonwebtoken::TokenData<Claims>>,
+) -> Result<Claims, TokenError> {
+    match decoded {
+        Ok(data) => Ok(data.claims),
+        Err(error) => match error.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(TokenError::Expired),
+            _ => Err(TokenError::Invalid),
+        },
     }
 }
 

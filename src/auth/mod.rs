@@ -13,6 +13,9 @@
 //! - `runtime`: the thread that owns database connections and password hashing.
 //! - `api_keys`: API keys: their shape, name and lifetime rules, creation.
 //! - `api_key_cache`: API keys on the request path: in memory, bounded lookups, last-used.
+//! - `sealing`: encryption at rest of the signing keys' private halves.
+//! - `keyring`: the Ed25519 signing keys shared through the store: rotation, JWKS, refresh.
+//! - `assertion`: `X-Gatehouse-Assertion` for backends, signed once per caller and service.
 
 pub mod api_key_cache;
 pub mod api_keys;
@@ -26,6 +29,10 @@ pub mod refresh;
 pub mod revocation;
 mod runtime;
 pub mod throttle;
+
+pub mod assertion;
+pub mod keyring;
+pub mod sealing;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -50,6 +57,9 @@ pub use refresh::{Issued, RefreshRefused};
 pub use revocation::Revocations;
 pub use runtime::ControlRuntime;
 pub use throttle::{Throttle, Throttled};
+
+pub use assertion::Assertions;
+pub use keyring::{Keyring, KeyringError};
 
 /// Why a request carries no usable identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -96,6 +106,10 @@ pub struct Auth {
     metrics: Metrics,
     /// API keys this replica has seen, and the bound on looking up the others.
     pub api_keys: Arc<ApiKeyCache>,
+    /// The store's signing keys, when a secret is configured or they are needed.
+    pub keyring: Option<Arc<Keyring>>,
+    /// `X-Gatehouse-Assertion` signing, when the keyring exists.
+    pub assertions: Option<Assertions>,
 }
 
 /// Gatehouse cannot start its authentication side.
@@ -107,6 +121,8 @@ pub enum StartError {
     Store { url: String, error: StoreError },
     #[error("cannot start the control runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
 }
 
 impl Auth {
@@ -117,7 +133,33 @@ impl Auth {
         database_url: &str,
         metrics: Metrics,
     ) -> Result<Self, StartError> {
-        let keys = TokenKeys::from_settings(&settings.jwt, settings.jwt.secret_override())?;
+        Self::start_for(settings, database_url, metrics, None).await
+    }
+
+    /// [`Auth::start`] for a config where `assertion_service` (if any) has `assertion: true`,
+    /// so the store's signing keys and their secret are required.
+    pub async fn start_for(
+        settings: &AuthSettings,
+        database_url: &str,
+        metrics: Metrics,
+        assertion_service: Option<&str>,
+    ) -> Result<Self, StartError> {
+        let needs_keys = keys_needed_by(settings, assertion_service);
+        let key_secret = keyring::key_secret(&settings.keys)?;
+        if let (Some(user), None) = (&needs_keys, &key_secret) {
+            return Err(KeyringError::MissingSecret(user.clone()).into());
+        }
+        let fixed_keys = if keyring::uses_store_keys_for_tokens(settings) {
+            if settings.jwt.previous_secret_override().is_some() {
+                return Err(KeyError::PreviousWithEddsa.into());
+            }
+            None
+        } else {
+            Some(TokenKeys::from_settings(
+                &settings.jwt,
+                settings.jwt.secret_override(),
+            )?)
+        };
         let runtime = ControlRuntime::start()?;
         let url = database_url.to_string();
         let store: Arc<dyn AccountStore> = runtime
@@ -150,6 +192,33 @@ impl Auth {
             Arc::clone(&store),
             Arc::clone(&revocations),
         ));
+        let keyring = match key_secret {
+            Some(secret) => {
+                let keyring = start_keyring(settings, &runtime, &store, secret, &audit).await?;
+                Some(keyring)
+            }
+            None => None,
+        };
+        let keys = match (fixed_keys, &keyring) {
+            (Some(keys), _) => keys,
+            (None, Some(keyring)) => {
+                TokenKeys::from_keyring(Arc::clone(keyring), &settings.jwt.issuer, settings.jwt.ttl)
+            }
+            // Refused above: store-key tokens need the secret.
+            (None, None) => {
+                return Err(KeyringError::MissingSecret(
+                    "auth.jwt.algorithm EdDSA without key_file".to_string(),
+                )
+                .into())
+            }
+        };
+        let assertions = keyring.as_ref().map(|keyring| {
+            Assertions::new(
+                Arc::clone(keyring),
+                &settings.jwt.issuer,
+                settings.keys.assertion_ttl,
+            )
+        });
         let auth = Auth {
             keys,
             verified: TokenCache::default(),
@@ -166,6 +235,8 @@ impl Auth {
             runtime,
             metrics,
             api_keys,
+            keyring,
+            assertions,
         };
         tracing::info!(store = auth.store.kind(), "account store ready");
         Ok(auth)
@@ -311,6 +382,47 @@ impl Auth {
             .await
             .map_err(StoreError::Unavailable)
     }
+}
+
+/// What needs the store's signing keys in this config, for the error when no secret is given.
+fn keys_needed_by(settings: &AuthSettings, assertion_service: Option<&str>) -> Option<String> {
+    match assertion_service {
+        Some(service) => Some(format!("service {service} (assertion: true)")),
+        None if keyring::uses_store_keys_for_tokens(settings) => {
+            Some("auth.jwt.algorithm EdDSA without key_file".to_string())
+        }
+        None => None,
+    }
+}
+
+/// Opens (or creates) the store's signing keys on the control runtime, audits a first key, and
+/// starts re-reading the table there.
+async fn start_keyring(
+    settings: &AuthSettings,
+    runtime: &ControlRuntime,
+    store: &Arc<dyn AccountStore>,
+    secret: Vec<u8>,
+    audit: &Audit,
+) -> Result<Arc<Keyring>, StartError> {
+    let delay = settings.keys.publish_delay;
+    let keep_ms = keyring::keep_published_for(settings);
+    let opening = Arc::clone(store);
+    let (keyring, created) = runtime
+        .run(async move { Keyring::start(&*opening, &secret, keep_ms, delay).await })
+        .await
+        .map_err(|error| KeyringError::Store(StoreError::Unavailable(error)))??;
+    if let Some(kid) = created {
+        tracing::info!(%kid, "created the first signing key");
+        audit.record(
+            AuditEvent::SigningKeyCreated,
+            None,
+            None,
+            serde_json::json!({ "kid": kid }),
+        );
+    }
+    let keyring = Arc::new(keyring);
+    runtime.spawn(keyring::follow(Arc::clone(&keyring), Arc::clone(store)));
+    Ok(keyring)
 }
 
 /// Every minute, drops throttle buckets that have refilled, failure counters older than

@@ -6,3 +6,5 @@ pub mod apikeys;
 pub mod email_check;
 pub mod explain;
 pub mod probe;
+
+pub mod keys;

@@ -5,6 +5,7 @@
 //! `load` parses a file and turns any failure into `PATH:LINE:COLUMN: message`. `traffic` holds
 //! the per-service traffic settings (health, retries, timeouts, CORS, rate limits).
 
+mod keys;
 mod load;
 mod locate;
 mod routes;
@@ -13,6 +14,7 @@ mod schema;
 mod traffic;
 mod values;
 
+pub use keys::{KeySettings, MAX_ASSERTION_TTL};
 pub use load::{load, parse_str, route_location, ConfigError};
 pub use locate::{locate, Step};
 pub use routes::{covers as route_covers, RoutePath, RouteSettings};

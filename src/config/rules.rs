@@ -342,16 +342,6 @@ pub(crate) fn check_unique_service_name(
     Ok(())
 }
 
-/// An EdDSA token key cannot be derived from a shared secret; it needs its key file.
-pub(crate) fn check_jwt_key(algorithm_is_eddsa: bool, has_key_file: bool) -> Result<(), String> {
-    if algorithm_is_eddsa && !has_key_file {
-        return Err(
-            "auth.jwt.algorithm EdDSA needs key_file (a PEM Ed25519 private key)".to_string(),
-        );
-    }
-    Ok(())
-}
-
 /// The database URL must name a store Gatehouse speaks.
 pub(crate) fn check_database_url(text: &str) -> Result<(), String> {
     let known = ["sqlite:", "postgres://", "postgresql://"];
@@ -554,13 +544,6 @@ mod tests {
         let mut seen = HashSet::new();
         check_unique_service_name(&mut seen, "s").unwrap();
         assert!(check_unique_service_name(&mut seen, "s").is_err());
-    }
-
-    #[test]
-    fn rejects_eddsa_without_key_file() {
-        assert!(check_jwt_key(true, false).is_err());
-        assert!(check_jwt_key(true, true).is_ok());
-        assert!(check_jwt_key(false, false).is_ok());
     }
 
     #[test]

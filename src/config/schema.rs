@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::keys::KeySettings;
 use super::routes::RouteSettings;
 use super::rules;
 use super::traffic::{
@@ -214,6 +215,8 @@ pub struct AuthSettings {
     pub audit: AuditSettings,
     /// Refresh tokens of `POST /login` and `POST /token`.
     pub refresh: RefreshSettings,
+    /// Signing keys in the store: assertions to backends, EdDSA tokens without `key_file`.
+    pub keys: KeySettings,
 }
 
 /// The audit trail (`GET /audit`): how long events are kept in the account store.
@@ -358,7 +361,6 @@ struct RawJwt {
 impl TryFrom<RawJwt> for JwtSettings {
     type Error = String;
     fn try_from(raw: RawJwt) -> Result<Self, String> {
-        rules::check_jwt_key(raw.algorithm == JwtAlgorithm::EdDSA, raw.key_file.is_some())?;
         if raw.algorithm == JwtAlgorithm::EdDSA && raw.previous_secret_file.is_some() {
             return Err(
                 "auth.jwt.previous_secret_file is an HS256 secret; with EdDSA, keys \
@@ -539,6 +541,10 @@ pub struct ServiceSettings {
     /// Per-client request rate limit (429 beyond).
     #[serde(default)]
     pub rate_limit: Option<RateLimitSettings>,
+    /// Whether requests forwarded for an authenticated caller carry `X-Gatehouse-Assertion`,
+    /// a short-lived EdDSA JWT naming the caller, signed with the store's keys.
+    #[serde(default)]
+    pub assertion: bool,
 }
 
 impl ServiceSettings {

@@ -177,18 +177,34 @@ pub(super) async fn logout_all(
     Ok(response)
 }
 
-/// `GET /.well-known/jwks.json`: the public key when tokens are EdDSA-signed; an HS256 secret
-/// is never published, so then there is nothing here (404).
+/// `GET /.well-known/jwks.json`: the `key_file` public key when tokens are EdDSA-signed with
+/// one, and every published key of the store's keyring (assertions, EdDSA tokens without a
+/// `key_file`). An HS256 secret is never published, so with neither there is nothing here (404).
+///
+/// With store keys, `max-age` is half of `auth.keys.publish_delay`: a rotated key is in every
+/// verifier's cache before it signs (see `auth::keyring`). The `key_file` key never changes
+/// without a restart, so alone it keeps the five minutes it always had.
 pub(super) fn jwks(auth: &Auth, path: &str) -> Result<Response<ProxyBody>, ProxyError> {
-    let set = auth
+    let mut keys = auth
         .keys
         .jwks()
-        .ok_or_else(|| ProxyError::NotFound(path.to_string()))?;
+        .map(|set| set.keys.clone())
+        .unwrap_or_default();
+    let mut max_age = 300;
+    if let Some(keyring) = &auth.keyring {
+        keys.extend(keyring.jwks().keys);
+        max_age = keyring.max_age();
+    }
+    if keys.is_empty() {
+        return Err(ProxyError::NotFound(path.to_string()));
+    }
+    let set = jsonwebtoken::jwk::JwkSet { keys };
     let value = serde_json::to_value(set).map_err(|e| ProxyError::Internal(e.to_string()))?;
     let mut response = json_response(StatusCode::OK, &value);
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
+    let cache_control = HeaderValue::try_from(format!("public, max-age={max_age}"))
+        .map_err(|e| ProxyError::Internal(e.to_string()))?;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, cache_control);
     Ok(response)
 }

@@ -29,6 +29,10 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// The signed caller of `assertion: true` services; a client's copy is dropped on every service,
+/// whatever `identity_headers` says.
+pub(crate) const X_GATEHOUSE_ASSERTION: HeaderName =
+    HeaderName::from_static("x-gatehouse-assertion");
 
 /// Removes hop-by-hop headers, `Upgrade`, and every header the `Connection` header names.
 ///
@@ -90,7 +94,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// `_` spellings onto: `X_Forwarded_For` and `X-Forwarded-For` are both
 /// `HTTP_X_FORWARDED_FOR` there, so a client's underscored copy would stand beside, or
 /// replace, Gatehouse's own. Names without a `-` have no such spelling.
-const FOLDED_ONTO_OURS: [&str; 9] = [
+const FOLDED_ONTO_OURS: [&str; 10] = [
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-for",
@@ -100,6 +104,7 @@ const FOLDED_ONTO_OURS: [&str; 9] = [
     "x-request-id",
     "transfer-encoding",
     "content-length",
+    "x-gatehouse-assertion",
 ];
 
 /// Drops client-sent identity headers (Gatehouse's own, and the configured `identity` ones in
@@ -108,6 +113,7 @@ const FOLDED_ONTO_OURS: [&str; 9] = [
 pub(crate) fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
     headers.remove(X_FORWARDED_USER);
     headers.remove(X_FORWARDED_EMAIL);
+    headers.remove(X_GATEHOUSE_ASSERTION);
     identity.strip(headers);
     let underscored = headers.keys().any(|name| name.as_str().contains('_'));
     if underscored {

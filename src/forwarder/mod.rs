@@ -73,6 +73,7 @@ impl Forwarder {
         mut request: Request<Incoming>,
         client: &ClientInfo,
         caller: Option<&Caller>,
+        assertion: Option<HeaderValue>,
     ) -> Result<(Response<ResponseBody>, usize), ProxyError> {
         let upgrade = upgrade::requested(&request).then(|| upgrade::client_side(&mut request));
         let (mut parts, incoming) = request.into_parts();
@@ -84,6 +85,11 @@ impl Forwarder {
         }
         if let Some(caller) = caller {
             headers::add_identity(&mut parts.headers, caller, service.forward_authorization);
+        }
+        if let Some(assertion) = assertion {
+            parts
+                .headers
+                .insert(headers::X_GATEHOUSE_ASSERTION, assertion);
         }
         let (mut body, sent) = UpstreamBody::new(incoming, service.body_limits);
         if let (Some(limit), Some(_), None) = (service.request_buffering, &sent, &upgrade) {

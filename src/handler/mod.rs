@@ -177,6 +177,12 @@ async fn proxy(
     };
     let identity = outcome.user.as_deref();
     policy.admit_identity(identity, ip)?;
+    let assertion = match identity {
+        Some(identity) if service.assertion => {
+            Some(assertion_for(&worker.state.auth, service, identity)?)
+        }
+        _ => None,
+    };
     // Boxed, as is the control plane's future below: hyper keeps a connection's handler future
     // in one allocation for the connection's life, sized for the largest state (6.8 KB with
     // the exchange inline, measured), so every idle keep-alive connection held that much.
@@ -185,6 +191,7 @@ async fn proxy(
         request,
         client,
         identity.map(|i| &i.caller),
+        assertion,
     ))
     .await?;
     outcome.backend = Some(index);
@@ -261,6 +268,20 @@ async fn authorize<B>(
         AccessResult::Deny403 => Err(ProxyError::Forbidden(service.name.to_string())),
         _ => Ok(identity),
     }
+}
+
+/// The `X-Gatehouse-Assertion` for `identity` at `service` (cached per caller and service by
+/// `auth::Assertions`). Without signing keys, which start refuses for a config with
+/// `assertion: true`, the request fails rather than reach a backend that expects one.
+fn assertion_for(
+    auth: &Auth,
+    service: &Service,
+    identity: &Identity,
+) -> Result<HeaderValue, ProxyError> {
+    auth.assertions
+        .as_ref()
+        .and_then(|assertions| assertions.header_for(identity, &service.name))
+        .ok_or_else(|| ProxyError::Internal("no signing key for the assertion".to_string()))
 }
 
 /// The text a panic was raised with, for the log.

@@ -9,6 +9,7 @@
 mod api_key;
 pub mod identifier;
 mod postgres;
+mod signing_keys;
 mod sql;
 mod sqlite;
 
@@ -21,6 +22,7 @@ pub use api_key::{
     API_KEY_REVOCATION_MEMORY_SECS,
 };
 pub use postgres::PostgresStore;
+pub use signing_keys::StoredKey;
 pub use sqlite::SqliteStore;
 
 /// An account as anyone may see it (never the hash).
@@ -446,6 +448,13 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug {
 
     /// Deletes keys revoked or expired before `before_ms`; returns how many.
     async fn prune_api_keys(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    /// Every signing key, oldest (lowest `seq`) first.
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+
+    /// Adds a signing key unless one with its `seq` exists; returns whether it was added (a
+    /// `false` means another replica or rotation took that `seq`: re-read and decide again).
+    async fn add_signing_key(&self, key: &StoredKey) -> Result<bool, StoreError>;
 }
 
 /// How long a request may wait for a pooled database connection before the store is reported

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 
 use super::sql::{self, unavailable};
+use super::StoredKey;
 use super::{
     identifier, Account, AccountPage, AccountStore, AuditQuery, AuditRecord, Credentials,
     FailureCount, FailureRule, ListQuery, NewAccount, NewFamily, NewRefresh, Revocation,
@@ -604,6 +605,27 @@ impl AccountStore for PostgresStore {
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        sqlx::query_as(sql::SELECT_SIGNING_KEYS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn add_signing_key(&self, key: &StoredKey) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::INSERT_SIGNING_KEY)
+            .bind(&key.kid)
+            .bind(key.seq)
+            .bind(key.created_at_ms)
+            .bind(key.signs_from_ms)
+            .bind(&key.public_key)
+            .bind(&key.sealed)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
     }
 }
 

@@ -218,6 +218,16 @@ pub(super) const DELETE_EXPIRED_FAMILIES: &str =
 /// No binds.
 pub(super) const PING: &str = "SELECT 1";
 
+/// Binds: kid, seq, created_at (ms), signs_from (ms), public_key, sealed. A taken `seq` (another
+/// replica or rotation got there first) inserts nothing, and the caller re-reads.
+pub(super) const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys \
+     (kid, seq, created_at, signs_from, public_key, sealed) VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (seq) DO NOTHING";
+
+/// No binds.
+pub(super) const SELECT_SIGNING_KEYS: &str = "SELECT kid, seq, created_at, signs_from, \
+     public_key, sealed FROM signing_keys ORDER BY seq";
+
 /// An `accounts` row as listed.
 #[derive(sqlx::FromRow)]
 pub(super) struct AccountRow {

@@ -8,6 +8,7 @@ use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::sql::{self, unavailable};
+use super::StoredKey;
 use super::{
     identifier, redact, Account, AccountPage, AccountStore, AuditQuery, AuditRecord, Credentials,
     FailureCount, FailureRule, ListQuery, NewAccount, NewFamily, NewRefresh, Revocation,
@@ -544,6 +545,27 @@ impl AccountStore for SqliteStore {
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        sqlx::query_as(sql::SELECT_SIGNING_KEYS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn add_signing_key(&self, key: &StoredKey) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::INSERT_SIGNING_KEY)
+            .bind(&key.kid)
+            .bind(key.seq)
+            .bind(key.created_at_ms)
+            .bind(key.signs_from_ms)
+            .bind(&key.public_key)
+            .bind(&key.sealed)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
     }
 }
 

@@ -61,3 +61,6 @@ mod tls;
 mod tokens;
 mod traffic;
 mod trusted_proxies;
+
+// Signing keys and assertions (issue 17).
+mod assertions;

@@ -1052,3 +1052,8 @@ async fn disable_revokes_the_families_and_the_feed_hears_family_revocations(url:
         "{heard:?}"
     );
 }
+
+// The signing-key part of the contract lives in its own file; declared after `contract!` so
+// the macro reaches it.
+#[path = "store_signing_keys.rs"]
+mod signing_keys;

@@ -35,6 +35,7 @@ pub mod keyring;
 pub mod sealing;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{header, HeaderMap};
@@ -110,6 +111,16 @@ pub struct Auth {
     pub keyring: Option<Arc<Keyring>>,
     /// `X-Gatehouse-Assertion` signing, when the keyring exists.
     pub assertions: Option<Assertions>,
+}
+
+/// What [`Auth::authenticate_proxied`] found: an answer now (a token, or an API key held in
+/// memory), or a store lookup of an API key to wait for, boxed so that a request that never
+/// waits carries none of its state.
+pub enum Proxied<'a> {
+    /// Decided without waiting.
+    Done(Result<Arc<Identity>, AuthError>),
+    /// An API key not held in memory: the answer once the store has been asked.
+    Pending(Pin<Box<dyn Future<Output = Result<Arc<Identity>, AuthError>> + Send + 'a>>),
 }
 
 /// Gatehouse cannot start its authentication side.
@@ -259,35 +270,48 @@ impl Auth {
 
     /// The identity of a proxied request, as [`Auth::authenticate_request`] finds it, but for
     /// a bearer `gh_…` API key, which authenticates as its account. A key held in memory costs
-    /// no store call; another is looked up on the control runtime within the bounds of
-    /// `api_key_cache` (beyond them, 401 unasked). Only proxied requests take API keys: the
-    /// control plane's endpoints (logout, API keys, …) want an access token, so a leaked key
-    /// cannot mint more keys.
-    pub async fn authenticate_proxied(
-        &self,
-        headers: &HeaderMap,
-    ) -> Result<Arc<Identity>, AuthError> {
-        match bearer_token(headers) {
-            Some(token) if api_keys::is_api_key(token) => {
-                let identity = Box::pin(self.api_key_identity(token)).await;
-                self.counted(identity)
+    /// no store call and is answered at once, like a token; another is looked up on the control
+    /// runtime within the bounds of `api_key_cache` (beyond them, 401 unasked), and only then
+    /// is there anything to wait for ([`Proxied::Pending`]). Only proxied requests take API
+    /// keys: the control plane's endpoints (logout, API keys, …) want an access token, so a
+    /// leaked key cannot mint more keys.
+    pub fn authenticate_proxied(&self, headers: &HeaderMap) -> Proxied<'_> {
+        let token = match bearer_token(headers) {
+            Some(token) if api_keys::is_api_key(token) => token,
+            _ => return Proxied::Done(self.authenticate_request(headers)),
+        };
+        let now = crate::clock::unix_millis();
+        match self.api_keys.step(token, now, &self.revocations) {
+            Ok(api_key_cache::Step::Known(identity)) => Proxied::Done(self.counted(Ok(identity))),
+            Err(refused) => Proxied::Done(self.counted(Err(refused))),
+            Ok(first) => {
+                let token = token.to_owned();
+                Proxied::Pending(Box::pin(async move {
+                    let identity = self.api_key_identity(&token, first).await;
+                    self.counted(identity)
+                }))
             }
-            _ => self.authenticate_request(headers),
         }
     }
 
-    async fn api_key_identity(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+    /// Follows `step` (a lookup to make or another request's to wait for) to an answer.
+    async fn api_key_identity(
+        &self,
+        token: &str,
+        mut step: api_key_cache::Step<'_>,
+    ) -> Result<Arc<Identity>, AuthError> {
         // Waiting on another request's lookup ends when that lookup does (within the lookup
         // timeout); a few rounds cover a lookup that failed and was started again.
         for _ in 0..3 {
-            let now = crate::clock::unix_millis();
-            match self.api_keys.step(token, now, &self.revocations)? {
+            match step {
                 api_key_cache::Step::Known(identity) => return Ok(identity),
                 api_key_cache::Step::LookUp(lookup) => return self.look_up(lookup).await,
                 api_key_cache::Step::Wait(mut answer) => {
                     let _ = answer.changed().await;
                 }
             }
+            let now = crate::clock::unix_millis();
+            step = self.api_keys.step(token, now, &self.revocations)?;
         }
         Err(AuthError::StoreUnavailable)
     }

@@ -22,7 +22,7 @@ use http::{header, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::auth::{Auth, Identity};
+use crate::auth::{Auth, AuthError, Identity, Proxied};
 use crate::config::ServiceAuth;
 use crate::control;
 use crate::error::{ProxyBody, ProxyError};
@@ -162,7 +162,26 @@ async fn proxy(
     let ip = client.ip(request.headers());
     policy.admit(&request, ip)?;
     let rule = rule_for(service, &mut request)?;
-    outcome.user = match authorize(&worker.state.auth, service, &rule, &request).await {
+    let checked = match rule.auth {
+        ServiceAuth::None => None,
+        ServiceAuth::Required => Some(worker.state.auth.authenticate_proxied(request.headers())),
+    };
+    let (request, rule, ip, authenticated) = match checked {
+        None => (request, rule, ip, Ok(None)),
+        Some(Proxied::Done(identity)) => (request, rule, ip, identity.map(Some)),
+        // An API key this replica has not seen: wait for the store. What the rest of the
+        // request needs waits inside the box, because every local held across an await here
+        // would grow this future's state, which hyper keeps for each idle keep-alive
+        // connection whether or not it ever waits.
+        Some(Proxied::Pending(lookup)) => {
+            Box::pin(async move {
+                let identity = lookup.await.map(Some);
+                (request, rule, ip, identity)
+            })
+            .await
+        }
+    };
+    outcome.user = match authorize(service, &rule, authenticated) {
         // A browser without a (valid) session is sent to the sign-in form; others get 401.
         Err(error @ (ProxyError::MissingToken | ProxyError::InvalidToken(_))) => {
             let redirect = signin::redirect_for(&request);
@@ -247,21 +266,15 @@ fn with_path(uri: &Uri, path: &str) -> Result<Uri, ProxyError> {
         .map_err(|_| ProxyError::BadRequest("the normalised path is not a valid target"))
 }
 
-/// The request's verified identity (bearer token, else session cookie) when `rule` needs one
-/// and its role may pass; an allowed or role-refused decision is counted here (a missing or bad
-/// credential by the caller, which decides between 401 and sign-in). CPU only: revocations are
-/// checked against memory, not the store; only an API key not yet held in memory waits for a
-/// bounded lookup on the control runtime (`auth::api_key_cache`).
-async fn authorize<B>(
-    auth: &Auth,
+/// The request's verified identity (bearer token or API key, else session cookie; `None` where
+/// `rule` needs none) if its role may pass; an allowed or role-refused decision is counted here
+/// (a missing or bad credential by the caller, which decides between 401 and sign-in).
+fn authorize(
     service: &Service,
     rule: &Rule<'_>,
-    request: &Request<B>,
+    authenticated: Result<Option<Arc<Identity>>, AuthError>,
 ) -> Result<Option<Arc<Identity>>, ProxyError> {
-    let identity = match rule.auth {
-        ServiceAuth::None => None,
-        ServiceAuth::Required => Some(auth.authenticate_proxied(request.headers()).await?),
-    };
+    let identity = authenticated?;
     let result = decide(rule, identity.as_ref().map(|i| i.claims.role), false);
     service.access_metrics.record(rule.route, result);
     match result {

@@ -651,3 +651,52 @@ async fn turning_assertions_on_by_reload_without_signing_keys_is_refused() {
     let echo = echoed(&client, APP, Some(&token), &[]).await;
     assert_eq!(echo["headers"]["x-forwarded-user"], "hal");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_caller_gets_the_same_assertion_as_a_login() {
+    let backend = backends(1).await[0];
+    let config = keyed(
+        ConfigYaml::new().service(
+            ServiceYaml::new("app", APP)
+                .set("assertion", "true")
+                .backend(backend),
+        ),
+        "",
+    );
+    let proxy = Proxy::start(&config).await;
+    let client = proxy.client();
+    let token = client
+        .signed_up("carol", "carol@example.com", PASSWORD)
+        .await;
+    let created = client
+        .send(
+            Request::post("/api_keys")
+                .header("host", CONTROL)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(common::full(br#"{"name":"ci job"}"#.to_vec()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let key = created.json()["key"].as_str().expect("key").to_string();
+
+    let echo = echoed(&client, APP, Some(&key), &[]).await;
+    assert_eq!(echo["headers"]["x-forwarded-user"], "carol");
+    assert!(
+        echo["headers"].get("authorization").is_none(),
+        "the key is not forwarded: {echo}"
+    );
+    let assertion = assertion_of(&echo).expect("an API-key caller gets an assertion");
+    let (keys, _) = jwks(&client).await;
+    let (_, claims) = verify_independently(&assertion, &keys);
+    assert_eq!(claims["sub"], claims_of(&token)["sub"]);
+    assert_eq!(claims["username"], "carol");
+    assert_eq!(claims["aud"], "app");
+    // Capped by the assertion lifetime (default 5 minutes), not the key's, which never expires.
+    let (iat, exp) = (
+        claims["iat"].as_u64().unwrap(),
+        claims["exp"].as_u64().unwrap(),
+    );
+    assert_eq!(exp - iat, 300, "{claims}");
+}

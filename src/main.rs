@@ -290,9 +290,7 @@ fn api_keys(config: Option<&Path>, action: ApikeysCommand) -> anyhow::Result<()>
     let url = store_url(config)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async {
-        let store = store::open(&url)
-            .await
-            .with_context(|| format!("cannot open {}", store::redact(&url)))?;
+        let store = open_store(&url).await?;
         match action {
             ApikeysCommand::Create {
                 email,
@@ -315,18 +313,19 @@ fn store_url(config: Option<&Path>) -> anyhow::Result<String> {
     })
 }
 
+/// Opens the store for a CLI command, naming it (password hidden) if it cannot be opened.
+async fn open_store(url: &str) -> anyhow::Result<Arc<dyn AccountStore>> {
+    let store = store::open(url)
+        .await
+        .with_context(|| format!("cannot open {}", store::redact(url)))?;
+    Ok(store.into())
+}
+
 fn accounts(config: Option<&Path>, action: AccountsCommand) -> anyhow::Result<()> {
-    let url = match (env_var("DATABASE_URL")?, config) {
-        (Some(url), _) => url,
-        (None, Some(path)) => load_settings(path)?.database.url,
-        (None, None) => anyhow::bail!("set DATABASE_URL or pass --config PATH"),
-    };
+    let url = store_url(config)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async {
-        let store: Arc<dyn AccountStore> = store::open(&url)
-            .await
-            .with_context(|| format!("cannot open {}", store::redact(&url)))?
-            .into();
+        let store = open_store(&url).await?;
         match action {
             AccountsCommand::Create {
                 email,
@@ -381,10 +380,7 @@ fn keys(config: Option<&Path>, action: KeysCommand) -> anyhow::Result<()> {
     let url = settings.database.url.clone();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async {
-        let store: Arc<dyn AccountStore> = store::open(&url)
-            .await
-            .with_context(|| format!("cannot open {}", store::redact(&url)))?
-            .into();
+        let store = open_store(&url).await?;
         match action {
             KeysCommand::Rotate => cli_keys::rotate(&*store, &settings.auth).await?,
             KeysCommand::List => cli_keys::list(&*store, &settings.auth).await?,

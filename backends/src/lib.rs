@@ -76,15 +76,11 @@ pub async fn serve_verifying(
 
 /// [`spawn`] for a backend that verifies assertions with `verifier`.
 pub async fn spawn_verifying(name: &str, verifier: AssertionVerifier) -> SocketAddr {
-    let backend = Arc::new(Backend::verifying(name.to_owned(), Some(verifier)));
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind 127.0.0.1:0");
-    let addr = listener
-        .local_addr()
-        .expect("local address of bound listener");
-    tokio::spawn(run(listener, backend));
-    addr
+    spawn_backend(Arc::new(Backend::verifying(
+        name.to_owned(),
+        Some(verifier),
+    )))
+    .await
 }
 
 /// Binds `127.0.0.1:0`, runs [`serve`] on the current tokio runtime and
@@ -97,7 +93,11 @@ pub async fn spawn_verifying(name: &str, verifier: AssertionVerifier) -> SocketA
 pub async fn spawn(name: &str) -> SocketAddr {
     // Built before spawning so a bad name panics in the caller, not in a
     // detached task where the test would only see connection errors.
-    let backend = Arc::new(Backend::new(name.to_owned()));
+    spawn_backend(Arc::new(Backend::new(name.to_owned()))).await
+}
+
+/// Binds `127.0.0.1:0` and serves `backend` there from a spawned task.
+async fn spawn_backend(backend: Arc<Backend>) -> SocketAddr {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .expect("bind 127.0.0.1:0");

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use super::keyring::Keyring;
+use super::keyring::{self, Keyring};
 use crate::clock::unix_secs;
 use crate::config::{JwtAlgorithm, JwtSettings};
 use crate::store::{Credentials, Role};
@@ -366,33 +366,11 @@ fn read_secret(
 fn ed25519_jwk(pkcs8: &[u8]) -> Result<Jwk, jsonwebtoken::errors::Error> {
     use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
     use base64::engine::{general_purpose::URL_SAFE_NO_PAD, Engine};
-    use jsonwebtoken::jwk::{
-        AlgorithmParameters, CommonParameters, EllipticCurve, KeyAlgorithm, OctetKeyPairParameters,
-        OctetKeyPairType, PublicKeyUse,
-    };
     let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
         .map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidEddsaKey)?;
-    let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-    let mut jwk = Jwk {
-        common: CommonParameters {
-            public_key_use: Some(PublicKeyUse::Signature),
-            key_algorithm: Some(KeyAlgorithm::EdDSA),
-            ..Default::default()
-        },
-        algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
-            key_type: OctetKeyPairType::OctetKeyPair,
-            curve: EllipticCurve::Ed25519,
-            x,
-        }),
-    };
-    jwk.common.key_id = Some(key_id(&jwk));
-    Ok(jwk)
-}
-
-/// A stable key id: the RFC 7638 thumbprint, so replicas with the same key agree on it.
-fn key_id(jwk: &Jwk) -> String {
-    jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
-        .unwrap_or_else(|_| "gatehouse".to_string())
+    Ok(keyring::public_jwk(
+        &URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+    ))
 }
 
 #[cfg(test)]

@@ -462,8 +462,9 @@ fn open_key(sealer: &Sealer, row: &StoredKey) -> Result<SigningKey, KeyringError
     })
 }
 
-/// The public JWK (`kty OKP`, `crv Ed25519`, `alg EdDSA`, `use sig`, `kid`) of a raw key.
-fn public_jwk(x: &str) -> Jwk {
+/// The public JWK (`kty OKP`, `crv Ed25519`, `alg EdDSA`, `use sig`, `kid`) of a raw key
+/// (base64url), for the store's keys and for a `key_file` key alike.
+pub(super) fn public_jwk(x: &str) -> Jwk {
     let mut jwk = Jwk {
         common: CommonParameters {
             public_key_use: Some(PublicKeyUse::Signature),

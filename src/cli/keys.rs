@@ -4,6 +4,7 @@
 
 use crate::auth::audit::{self, AuditEvent};
 use crate::auth::keyring::{self, KeyringError};
+use crate::clock::rfc3339;
 use crate::config::AuthSettings;
 use crate::store::AccountStore;
 
@@ -55,15 +56,4 @@ pub async fn list(store: &dyn AccountStore, auth: &AuthSettings) -> Result<(), K
         );
     }
     Ok(())
-}
-
-/// Unix milliseconds as RFC 3339 UTC.
-fn rfc3339(unix_ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{json_body, validate};
 use crate::auth::{AuditEvent, Auth};
+use crate::clock::rfc3339;
 use crate::config::{AccountsPageAccess, Registration as RegistrationAccess};
 use crate::error::{json_response, Invalid, ProxyBody, ProxyError};
 use crate::policy::BodyPace;
@@ -261,17 +262,6 @@ pub(super) fn number(name: &str, value: &str) -> Result<i64, ProxyError> {
     })
 }
 
-/// Unix milliseconds as RFC 3339 UTC (`2026-11-22T15:04:05.123Z`).
-pub(super) fn rfc3339(unix_ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,11 +308,5 @@ mod tests {
             );
         }
         assert!(Paging::parse("q=%20alice%0A").is_ok(), "trimmed first");
-    }
-
-    #[test]
-    fn created_dates_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
     }
 }

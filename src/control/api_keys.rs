@@ -11,10 +11,10 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
-use super::account::rfc3339;
 use super::json_body;
 use crate::auth::api_keys::{self, CreateRefused};
 use crate::auth::{AuditEvent, Auth};
+use crate::clock::rfc3339;
 use crate::error::{json_response, Invalid, ProxyBody, ProxyError};
 use crate::policy::BodyPace;
 use crate::request::ClientInfo;

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use serde::Serialize;
 
-use super::account::{number, rfc3339};
+use super::account::number;
 use crate::auth::{AuditEvent, Auth};
+use crate::clock::rfc3339;
 use crate::error::{json_response, Invalid, ProxyBody, ProxyError};
 use crate::store::{AuditQuery, AuditRecord, Role};
 

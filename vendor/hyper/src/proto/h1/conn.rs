@@ -1142,6 +1142,9 @@ impl State {
 
         self.reading = Reading::Init;
         self.writing = Writing::Init;
+        // Gatehouse: an idle keep-alive connection keeps no header map for the next message;
+        // the next one allocates its own.
+        self.cached_headers = None;
 
         // !T::should_read_first() means Client.
         //

@@ -1,6 +1,7 @@
 use std::cmp;
 use std::fmt;
 use std::io::{self, IoSlice};
+use std::mem;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -221,10 +222,44 @@ where
                     self.partial_len = None;
                 }
             }
-            if ready!(self.poll_read_from_io(cx)).map_err(crate::Error::new_io)? == 0 {
+            if ready!(self.poll_read_head_from_io(cx)).map_err(crate::Error::new_io)? == 0 {
                 trace!("parse eof");
                 return Poll::Ready(Err(crate::Error::new_incomplete()));
             }
+        }
+    }
+
+    /// Gatehouse: reads the start of a message head. With nothing buffered (a connection waiting
+    /// for its next request), the read goes to the stack and only the bytes that arrived are
+    /// copied to the heap, so an idle connection holds no read buffer: it gives up its previous
+    /// one here, and a wake with nothing to read allocates nothing. A head that arrives in
+    /// pieces continues in the usual growing buffer.
+    fn poll_read_head_from_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if !self.read_buf.is_empty() {
+            return self.poll_read_from_io(cx);
+        }
+        self.read_blocked = false;
+        if self.read_buf.capacity() != 0 {
+            self.read_buf = BytesMut::new();
+        }
+        let next = cmp::min(self.read_buf_strategy.next(), self.read_buf_strategy.max());
+        let mut stack = [mem::MaybeUninit::<u8>::uninit(); INIT_BUFFER_SIZE];
+        let len = cmp::min(next, INIT_BUFFER_SIZE);
+        let mut buf = ReadBuf::uninit(&mut stack[..len]);
+        match Pin::new(&mut self.io).poll_read(cx, buf.unfilled()) {
+            Poll::Ready(Ok(())) => {
+                let filled = buf.filled();
+                let n = filled.len();
+                trace!("received {} bytes", n);
+                self.read_buf.extend_from_slice(filled);
+                self.read_buf_strategy.record(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => {
+                self.read_blocked = true;
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
         }
     }
 
@@ -279,6 +314,7 @@ where
         if self.flush_pipeline && !self.read_buf.is_empty() {
             Poll::Ready(Ok(()))
         } else if self.write_buf.remaining() == 0 {
+            self.write_buf.release();
             Pin::new(&mut self.io).poll_flush(cx)
         } else {
             if let WriteStrategy::Flatten = self.write_buf.strategy {
@@ -298,6 +334,7 @@ where
                 self.write_buf.advance(n);
                 debug!("flushed {} bytes", n);
                 if self.write_buf.remaining() == 0 {
+                    self.write_buf.release();
                     break;
                 } else if n == 0 {
                     trace!(
@@ -322,6 +359,7 @@ where
             self.write_buf.headers.advance(n);
             if self.write_buf.headers.remaining() == 0 {
                 self.write_buf.headers.reset();
+                self.write_buf.release();
                 break;
             } else if n == 0 {
                 trace!(
@@ -535,7 +573,8 @@ pub(super) struct WriteBuf<B> {
 impl<B: Buf> WriteBuf<B> {
     fn new(strategy: WriteStrategy) -> WriteBuf<B> {
         WriteBuf {
-            headers: Cursor::new(Vec::with_capacity(INIT_BUFFER_SIZE)),
+            // Gatehouse: no buffer until there is something to write (see `release`).
+            headers: Cursor::new(Vec::new()),
             max_buf_size: DEFAULT_MAX_BUFFER_SIZE,
             queue: BufList::new(),
             strategy,
@@ -544,6 +583,15 @@ impl<B: Buf> WriteBuf<B> {
 
     fn set_strategy(&mut self, strategy: WriteStrategy) {
         self.strategy = strategy;
+    }
+
+    /// Gatehouse: once everything is written, the headers buffer goes back to the allocator,
+    /// so a keep-alive connection between messages holds none. The next head allocates what
+    /// it needs.
+    fn release(&mut self) {
+        if self.headers.remaining() == 0 && self.headers.bytes.capacity() != 0 {
+            self.headers = Cursor::new(Vec::new());
+        }
     }
 
     pub(super) fn buffer<BB: Buf + Into<B>>(&mut self, mut buf: BB) {

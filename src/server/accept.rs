@@ -1,24 +1,29 @@
 //! The accept loop: one task per connection, a connection cap, header-read timeout (the TLS
 //! handshake included, and for HTTP/2, where hyper has none, the wait for each stream's
 //! head), request limits, and a bounded graceful drain when the shutdown future completes.
+//!
+//! The first bytes decide the protocol (`preface`), and the connection is served by hyper's
+//! HTTP/1 or HTTP/2 connection alone: an idle HTTP/1 connection's task holds HTTP/1 state
+//! only (an HTTP/2 connection's state is boxed), which is most of what it costs.
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::listen;
-use super::preface;
+use super::preface::{self, Protocol};
 use super::stream::ClientStream;
 use super::tls::{self, ServerTls};
 use crate::clock::now_ms;
@@ -106,7 +111,7 @@ pub(super) async fn serve_worker(
     permits: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let builder = Arc::new(connection_builder(&options));
+    let builders = Arc::new(Builders::new(&options));
     let acceptor = options.tls.as_ref().map(|tls| tls.acceptor());
     let limits = options.request_limits();
     let worker = Arc::new(Worker::new(state));
@@ -170,22 +175,36 @@ pub(super) async fn serve_worker(
             }
         });
         let mut draining = drain.subscribe();
-        let builder = Arc::clone(&builder);
+        let builders = Arc::clone(&builders);
         let acceptor = acceptor.clone();
         let header_read_timeout = options.header_read_timeout;
         tokio::spawn(async move {
             let _slot = slot;
-            let Some(stream) = ready(stream, acceptor.as_ref(), header_read_timeout).await else {
+            let Some((stream, protocol)) =
+                ready(stream, acceptor.as_ref(), header_read_timeout).await
+            else {
                 return;
             };
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let ended = tokio::select! {
-                ended = connection.as_mut() => ended,
-                () = closing(&mut draining, &activity, header_read_timeout) => {
-                    // HTTP/2: GOAWAY, open streams finish. HTTP/1.1: no further request.
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            let io = TokioIo::new(stream);
+            let ended = match protocol {
+                Protocol::Http1 => {
+                    let connection = builders.http1.serve_connection(io, service);
+                    // hyper's header-read timeout bounds an idle HTTP/1.1 connection, keep-alive
+                    // included, so only a drain closes it from here: no timer of ours is
+                    // polled on every wake. On graceful shutdown: no further request.
+                    let closing = async {
+                        let _ = draining.changed().await;
+                    };
+                    serve(connection.with_upgrades(), closing, |c| {
+                        c.graceful_shutdown()
+                    })
+                    .await
+                }
+                Protocol::Http2 => {
+                    let connection = builders.http2.serve_connection(io, service);
+                    let closing = closing(&mut draining, &activity, header_read_timeout);
+                    // HTTP/2: GOAWAY, open streams finish.
+                    Box::pin(serve(connection, closing, |c| c.graceful_shutdown())).await
                 }
             };
             if let Err(error) = ended {
@@ -212,27 +231,51 @@ pub(super) async fn serve_worker(
 }
 
 /// Waits, within `deadline`, until hyper can serve the connection without an unbounded read:
-/// the TLS handshake (if any) is done and the first bytes tell HTTP/1 from HTTP/2.
+/// the TLS handshake (if any) is done and the first bytes tell HTTP/1 from HTTP/2 (returned).
 async fn ready(
     stream: TcpStream,
     acceptor: Option<&TlsAcceptor>,
     deadline: Duration,
-) -> Option<ClientStream> {
-    match acceptor {
-        Some(acceptor) => tls::accept(acceptor, stream, deadline).await,
-        None if preface::arrives(&stream, deadline).await => Some(ClientStream::Plain(stream)),
-        None => {
-            tracing::debug!(peer = ?stream.peer_addr().ok(), "no request within the header read timeout; closing");
-            None
+) -> Option<(ClientStream, Protocol)> {
+    let Some(acceptor) = acceptor else {
+        return match preface::arrives(&stream, deadline).await {
+            Some(protocol) => Some((ClientStream::Plain(stream), protocol)),
+            None => {
+                tracing::debug!(peer = ?stream.peer_addr().ok(), "no request within the header read timeout; closing");
+                None
+            }
+        };
+    };
+    // Boxed: a TLS handshake's state is large, and inline it would size every connection's
+    // task, cleartext ones included, for as long as the connection lives.
+    Box::pin(tls::accept(acceptor, stream, deadline)).await
+}
+
+/// Serves `connection` until it ends; once `closing` completes first, asks it to shut down
+/// gracefully (`shutdown`) and lets it finish.
+async fn serve<C>(
+    connection: C,
+    closing: impl Future<Output = ()>,
+    shutdown: impl FnOnce(Pin<&mut C>),
+) -> Result<(), hyper::Error>
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = closing => {
+            shutdown(connection.as_mut());
+            connection.await
         }
     }
 }
 
-/// Completes when a connection should be closed gracefully: the server is draining, or no
-/// request has been in progress on it for `idle`. hyper closes an HTTP/1.1 connection that has
-/// not sent a complete head within its header-read timeout, idle keep-alive included; it has
-/// no such bound for HTTP/2, where a client could otherwise hold its connection (and slot)
-/// without ever finishing a HEADERS frame, answering pings to stay alive. Same bound for both.
+/// Completes when an HTTP/2 connection should be closed gracefully: the server is draining, or
+/// no request has been in progress on it for `idle`. hyper closes an HTTP/1.1 connection that
+/// has not sent a complete head within its header-read timeout, idle keep-alive included; it
+/// has no such bound for HTTP/2, where a client could otherwise hold its connection (and slot)
+/// without ever finishing a HEADERS frame, answering pings to stay alive. The same bound here.
 async fn closing(draining: &mut watch::Receiver<()>, activity: &Activity, idle: Duration) {
     tokio::select! {
         _ = draining.changed() => {}
@@ -289,29 +332,35 @@ impl Drop for Busy {
     }
 }
 
-fn connection_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A head that does not fit the read buffer, or has too many fields, is answered 431 by hyper.
-    // The buffer bound is loose (a keep-alive connection's buffer may have grown past it, so a
-    // head of up to twice the size can arrive in one read); `RequestLimits` enforces the exact
-    // `max_header_bytes`.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
-        .keep_alive(true)
-        .max_buf_size(options.max_header_bytes.max(MIN_H1_BUFFER))
-        .max_headers(options.max_headers);
-    // Pings find peers that vanished without closing, so their slots are freed. A header list
-    // over its size gets 431 from h2.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
-        .max_concurrent_streams(options.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
-        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS);
-    builder
+/// hyper's connection settings for each protocol, built once per worker.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(options: &ServerOptions) -> Self {
+        let mut http1 = http1::Builder::new();
+        // A head that does not fit the read buffer, or has too many fields, is answered 431 by
+        // hyper. The buffer bound is loose (a head of up to twice the size can arrive in one
+        // read); `RequestLimits` enforces the exact `max_header_bytes`.
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_read_timeout)
+            .keep_alive(true)
+            .max_buf_size(options.max_header_bytes.max(MIN_H1_BUFFER))
+            .max_headers(options.max_headers);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        // Pings find peers that vanished without closing, so their slots are freed. A header
+        // list over its size gets 431 from h2.
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+            .max_concurrent_streams(options.h2_max_concurrent_streams)
+            .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS);
+        Builders { http1, http2 }
+    }
 }

@@ -5,7 +5,9 @@
 //! nothing, or a few bytes of the preface, would hold a connection slot forever (slowloris).
 //!
 //! A cleartext socket is peeked; a TLS stream cannot be, so its first bytes are read and
-//! handed back to hyper by [`Replay`].
+//! handed back to hyper by [`Replay`]. The bytes also name the protocol, so each connection is
+//! served by hyper's HTTP/1 or HTTP/2 connection alone, and an HTTP/1 connection's task is not
+//! sized for HTTP/2's state.
 
 use std::io;
 use std::pin::Pin;
@@ -21,10 +23,29 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// preface normally arrives in one segment), because `peek` reports data already seen.
 const PARTIAL_PREFACE_POLL: Duration = Duration::from_millis(5);
 
-/// Whether enough bytes arrive within `deadline` for the protocol to be decided without
+/// The protocol a connection speaks, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Protocol {
+    Http1,
+    /// The client sent the HTTP/2 connection preface (h2c prior knowledge, or TLS with h2).
+    Http2,
+}
+
+impl Protocol {
+    /// The protocol of a connection whose first bytes, `decided` ones, are `bytes`.
+    fn of(bytes: &[u8]) -> Protocol {
+        if bytes == H2_PREFACE {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        }
+    }
+}
+
+/// The protocol, when enough bytes arrive within `deadline` for it to be decided without
 /// waiting: any byte that rules out HTTP/2, or the whole HTTP/2 preface. Bytes are only
 /// peeked, so hyper reads them again.
-pub(super) async fn arrives(stream: &TcpStream, deadline: Duration) -> bool {
+pub(super) async fn arrives(stream: &TcpStream, deadline: Duration) -> Option<Protocol> {
     let decided = async {
         let mut buf = [0u8; H2_PREFACE.len()];
         loop {
@@ -33,12 +54,12 @@ pub(super) async fn arrives(stream: &TcpStream, deadline: Duration) -> bool {
                 return None;
             }
             if decided(&buf[..n]) {
-                return Some(());
+                return Some(Protocol::of(&buf[..n]));
             }
             sleep(PARTIAL_PREFACE_POLL).await;
         }
     };
-    matches!(timeout(deadline, decided).await, Ok(Some(())))
+    timeout(deadline, decided).await.ok().flatten()
 }
 
 /// Whether `bytes` (the start of a connection) already tell HTTP/1 from HTTP/2.
@@ -73,6 +94,13 @@ pub(super) struct Replay<S> {
     start: usize,
     end: usize,
     inner: S,
+}
+
+impl<S> Replay<S> {
+    /// The protocol its first bytes name.
+    pub(super) fn protocol(&self) -> Protocol {
+        Protocol::of(&self.prefix[..self.end])
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
@@ -140,27 +168,33 @@ mod tests {
     async fn an_http1_request_line_decides_at_once() {
         let (mut client, server) = pair().await;
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-        assert!(arrives(&server, Duration::from_secs(1)).await);
+        assert_eq!(
+            arrives(&server, Duration::from_secs(1)).await,
+            Some(Protocol::Http1)
+        );
     }
 
     #[tokio::test]
     async fn silence_times_out() {
         let (_client, server) = pair().await;
-        assert!(!arrives(&server, Duration::from_millis(100)).await);
+        assert_eq!(arrives(&server, Duration::from_millis(100)).await, None);
     }
 
     #[tokio::test]
     async fn a_stalled_partial_h2_preface_times_out() {
         let (mut client, server) = pair().await;
         client.write_all(&H2_PREFACE[..16]).await.unwrap();
-        assert!(!arrives(&server, Duration::from_millis(100)).await);
+        assert_eq!(arrives(&server, Duration::from_millis(100)).await, None);
     }
 
     #[tokio::test]
     async fn a_complete_h2_preface_decides() {
         let (mut client, server) = pair().await;
         client.write_all(H2_PREFACE).await.unwrap();
-        assert!(arrives(&server, Duration::from_secs(1)).await);
+        assert_eq!(
+            arrives(&server, Duration::from_secs(1)).await,
+            Some(Protocol::Http2)
+        );
     }
 
     #[tokio::test]
@@ -169,6 +203,7 @@ mod tests {
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         drop(client);
         let mut replay = read_decided(server).await.expect("decided");
+        assert_eq!(replay.protocol(), Protocol::Http1);
         let mut all = Vec::new();
         replay.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, b"GET / HTTP/1.1\r\n\r\n");
@@ -185,6 +220,7 @@ mod tests {
         client.write_all(b"frames").await.unwrap();
         drop(client);
         let mut replay = reading.await.unwrap().expect("decided");
+        assert_eq!(replay.protocol(), Protocol::Http2);
         let mut all = Vec::new();
         replay.read_to_end(&mut all).await.unwrap();
         assert_eq!(&all[..H2_PREFACE.len()], H2_PREFACE);
@@ -203,6 +239,6 @@ mod tests {
     async fn a_closed_connection_is_not_served() {
         let (client, server) = pair().await;
         drop(client);
-        assert!(!arrives(&server, Duration::from_secs(1)).await);
+        assert_eq!(arrives(&server, Duration::from_secs(1)).await, None);
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
-use super::preface;
+use super::preface::{self, Protocol};
 use super::stream::ClientStream;
 use crate::config::TlsSettings;
 use crate::file_watch::{self, FileWatch};
@@ -196,14 +196,14 @@ impl ResolvesServerCert for LiveCert {
     }
 }
 
-/// Completes the handshake and reads until the HTTP version is known, both within `deadline`
-/// (a client stalling in either would otherwise hold a connection slot, like a slow header
-/// sender). `None` when the client fails or is too slow; the reason is logged at debug level.
+/// Completes the handshake and reads until the HTTP version is known (returned with the
+/// stream), both within `deadline` (a client stalling in either would otherwise hold a
+/// connection slot, like a slow header sender). `None` when the client fails or is too slow; the reason is logged at debug level.
 pub(super) async fn accept(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
     deadline: Duration,
-) -> Option<ClientStream> {
+) -> Option<(ClientStream, Protocol)> {
     let peer = stream.peer_addr().ok();
     let accepted = timeout(deadline, async {
         let session = acceptor
@@ -215,7 +215,10 @@ pub(super) async fn accept(
     })
     .await;
     match accepted {
-        Ok(Some(stream)) => Some(ClientStream::Tls(Box::new(stream))),
+        Ok(Some(stream)) => {
+            let protocol = stream.protocol();
+            Some((ClientStream::Tls(Box::new(stream)), protocol))
+        }
         Ok(None) => None,
         Err(_) => {
             tracing::debug!(

@@ -16,6 +16,28 @@ use gatehouse::{config, reload, Settings};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` asks for
+/// them. mimalloc commits its segments eagerly, and on a host whose THP mode is `always` or
+/// `madvise` (mimalloc advises huge pages) a 2 MiB page backs memory that is barely used: with
+/// 10 000 idle connections that tripled the resident size. The proxy's heap is small and its
+/// accesses local, so huge pages buy little TLB reach here. Called first thing in `main`,
+/// before the runtimes allocate; the setting is the process's and its threads' (PR_SET_THP_DISABLE
+/// outranks madvise).
+fn no_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    let done = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if done != 0 {
+        // Old kernels lack it; the proxy works the same, with more resident memory.
+        eprintln!(
+            "note: could not turn transparent huge pages off: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// Authenticating reverse proxy and load balancer.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -180,6 +202,7 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
+    no_huge_pages();
     let cli = Cli::parse();
     if let Some(Command::Accounts { action }) = cli.command {
         return report(accounts(cli.config.as_deref(), action));

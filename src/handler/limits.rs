@@ -24,19 +24,25 @@ pub struct RequestLimits {
 
 impl RequestLimits {
     /// The error response for a request over a limit; `None` when it is within all of them.
+    /// On HTTP/1.x the refusal also closes the connection: a refused head's body is left
+    /// unread, and a request pipelined behind a head over a limit is not served (hyper, when
+    /// its own read buffer fills first, closes likewise).
     pub(crate) fn reject<B>(&self, request: &Request<B>) -> Option<Response<ProxyBody>> {
+        let mut response = self.refusal(request)?.into_response();
+        if request.version() <= Version::HTTP_11 {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Some(response)
+    }
+
+    fn refusal<B>(&self, request: &Request<B>) -> Option<ProxyError> {
         // Heads hyper parses but a proxy must not forward (see `framing`).
         let refused =
             framing::refusal(request.headers()).or_else(|| framing::target_refusal(request.uri()));
         if let Some(reason) = refused {
-            let mut response = ProxyError::RefusedHead(reason).into_response();
-            // The body is left unread, so the connection cannot carry another request.
-            if request.version() <= Version::HTTP_11 {
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            return Some(response);
+            return Some(ProxyError::RefusedHead(reason));
         }
         let target = request
             .uri()
@@ -44,15 +50,15 @@ impl RequestLimits {
             .map_or(0, |target| target.as_str().len());
         let max = self.max_uri_bytes;
         if target > max {
-            return Some(ProxyError::UriTooLong { len: target, max }.into_response());
+            return Some(ProxyError::UriTooLong { len: target, max });
         }
         let (count, max) = (request.headers().len(), self.max_headers);
         if count > max {
-            return Some(ProxyError::TooManyHeaders { count, max }.into_response());
+            return Some(ProxyError::TooManyHeaders { count, max });
         }
         let (bytes, max) = (head_bytes(request), self.max_header_bytes);
         if bytes > max {
-            return Some(ProxyError::HeadTooLarge { bytes, max }.into_response());
+            return Some(ProxyError::HeadTooLarge { bytes, max });
         }
         None
     }
@@ -132,6 +138,7 @@ mod tests {
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
         );
         assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(response.headers()["connection"], "close");
     }
 
     #[test]

@@ -65,7 +65,10 @@ impl Pool {
     ) -> io::Result<(Conn, bool)> {
         match self.take_idle(backend.as_str()) {
             Some(conn) => Ok((conn, false)),
-            None => Ok((Conn::connect(backend.as_str(), connect_timeout).await?, true)),
+            None => Ok((
+                Conn::connect(backend.as_str(), connect_timeout).await?,
+                true,
+            )),
         }
     }
 

@@ -85,7 +85,9 @@ impl Chunked {
         }
         loop {
             if self.state == State::Body && !buf.is_empty() {
-                let take = usize::try_from(self.size).unwrap_or(usize::MAX).min(buf.len());
+                let take = usize::try_from(self.size)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
                 let data = buf.split_to(take).freeze();
                 self.size -= take as u64;
                 if self.size == 0 {

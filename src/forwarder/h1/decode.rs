@@ -4,8 +4,8 @@
 use bytes::BytesMut;
 use http_body::SizeHint;
 
-pub(crate) use super::chunked::Decoded;
 use super::chunked::Chunked;
+pub(crate) use super::chunked::Decoded;
 use super::parse::{BodyKind, ParseError};
 
 #[derive(Debug)]

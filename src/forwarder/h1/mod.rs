@@ -139,3 +139,6 @@ pub(crate) async fn send(
     }
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests;

@@ -93,7 +93,9 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         } else {
             Version::HTTP_10
         };
-        let reason = response.reason.filter(|r| Some(*r) != status.canonical_reason());
+        let reason = response
+            .reason
+            .filter(|r| Some(*r) != status.canonical_reason());
         // Offsets first: the fields borrow `buf`, which is split off (without a copy) next.
         let base = buf.as_ptr() as usize;
         let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
@@ -101,7 +103,12 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
             let name = field.name.as_ptr() as usize - base;
             let value = field.value.as_ptr() as usize - base;
-            *span = (name, name + field.name.len(), value, value + field.value.len());
+            *span = (
+                name,
+                name + field.name.len(),
+                value,
+                value + field.value.len(),
+            );
         }
         let reason = reason.map(|r| {
             let at = r.as_ptr() as usize - base;
@@ -148,7 +155,9 @@ fn framing(
     }
     if headers.contains_key(header::TRANSFER_ENCODING) {
         if version == Version::HTTP_10 {
-            return Err(ParseError::Invalid("Transfer-Encoding in an HTTP/1.0 response"));
+            return Err(ParseError::Invalid(
+                "Transfer-Encoding in an HTTP/1.0 response",
+            ));
         }
         return Ok(if chunked_last(headers) {
             BodyKind::Chunked

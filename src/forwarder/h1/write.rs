@@ -49,7 +49,10 @@ pub(super) fn head(
     } else if headers.contains_key(header::TRANSFER_ENCODING) {
         // The forwarder strips it as hop-by-hop; kept for completeness, framed as chunked.
         headers.remove(header::CONTENT_LENGTH);
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         Framing::Chunked
     } else if let Some(len) = content_length(headers) {
         Framing::Length(len)
@@ -60,13 +63,15 @@ pub(super) fn head(
         Framing::None
     } else {
         headers.remove(header::CONTENT_LENGTH);
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         Framing::Chunked
     };
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut bytes = Vec::with_capacity(
-        method.as_str().len() + target.len() + 16 + headers.len() * 32,
-    );
+    let mut bytes =
+        Vec::with_capacity(method.as_str().len() + target.len() + 16 + headers.len() * 32);
     bytes.extend_from_slice(method.as_str().as_bytes());
     bytes.push(b' ');
     bytes.extend_from_slice(target.as_bytes());
@@ -227,9 +232,7 @@ impl RequestWriter {
                 *slice = IoSlice::new(piece.bytes());
             }
             match stream.try_write_vectored(&slices[..count]) {
-                Ok(0) => {
-                    return Poll::Ready(Err(WriteError::Io(io::ErrorKind::WriteZero.into())))
-                }
+                Ok(0) => return Poll::Ready(Err(WriteError::Io(io::ErrorKind::WriteZero.into()))),
                 Ok(n) => self.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(error) => return Poll::Ready(Err(WriteError::Io(error))),

@@ -23,6 +23,8 @@ use crate::clock::now_ms;
 use crate::error::BodyError;
 use crate::policy::{BodyClock, BodyLimits, SlowBody};
 
+use super::h1::BackendBody;
+
 /// The client's body failed: the client's fault, not the backend's.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClientBodyError {
@@ -111,6 +113,15 @@ impl UpstreamBody {
             self.notify_sent();
         }
         Ok(())
+    }
+
+    /// Puts data taken from the body back in front of the rest (a request that could not be
+    /// written goes out again on another connection). The data was counted when it arrived.
+    pub(crate) fn put_back(&mut self, data: Vec<Bytes>) {
+        for bytes in data.into_iter().rev() {
+            self.read_ahead_bytes += bytes.len() as u64;
+            self.read_ahead.push_front(Frame::data(bytes));
+        }
     }
 
     /// The client's next frame, counted and timed.
@@ -232,7 +243,7 @@ pub(crate) struct BackendStalled(Duration);
 /// HTTP/2) instead of finishing it as if complete. Like nginx's `proxy_read_timeout`, it bounds
 /// each pause, not the whole transfer.
 pub(crate) struct ResponseBody {
-    inner: Incoming,
+    inner: BackendBody,
     stall: Duration,
     /// Armed while waiting for the backend's next frame.
     timer: Option<Pin<Box<Sleep>>>,
@@ -244,7 +255,7 @@ pub(crate) struct ResponseBody {
 
 impl ResponseBody {
     /// Wraps `inner`, allowing pauses of at most `stall`, holding `in_flight` until dropped.
-    pub(crate) fn new(inner: Incoming, stall: Duration, in_flight: Option<InFlight>) -> Self {
+    pub(crate) fn new(inner: BackendBody, stall: Duration, in_flight: Option<InFlight>) -> Self {
         ResponseBody {
             inner,
             stall,

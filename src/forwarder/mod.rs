@@ -2,6 +2,7 @@
 //! back; a backend that refuses the connection is skipped for the next one.
 
 mod body;
+pub mod h1;
 pub(crate) mod headers;
 mod pool;
 mod upgrade;
@@ -11,10 +12,11 @@ use body::ResponseBody;
 pub use headers::add_identity;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use tokio::sync::Notify;
 
@@ -25,12 +27,15 @@ use crate::policy::{retry, IdentityHeaders};
 use crate::request::{Caller, ClientInfo};
 use crate::service::Service;
 use body::{ClientBodyError, UpstreamBody, WAITING_ON_CLIENT};
-use pool::{Pool, Sender};
+use h1::{BackendBody, Conn, SendError};
+use pool::{Home, Pool};
 
 /// One worker's upstream side: its keep-alive connections to every backend.
 #[derive(Debug, Default)]
 pub struct Forwarder {
-    pool: Pool,
+    /// Shared with the response bodies, which park their connection once read (weakly: a body
+    /// outliving its worker just closes it).
+    pool: Arc<Pool>,
     /// The browser session cookie's name: taken out of every request's `Cookie` header.
     session_cookie: Box<str>,
 }
@@ -49,7 +54,7 @@ impl Forwarder {
     /// create it on the runtime that will use it.
     pub fn new(session_cookie: &str) -> Self {
         Forwarder {
-            pool: Pool::default(),
+            pool: Arc::default(),
             session_cookie: session_cookie.into(),
         }
     }
@@ -184,17 +189,17 @@ impl Forwarder {
         backend: &Backend,
         request: Request<UpstreamBody>,
         sent: Option<&Notify>,
-    ) -> Result<Response<Incoming>, Attempt> {
-        let sender = match self
+    ) -> Result<Response<BackendBody>, Attempt> {
+        let (conn, fresh) = match self
             .pool
             .checkout(&backend.authority, service.connect_timeout)
             .await
         {
-            Ok(sender) => sender,
+            Ok(checked_out) => checked_out,
             Err(error) => return Err(Attempt::Refused(Box::new(request), error)),
         };
         let handed_on = request.body().handed_on();
-        let exchange = self.exchange(service, backend, sender, request);
+        let exchange = self.exchange(service, backend, conn, fresh, request);
         tokio::pin!(exchange);
         if let (Some(sent), Some(handed_on)) = (sent, handed_on) {
             tokio::select! {
@@ -213,54 +218,50 @@ impl Forwarder {
         }
     }
 
-    /// Sends the request and parks the connection again once response headers are in. A parked
-    /// connection the backend closed meanwhile hands the request back unsent; it then goes out
-    /// on a fresh connection.
+    /// Sends the request and returns the response once its head is in; its body parks the
+    /// connection again once read. A parked connection the backend closed meanwhile hands the
+    /// request back unsent; it then goes out on a fresh connection.
     async fn exchange(
         &self,
         service: &Service,
         backend: &Backend,
-        mut sender: Sender,
+        mut conn: Conn,
+        mut fresh: bool,
         mut request: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, Attempt> {
-        let mut fresh = false;
+    ) -> Result<Response<BackendBody>, Attempt> {
         loop {
-            match sender.try_send_request(request).await {
+            let home = Home {
+                pool: Arc::downgrade(&self.pool),
+                backend: backend.authority.clone(),
+                idle: service.idle_timeout,
+            };
+            match h1::send(conn, request, home).await {
                 Ok(response) if ambiguous_length(response.headers()) => {
                     // RFC 9112 §6.3: "ought to be handled as an error". Passing it on would let
                     // the backend pick the client's framing, and this connection's own framing
-                    // is in doubt: it is not parked, so it closes once dropped here.
+                    // is in doubt: it is never parked (see `h1::Head::keep_alive`), so it
+                    // closes once dropped here.
                     tracing::warn!(service = &*service.name, backend = %backend.authority, "backend response has both Content-Length and Transfer-Encoding");
                     return Err(Attempt::Failed(ProxyError::Upstream(format!(
                         "backend {} sent an ambiguous response length",
                         backend.authority
                     ))));
                 }
-                Ok(response) => {
-                    // A switched connection belongs to its tunnel now.
-                    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-                        self.pool
-                            .park(&backend.authority, sender, service.idle_timeout);
-                    }
-                    return Ok(response);
+                Ok(response) => return Ok(response),
+                Err(SendError::Unsent(unsent, _)) if !fresh => {
+                    request = *unsent;
+                    conn = match Conn::connect(backend.authority.as_str(), service.connect_timeout)
+                        .await
+                    {
+                        Ok(conn) => conn,
+                        Err(e) => return Err(Attempt::Refused(Box::new(request), e)),
+                    };
+                    fresh = true;
                 }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if !fresh => {
-                        request = unsent;
-                        sender = match pool::connect(&backend.authority, service.connect_timeout)
-                            .await
-                        {
-                            Ok(sender) => sender,
-                            Err(e) => return Err(Attempt::Refused(Box::new(request), e)),
-                        };
-                        fresh = true;
-                    }
-                    Some(unsent) => {
-                        let closed = std::io::Error::other(error.into_error());
-                        return Err(Attempt::Refused(Box::new(unsent), closed));
-                    }
-                    None => return Err(failed(service, backend, &error.into_error())),
-                },
+                Err(SendError::Unsent(unsent, closed)) => {
+                    return Err(Attempt::Refused(unsent, closed));
+                }
+                Err(SendError::Failed(error)) => return Err(failed(service, backend, &error)),
             }
         }
     }
@@ -382,8 +383,8 @@ fn origin_form(uri: &Uri) -> Uri {
 
 /// Maps a failed exchange: the client's broken, oversized, stalled or too slow body is the
 /// client's fault (400/413/408); anything else is the backend's (502).
-fn failed(service: &Service, backend: &Backend, error: &hyper::Error) -> Attempt {
-    if let Some(body_error) = find_cause::<ClientBodyError>(error) {
+fn failed(service: &Service, backend: &Backend, error: &h1::Error) -> Attempt {
+    if let h1::Error::ClientBody(body_error) = error {
         tracing::debug!(service = &*service.name, error = %body_error, "client body failed");
         return Attempt::Failed(client_body_error(body_error));
     }
@@ -429,20 +430,6 @@ pub fn rewrite_request_headers(
     let host = headers.get(header::HOST).cloned();
     let scheme = client.scheme(headers);
     headers::add_forwarded(headers, client, scheme, host.as_ref());
-}
-
-/// The first error of type `T` in `error`'s chain of causes.
-fn find_cause<'e, T: std::error::Error + 'static>(
-    error: &'e (dyn std::error::Error + 'static),
-) -> Option<&'e T> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
 }
 
 /// The error and its causes on one line, for logs.

@@ -17,6 +17,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::h1::BackendBody;
 use crate::request::ConnectionSlot;
 
 /// Whether the client asks to switch to WebSocket (HTTP/1.1 `Connection: upgrade` +
@@ -72,7 +73,7 @@ pub(super) fn restore_request_headers(headers: &mut HeaderMap, protocol: HeaderV
 /// and joins the two connections in a task of their own; any other answer is passed on as a
 /// plain response (with hop-by-hop headers removed) and the client's upgrade is dropped.
 pub(super) fn tunnel_if_switched(
-    response: &mut Response<Incoming>,
+    response: &mut Response<BackendBody>,
     client_side: ClientSide,
     idle: Duration,
 ) {
@@ -80,19 +81,14 @@ pub(super) fn tunnel_if_switched(
         super::headers::strip_hop_by_hop(response.headers_mut());
         return;
     }
-    let upstream_side = hyper::upgrade::on(&mut *response);
+    let Some(upstream) = response.body_mut().take_upgraded() else {
+        return;
+    };
     tokio::spawn(async move {
         let _slot = client_side.slot;
-        let (client, upstream) = tokio::join!(client_side.upgrade, upstream_side);
-        match (client, upstream) {
-            (Ok(client), Ok(upstream)) => {
-                join(TokioIo::new(client), TokioIo::new(upstream), idle).await;
-            }
-            (client, upstream) => tracing::debug!(
-                client_ok = client.is_ok(),
-                upstream_ok = upstream.is_ok(),
-                "upgrade did not complete"
-            ),
+        match client_side.upgrade.await {
+            Ok(client) => join(TokioIo::new(client), upstream, idle).await,
+            Err(error) => tracing::debug!(%error, "the client's upgrade did not complete"),
         }
     });
 }

@@ -98,6 +98,11 @@ fn header_seeds_and_past_crashes_replay_cleanly() {
     replay("forward_headers", fuzz::forward_headers);
 }
 
+#[test]
+fn upstream_response_seeds_and_past_crashes_replay_cleanly() {
+    replay("upstream_response", fuzz::upstream_response);
+}
+
 // Crashes the fuzzers found, as readable cases; the minimised inputs are under
 // fuzz/regressions/<target>/.
 

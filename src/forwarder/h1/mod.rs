@@ -1,0 +1,144 @@
+//! Gatehouse's own HTTP/1.1 client: one request/response exchange on a pooled connection, run
+//! inside the request's task. hyper's client ran each connection as a task of its own, reached
+//! through a channel, and every request paid for the hand-off both ways; here the request's
+//! task writes the request, reads the response head and hands back a body that reads the rest
+//! from the socket when polled. No task, no channel, no allocation per exchange beyond the
+//! head's bytes.
+//!
+//! - `write`: the request head and the body's framing, streaming the body.
+//! - `parse`: the response head (`httparse`), its framing and keep-alive.
+//! - `chunked`, `decode`: the body's framing, without I/O.
+//! - `body`: the response body, parking the connection again once it has been read.
+//! - `conn`: the socket and its read buffer.
+//! - `replay`: the parser and decoder over given bytes, for the `upstream_response` fuzz target.
+
+mod body;
+mod chunked;
+mod conn;
+mod decode;
+mod parse;
+mod replay;
+mod write;
+
+use std::future::poll_fn;
+use std::io;
+use std::task::Poll;
+
+use http::{header, Method, Request, Response};
+
+use super::body::{ClientBodyError, UpstreamBody};
+use super::pool::Home;
+pub(crate) use body::BackendBody;
+pub(crate) use conn::Conn;
+pub use parse::{BodyKind, ParseError, MAX_HEAD, MAX_HEADERS};
+pub use replay::{replay_response, Replayed};
+use write::{RequestWriter, WriteError};
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("backend connection: {0}")]
+    Io(#[source] io::Error),
+    #[error(transparent)]
+    Parse(ParseError),
+    #[error("the backend closed the connection without answering")]
+    Closed,
+    /// The client's fault, not the backend's.
+    #[error(transparent)]
+    ClientBody(ClientBodyError),
+}
+
+/// How `send` failed.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// Not a byte of the request was written: it comes back, to go out on another connection.
+    Unsent(Box<Request<UpstreamBody>>, io::Error),
+    Failed(Error),
+}
+
+/// Sends `request` on `conn` and waits for the response head. The body streams while the
+/// response is awaited; a response that comes before the body has been sent (a 413, say) ends
+/// the sending, and its connection is not reused. `home` is where the connection is parked
+/// once the response body has been read, when the backend allows.
+pub(crate) async fn send(
+    mut conn: Conn,
+    request: Request<UpstreamBody>,
+    home: Home,
+) -> Result<Response<BackendBody>, SendError> {
+    let (mut parts, body) = request.into_parts();
+    let head_request = parts.method == Method::HEAD;
+    let (head, framing) = write::head(&parts.method, &parts.uri, &mut parts.headers, &body);
+    let close = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|line| parse::has_token(line, "close"));
+    let mut writer = RequestWriter::new(head, body, framing);
+    let mut written = false;
+    let mut write_failed: Option<io::Error> = None;
+    let outcome = poll_fn(|cx| {
+        if !written && write_failed.is_none() {
+            match writer.poll_write(cx, &conn.stream) {
+                Poll::Ready(Ok(())) => written = true,
+                Poll::Ready(Err(WriteError::Body(error))) => {
+                    return Poll::Ready(Err(Some(Error::ClientBody(error))))
+                }
+                Poll::Ready(Err(WriteError::Io(error))) if !writer.wrote_any() => {
+                    write_failed = Some(error);
+                    return Poll::Ready(Err(None));
+                }
+                // The backend may still answer (and say why it stopped reading).
+                Poll::Ready(Err(WriteError::Io(error))) => write_failed = Some(error),
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            match parse::parse_head(&mut conn.buf, head_request) {
+                Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                Ok(None) => {}
+                Err(error) => return Poll::Ready(Err(Some(Error::Parse(error)))),
+            }
+            match conn.poll_fill(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    let error = write_failed.take().map_or(Error::Closed, Error::Io);
+                    return Poll::Ready(Err(Some(error)));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(Some(Error::Io(error)))),
+            }
+        }
+    })
+    .await;
+    let head = match outcome {
+        Ok(head) => head,
+        Err(Some(error)) => return Err(SendError::Failed(error)),
+        Err(None) => {
+            let error = write_failed.unwrap_or_else(|| io::ErrorKind::BrokenPipe.into());
+            return match writer.into_unsent_body() {
+                Some(body) => Err(SendError::Unsent(
+                    Box::new(Request::from_parts(parts, body)),
+                    error,
+                )),
+                None => Err(SendError::Failed(Error::Io(error))),
+            };
+        }
+    };
+    // Reused only after a whole exchange: the request written in full, both sides agreeing.
+    let keep_alive = head.keep_alive && written && write_failed.is_none() && !close;
+    drop(writer);
+    let mut response = Response::new(BackendBody::new(conn, head.body, keep_alive, home));
+    *response.status_mut() = head.status;
+    *response.version_mut() = head.version;
+    *response.headers_mut() = head.headers;
+    if let Some(reason) = head.reason {
+        // Passed on to the client as hyper's client did.
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
+            response.extensions_mut().insert(reason);
+        }
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+//! A backend's response head, parsed with `httparse`: the status line and at most
+//! [`MAX_HEADERS`] fields in at most [`MAX_HEAD`] bytes, informational (1xx) answers skipped,
+//! and how the body is framed (RFC 9112 §6.3) and whether the connection may carry another
+//! request afterwards.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{StatusCode, Version};
+
+/// The most bytes a response head may take (hyper allowed about 408 KiB).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The most header fields a response head may have (hyper's default too).
+pub const MAX_HEADERS: usize = 100;
+
+/// Why a response (head or body) cannot be read; the backend's fault, answered 502.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The head did not end within [`MAX_HEAD`] bytes.
+    #[error("the response head exceeds {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    /// Malformed: bad syntax, a bad length, a limit of the body's framing exceeded.
+    #[error("invalid response: {0}")]
+    Invalid(&'static str),
+    /// The connection ended before the message did.
+    #[error("the connection closed before the response ended")]
+    Incomplete,
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body (HEAD, 204, 304, `Content-Length: 0`).
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: …, chunked`.
+    Chunked,
+    /// Until the backend closes the connection.
+    Close,
+    /// `101 Switching Protocols`: what follows is the new protocol's.
+    Upgrade,
+}
+
+/// A final response head.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    /// The reason phrase, when it is not the status's canonical one.
+    pub reason: Option<Bytes>,
+    pub body: BodyKind,
+    /// Whether the connection may carry another request once the body is read: HTTP/1.1
+    /// without `Connection: close`, HTTP/1.0 with `Connection: keep-alive`; never after a body
+    /// delimited by the close, a switch of protocols, or a length stated two ways.
+    pub keep_alive: bool,
+}
+
+/// Parses the response head at the start of `buf`, consuming it (and any 1xx heads before it)
+/// on success. `Ok(None)`: more bytes are needed. `head_request`: the request was `HEAD`, so
+/// the response has no body whatever its headers say.
+pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, ParseError> {
+    loop {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut fields);
+        let len = match response.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+                return Err(ParseError::HeadTooLarge)
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(ParseError::Invalid("more than 100 header fields"))
+            }
+            Err(_) => return Err(ParseError::Invalid("malformed response head")),
+        };
+        if len > MAX_HEAD {
+            return Err(ParseError::HeadTooLarge);
+        }
+        let code = response.code.unwrap_or_default();
+        let status =
+            StatusCode::from_u16(code).map_err(|_| ParseError::Invalid("invalid status code"))?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            // 100 Continue and friends: the final answer follows.
+            buf.advance(len);
+            continue;
+        }
+        let version = if response.version == Some(1) {
+            Version::HTTP_11
+        } else {
+            Version::HTTP_10
+        };
+        let reason = response
+            .reason
+            .filter(|r| Some(*r) != status.canonical_reason());
+        // Offsets first: the fields borrow `buf`, which is split off (without a copy) next.
+        let base = buf.as_ptr() as usize;
+        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        let count = response.headers.len();
+        for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
+            let name = field.name.as_ptr() as usize - base;
+            let value = field.value.as_ptr() as usize - base;
+            *span = (
+                name,
+                name + field.name.len(),
+                value,
+                value + field.value.len(),
+            );
+        }
+        let reason = reason.map(|r| {
+            let at = r.as_ptr() as usize - base;
+            (at, at + r.len())
+        });
+        let bytes = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(count);
+        for &(n0, n1, v0, v1) in &spans[..count] {
+            let name = HeaderName::from_bytes(&bytes[n0..n1])
+                .map_err(|_| ParseError::Invalid("invalid header name"))?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(v0..v1))
+                .map_err(|_| ParseError::Invalid("invalid header value"))?;
+            headers.append(name, value);
+        }
+        let reason = reason.map(|(a, b)| bytes.slice(a..b));
+        let body = framing(status, version, &headers, head_request)?;
+        let keep_alive = keeps_alive(version, &headers)
+            && !matches!(body, BodyKind::Close | BodyKind::Upgrade)
+            && !(headers.contains_key(header::CONTENT_LENGTH)
+                && headers.contains_key(header::TRANSFER_ENCODING));
+        return Ok(Some(Head {
+            status,
+            version,
+            headers,
+            reason,
+            body,
+            keep_alive,
+        }));
+    }
+}
+
+/// RFC 9112 §6.3, in hyper's order.
+fn framing(
+    status: StatusCode,
+    version: Version,
+    headers: &HeaderMap,
+    head_request: bool,
+) -> Result<BodyKind, ParseError> {
+    match status.as_u16() {
+        101 => return Ok(BodyKind::Upgrade),
+        204 | 304 => return Ok(BodyKind::Empty),
+        _ if head_request => return Ok(BodyKind::Empty),
+        _ => {}
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        if version == Version::HTTP_10 {
+            return Err(ParseError::Invalid(
+                "Transfer-Encoding in an HTTP/1.0 response",
+            ));
+        }
+        return Ok(if chunked_last(headers) {
+            BodyKind::Chunked
+        } else {
+            BodyKind::Close
+        });
+    }
+    if !headers.contains_key(header::CONTENT_LENGTH) {
+        return Ok(BodyKind::Close);
+    }
+    match content_length(headers) {
+        // hyper reserves the top two values of u64 for its own markers.
+        Some(len) if len > u64::MAX - 2 => Err(ParseError::Invalid("Content-Length too large")),
+        Some(0) => Ok(BodyKind::Empty),
+        Some(len) => Ok(BodyKind::Length(len)),
+        None => Err(ParseError::Invalid("invalid Content-Length")),
+    }
+}
+
+/// Whether the last transfer coding of the last `Transfer-Encoding` line is `chunked`.
+fn chunked_last(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// The `Content-Length`: every value of every line (comma-separated) the same valid number.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut length = None;
+    for line in headers.get_all(header::CONTENT_LENGTH) {
+        for value in line.to_str().ok()?.split(',') {
+            let value = value.trim();
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let n: u64 = value.parse().ok()?;
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
+        }
+    }
+    length
+}
+
+/// HTTP/1.1 unless a `Connection` line says `close`; HTTP/1.0 only with `keep-alive` (and no
+/// `close`).
+fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    let mut keep_alive = version == Version::HTTP_11;
+    for line in headers.get_all(header::CONNECTION) {
+        if has_token(line, "close") {
+            return false;
+        }
+        if !keep_alive {
+            keep_alive = has_token(line, "keep-alive");
+        }
+    }
+    keep_alive
+}
+
+/// Whether the comma-separated `line` has `token` (ASCII case-insensitive).
+pub(crate) fn has_token(line: &HeaderValue, token: &str) -> bool {
+    line.to_str()
+        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}

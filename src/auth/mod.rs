@@ -3,6 +3,8 @@
 //!
 //! - `jwt`: token issue and verification with the algorithm pinned.
 //! - `cache`: verified tokens until they expire, so a signature is checked once per token.
+//! - `refused`: tokens verification refused, by keyed hash, so a bad token sent again is not
+//!   checked again.
 //! - `password`: argon2id on the blocking pool behind a semaphore.
 //! - `revocation`: in-memory deny-lists kept fresh from the store (no database call per request).
 //! - `throttle`: token buckets for login and registration per client network.
@@ -26,6 +28,7 @@ pub mod lockout;
 pub mod login;
 pub mod password;
 pub mod refresh;
+pub mod refused;
 pub mod revocation;
 mod runtime;
 pub mod throttle;

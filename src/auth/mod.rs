@@ -5,6 +5,8 @@
 //! - `cache`: verified tokens until they expire, so a signature is checked once per token.
 //! - `refused`: tokens verification refused, by keyed hash, so a bad token sent again is not
 //!   checked again.
+//! - `verifications`: per-client-network buckets of signature checks, so a flood of distinct
+//!   forged tokens cannot take a core.
 //! - `password`: argon2id on the blocking pool behind a semaphore.
 //! - `revocation`: in-memory deny-lists kept fresh from the store (no database call per request).
 //! - `throttle`: token buckets for login and registration per client network.
@@ -32,6 +34,7 @@ pub mod refused;
 pub mod revocation;
 mod runtime;
 pub mod throttle;
+pub mod verifications;
 
 pub mod assertion;
 pub mod keyring;

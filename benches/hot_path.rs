@@ -7,6 +7,7 @@
 //! bench once, as a smoke test; keep setup cheap for that.
 
 use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The HS256 secret of every bench token (32 bytes or more, as the config requires).
 const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret!!";
+
+/// The client every bench request comes from.
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
 const STRATEGIES: [&str; 4] = ["round_robin", "random", "least_requests", "p2c"];
 
@@ -225,36 +229,95 @@ fn jwt_verify(c: &mut Criterion) {
         assert_eq!(keys.verify(&token).unwrap(), claims);
         group.bench_function(name, |b| b.iter(|| keys.verify(black_box(&token))));
     }
-    authenticate_cached(&mut group, &scratch, &hs256);
+    // What each forged EdDSA token cost before the refused-token cache: a failed signature
+    // check is as dear as a good one.
+    let forged = forged(&eddsa.issue(&credentials()).unwrap().0);
+    assert!(eddsa.verify(&forged).is_err());
+    group.bench_function("verify_forged_eddsa", |b| {
+        b.iter(|| eddsa.verify(black_box(&forged)))
+    });
+    let auth = bench_auth(&scratch);
+    authenticate_cached(&mut group, &auth, &hs256);
+    authenticate_refused(&mut group, &auth, &hs256);
     group.finish();
+}
+
+/// `token` with its signature's first character changed: well-formed, wrongly signed.
+fn forged(token: &str) -> String {
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let first = if signature.starts_with('A') { 'B' } else { 'A' };
+    format!("{signed}.{first}{}", &signature[1..])
+}
+
+/// An HS256 `Auth` on a scratch SQLite store, as `gatehouse serve` starts it.
+fn bench_auth(scratch: &ScratchDir) -> Auth {
+    let database = format!("sqlite://{}", scratch.0.join("accounts.db").display());
+    let mut settings = jwt_settings("algorithm: HS256");
+    settings.auth.jwt.set_secret_override(SECRET.to_vec());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(Auth::start(&settings.auth, &database, Metrics::new()))
+        .expect("auth starts on a scratch SQLite file")
+}
+
+fn bearer(token: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let value = HeaderValue::try_from(format!("Bearer {token}")).unwrap();
+    headers.insert(header::AUTHORIZATION, value);
+    headers
+}
+
+/// What a forged token costs once refused: a repeat is answered from the refused-token cache
+/// (`authenticate_cached_invalid`); a new one, once the network's bucket is empty, is refused
+/// unchecked (`authenticate_throttled`). Compare with `verify_forged_eddsa`.
+fn authenticate_refused(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    auth: &Auth,
+    keys: &TokenKeys,
+) {
+    let headers = bearer(&forged(&keys.issue(&credentials()).unwrap().0));
+    assert!(auth.authenticate(&headers, CLIENT).is_err());
+    group.bench_function("authenticate_cached_invalid", |b| {
+        b.iter(|| auth.authenticate(black_box(&headers), CLIENT).is_err())
+    });
+    // Distinct forgeries from one network until its bucket refuses them.
+    let base = forged(&keys.issue(&credentials()).unwrap().0);
+    let mut n = 0u64;
+    let mut next = || {
+        n += 1;
+        bearer(&format!("{base}{n}"))
+    };
+    while !matches!(
+        auth.authenticate(&next(), CLIENT),
+        Err(gatehouse::auth::AuthError::Throttled(_))
+    ) {}
+    group.bench_function("authenticate_throttled", |b| {
+        b.iter_batched(
+            &mut next,
+            |headers| auth.authenticate(black_box(&headers), CLIENT).is_err(),
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 /// What a request with a token already seen costs: `Auth::authenticate` finds it in the
 /// verified-token cache and checks revocation; the signature is not checked again.
 fn authenticate_cached(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    scratch: &ScratchDir,
+    auth: &Auth,
     keys: &TokenKeys,
 ) {
-    let database = format!("sqlite://{}", scratch.0.join("accounts.db").display());
-    let secret = SECRET.to_vec();
-    let mut settings = jwt_settings("algorithm: HS256");
-    settings.auth.jwt.set_secret_override(secret);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let auth = runtime
-        .block_on(Auth::start(&settings.auth, &database, Metrics::new()))
-        .expect("auth starts on a scratch SQLite file");
     let (token, _) = keys.issue(&credentials()).unwrap();
-    let mut headers = HeaderMap::new();
-    let bearer = HeaderValue::try_from(format!("Bearer {token}")).unwrap();
-    headers.insert(header::AUTHORIZATION, bearer);
-    let first = auth.authenticate(&headers).expect("the token is accepted");
+    let headers = bearer(&token);
+    let first = auth
+        .authenticate(&headers, CLIENT)
+        .expect("the token is accepted");
     assert_eq!(first.claims.username, "alice.smith");
     group.bench_function("authenticate_cached", |b| {
-        b.iter(|| auth.authenticate(black_box(&headers)).is_ok())
+        b.iter(|| auth.authenticate(black_box(&headers), CLIENT).is_ok())
     });
 }
 

@@ -230,6 +230,11 @@ impl From<crate::auth::AuthError> for ProxyError {
             crate::auth::AuthError::Missing => ProxyError::MissingToken,
             crate::auth::AuthError::Token(error) => ProxyError::InvalidToken(error),
             crate::auth::AuthError::StoreUnavailable => ProxyError::StoreUnavailable,
+            // The token was not checked, so it is not called invalid: a client told
+            // `invalid_token` would refresh or sign in again, costing more than it saved.
+            crate::auth::AuthError::Throttled(throttled) => {
+                ProxyError::RateLimited(throttled.retry_after_secs)
+            }
         }
     }
 }

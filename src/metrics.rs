@@ -63,6 +63,23 @@ pub enum AuthFailure {
     Expired,
     /// Logged out or its account disabled.
     Revoked,
+    /// Not checked: the client network's bucket of verifications was empty (429).
+    RateLimited,
+}
+
+/// What became of a token not in the verified-token cache: the `result` label of
+/// `gatehouse_token_verifications_total`. `valid` + `invalid` are the signature checks made
+/// (their CPU cost); `cached_invalid` and `throttled` were answered without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// Checked and accepted (then cached until it expires).
+    Valid,
+    /// Checked and refused.
+    Invalid,
+    /// Refused from the negative cache: the same token was refused recently.
+    CachedInvalid,
+    /// Refused unchecked: the client network's bucket of verifications was empty.
+    Throttled,
 }
 
 /// How a login ended: the `result` label of `gatehouse_logins_total`.
@@ -114,7 +131,8 @@ pub struct Metrics {
     backend_up: IntGaugeVec,
     health_checks: IntCounterVec,
     access: IntCounterVec,
-    auth_failures: [IntCounter; 4],
+    auth_failures: [IntCounter; 5],
+    token_verifications: [IntCounter; 4],
     logins: [IntCounter; 3],
     refreshes: [IntCounter; 3],
     reloads: [IntCounter; 2],
@@ -172,8 +190,14 @@ impl Metrics {
         let auth_failures = counter_vec(
             &registry,
             "gatehouse_auth_failures_total",
-            "Requests refused for a missing, invalid, expired or revoked token.",
+            "Requests refused for a missing, invalid, expired or revoked token, or a token left unchecked by the client network's verification bucket (rate_limited).",
             &["reason"],
+        );
+        let token_verifications = counter_vec(
+            &registry,
+            "gatehouse_token_verifications_total",
+            "Tokens not in the verified-token cache, by result: valid and invalid were signature-checked; cached_invalid was refused from the negative cache and throttled by the client network's bucket, both unchecked.",
+            &["result"],
         );
         let logins = counter_vec(
             &registry,
@@ -222,8 +246,10 @@ impl Metrics {
         register_process_metrics(&registry);
         let control = Arc::new(ServiceMetrics::new(&requests, &durations, CONTROL));
         Metrics {
-            auth_failures: ["missing", "invalid", "expired", "revoked"]
+            auth_failures: ["missing", "invalid", "expired", "revoked", "rate_limited"]
                 .map(|reason| auth_failures.with_label_values(&[reason])),
+            token_verifications: ["valid", "invalid", "cached_invalid", "throttled"]
+                .map(|result| token_verifications.with_label_values(&[result])),
             logins: ["success", "failure", "rate_limited"]
                 .map(|result| logins.with_label_values(&[result])),
             refreshes: ["success", "invalid", "reused"]
@@ -288,6 +314,11 @@ impl Metrics {
     /// Counts a refused token.
     pub fn auth_failure(&self, reason: AuthFailure) {
         self.auth_failures[reason as usize].inc();
+    }
+
+    /// Counts what became of a token not in the verified-token cache.
+    pub fn token_verification(&self, result: Verification) {
+        self.token_verifications[result as usize].inc();
     }
 
     /// Counts a login attempt.
@@ -561,6 +592,8 @@ mod tests {
         let text = exposition(&Metrics::new());
         for line in [
             r#"gatehouse_auth_failures_total{reason="revoked"} 0"#,
+            r#"gatehouse_auth_failures_total{reason="rate_limited"} 0"#,
+            r#"gatehouse_token_verifications_total{result="cached_invalid"} 0"#,
             r#"gatehouse_logins_total{result="rate_limited"} 0"#,
             r#"gatehouse_token_refreshes_total{result="reused"} 0"#,
             r#"gatehouse_config_reloads_total{result="failure"} 0"#,
@@ -574,11 +607,14 @@ mod tests {
     fn each_counter_moves_only_its_own_label() {
         let metrics = Metrics::new();
         metrics.auth_failure(AuthFailure::Expired);
+        metrics.token_verification(Verification::Throttled);
         metrics.login(LoginResult::RateLimited);
         metrics.reload(false);
         let text = exposition(&metrics);
         assert!(text.contains(r#"gatehouse_auth_failures_total{reason="expired"} 1"#));
         assert!(text.contains(r#"gatehouse_auth_failures_total{reason="missing"} 0"#));
+        assert!(text.contains(r#"gatehouse_token_verifications_total{result="throttled"} 1"#));
+        assert!(text.contains(r#"gatehouse_token_verifications_total{result="valid"} 0"#));
         assert!(text.contains(r#"gatehouse_logins_total{result="rate_limited"} 1"#));
         assert!(text.contains(r#"gatehouse_config_reloads_total{result="failure"} 1"#));
         assert!(text.contains(r#"gatehouse_config_reloads_total{result="success"} 0"#));

@@ -77,6 +77,34 @@ pub enum TokenError {
     Revoked,
 }
 
+/// A token [`TokenKeys::check`] refused: why, and whether these keys would refuse it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// What the caller is told.
+    pub error: TokenError,
+    /// The same token would be refused again for the life of these keys (malformed, wrongly
+    /// signed, wrong algorithm or issuer, expired): safe to remember. Not lasting: a `kid` not
+    /// published yet (a keyring refresh may bring it) or a `nbf` still ahead, which time
+    /// alone can make valid.
+    pub lasting: bool,
+}
+
+impl Refusal {
+    fn lasting(error: TokenError) -> Self {
+        Refusal {
+            error,
+            lasting: true,
+        }
+    }
+
+    fn for_now(error: TokenError) -> Self {
+        Refusal {
+            error,
+            lasting: false,
+        }
+    }
+}
+
 /// The key material could not be set up; `serve` refuses to start.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -268,11 +296,17 @@ impl TokenKeys {
 
     /// Checks signature, algorithm, issuer, `exp` and `nbf`; revocation is checked by the caller.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.check(token).map_err(|refusal| refusal.error)
+    }
+
+    /// [`TokenKeys::verify`], saying of a refusal whether it would last (the negative cache
+    /// remembers only those).
+    pub fn check(&self, token: &str) -> Result<Claims, Refusal> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::Invalid);
+            return Err(Refusal::lasting(TokenError::Invalid));
         }
         if let Some(keyring) = &self.store_keys {
-            return self.verify_by_kid(keyring, token);
+            return self.check_by_kid(keyring, token);
         }
         let mut decoded = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation);
         if let (Err(error), Some(previous)) = (&decoded, &self.previous) {
@@ -286,14 +320,18 @@ impl TokenKeys {
     }
 
     /// Verifies against the published store key the token's `kid` names; an unknown or
-    /// missing `kid` is invalid (never "try every key").
-    fn verify_by_kid(&self, keyring: &Keyring, token: &str) -> Result<Claims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
-        let key = header
+    /// missing `kid` is invalid (never "try every key"). Unknown is not lasting: a key rotated
+    /// in on another replica reaches this one at its next keyring refresh.
+    fn check_by_kid(&self, keyring: &Keyring, token: &str) -> Result<Claims, Refusal> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| Refusal::lasting(TokenError::Invalid))?;
+        let kid = header
             .kid
             .as_deref()
-            .and_then(|kid| keyring.published(kid))
-            .ok_or(TokenError::Invalid)?;
+            .ok_or(Refusal::lasting(TokenError::Invalid))?;
+        let key = keyring
+            .published(kid)
+            .ok_or(Refusal::for_now(TokenError::Invalid))?;
         token_result(jsonwebtoken::decode::<Claims>(
             token,
             key.decoding(),
@@ -304,13 +342,32 @@ impl TokenKeys {
 
 fn token_result(
     decoded: jsonwebtoken::errors::Result<jsonwebtoken::TokenData<Claims>>,
-) -> Result<Claims, TokenError> {
-    match decoded {
-        Ok(data) => Ok(data.claims),
-        Err(error) => match error.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(TokenError::Expired),
-            _ => Err(TokenError::Invalid),
-        },
+) -> Result<Claims, Refusal> {
+    use jsonwebtoken::errors::ErrorKind;
+    let error = match decoded {
+        Ok(data) => return Ok(data.claims),
+        Err(error) => error,
+    };
+    match error.kind() {
+        ErrorKind::ExpiredSignature => Err(Refusal::lasting(TokenError::Expired)),
+        // What the token says or how it is made: the same bytes fail the same way again.
+        ErrorKind::InvalidToken
+        | ErrorKind::InvalidSignature
+        | ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidIssuer
+        | ErrorKind::InvalidAudience
+        | ErrorKind::InvalidSubject
+        | ErrorKind::MissingRequiredClaim(_)
+        | ErrorKind::InvalidClaimFormat(_)
+        | ErrorKind::Base64(_)
+        | ErrorKind::Json(_)
+        | ErrorKind::Utf8(_) => Err(Refusal::lasting(TokenError::Invalid)),
+        // `nbf` ahead (beyond the leeway) passes with time; anything else is about our keys or
+        // the crypto provider, not the token, so it is not held against the token.
+        _ => Err(Refusal::for_now(TokenError::Invalid)),
     }
 }
 
@@ -431,6 +488,33 @@ mod tests {
         let other = TokenKeys::hs256(SECRET, "someone-else", Duration::from_secs(60));
         let (token, _) = other.issue(&credentials()).unwrap();
         assert_eq!(keys().verify(&token), Err(TokenError::Invalid));
+    }
+
+    fn signed(claims: &Claims) -> String {
+        let header = Header::new(Algorithm::HS256);
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    #[test]
+    fn refusals_say_whether_they_last() {
+        let keys = keys();
+        let (token, claims) = keys.issue(&credentials()).unwrap();
+        let lasting = |error| Err(Refusal::lasting(error));
+        let other = TokenKeys::hs256(&[7u8; 32], "gatehouse", Duration::from_secs(60));
+        let (wrongly_signed, _) = other.issue(&credentials()).unwrap();
+        assert_eq!(keys.check(&wrongly_signed), lasting(TokenError::Invalid));
+        assert_eq!(keys.check("not.a.token"), lasting(TokenError::Invalid));
+        assert_eq!(keys.check(&token[1..]), lasting(TokenError::Invalid));
+        let mut expired = claims.clone();
+        expired.exp = unix_secs() - LEEWAY_SECS - 10;
+        assert_eq!(keys.check(&signed(&expired)), lasting(TokenError::Expired));
+        // Valid in a minute: time alone changes the answer.
+        let mut early = claims;
+        early.nbf = unix_secs() + 60;
+        assert_eq!(
+            keys.check(&signed(&early)),
+            Err(Refusal::for_now(TokenError::Invalid))
+        );
     }
 
     #[test]

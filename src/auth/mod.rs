@@ -3,6 +3,10 @@
 //!
 //! - `jwt`: token issue and verification with the algorithm pinned.
 //! - `cache`: verified tokens until they expire, so a signature is checked once per token.
+//! - `refused`: tokens verification refused, by keyed hash, so a bad token sent again is not
+//!   checked again.
+//! - `verifications`: per-client-network buckets of signature checks, so a flood of distinct
+//!   forged tokens cannot take a core.
 //! - `password`: argon2id on the blocking pool behind a semaphore.
 //! - `revocation`: in-memory deny-lists kept fresh from the store (no database call per request).
 //! - `throttle`: token buckets for login and registration per client network.
@@ -26,15 +30,21 @@ pub mod lockout;
 pub mod login;
 pub mod password;
 pub mod refresh;
+pub mod refused;
 pub mod revocation;
 mod runtime;
 pub mod throttle;
+pub mod verifications;
+
+#[cfg(test)]
+mod forged_tests;
 
 pub mod assertion;
 pub mod keyring;
 pub mod sealing;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -43,18 +53,19 @@ use http::{header, HeaderMap};
 use crate::config::{
     AccountsPageAccess, AuthSettings, RefreshSettings, Registration, SessionSettings,
 };
-use crate::metrics::{AuthFailure, LoginResult, Metrics};
-use crate::request::cookie;
+use crate::metrics::{AuthFailure, LoginResult, Metrics, Verification};
+use crate::request::{cookie, ClientNetwork};
 use crate::store::{self, AccountStore, StoreError};
 
 pub use api_key_cache::ApiKeyCache;
 pub use audit::{Audit, AuditEvent};
 pub use cache::{Identity, TokenCache};
-pub use jwt::{Claims, KeyError, TokenError, TokenKeys};
+pub use jwt::{Claims, KeyError, Refusal, TokenError, TokenKeys};
 pub use lockout::{Attempt, Lockout};
 pub use login::{LoginRefused, LoginSource};
 pub use password::Passwords;
 pub use refresh::{Issued, RefreshRefused};
+pub use refused::RefusedTokens;
 pub use revocation::Revocations;
 pub use runtime::ControlRuntime;
 pub use throttle::{Throttle, Throttled};
@@ -74,6 +85,10 @@ pub enum AuthError {
     /// An API key not held in memory could not be looked up: the store is unavailable.
     #[error("the account store is unavailable")]
     StoreUnavailable,
+    /// A token not seen before was left unchecked: the client network has used up its
+    /// verifications for now.
+    #[error("too many new tokens from this client network; retry in {} s", .0.retry_after_secs)]
+    Throttled(Throttled),
 }
 
 /// Everything authentication needs, shared by all workers.
@@ -83,6 +98,8 @@ pub struct Auth {
     pub keys: TokenKeys,
     /// Tokens already verified.
     verified: TokenCache,
+    /// Tokens recently refused, by hash.
+    refused: RefusedTokens,
     /// Revoked tokens and accounts, kept fresh in the background.
     pub revocations: Arc<Revocations>,
     /// Password hashing off the async threads.
@@ -233,6 +250,7 @@ impl Auth {
         let auth = Auth {
             keys,
             verified: TokenCache::default(),
+            refused: RefusedTokens::default(),
             revocations,
             passwords: Arc::new(Passwords::new(runtime.cores())),
             throttle,
@@ -255,17 +273,27 @@ impl Auth {
 
     /// The identity of the request's bearer token, verified and not revoked. CPU only: the
     /// signature is checked once per token (then cached until `exp`), revocation every time.
-    /// A refusal is counted by reason.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
-        self.counted(self.verify_token(bearer_token(headers)))
+    /// A token refused recently is refused again unchecked; one not seen before takes a
+    /// verification from the bucket of `client`'s network ([`AuthError::Throttled`] when it is
+    /// empty). A refusal is counted by reason.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+    ) -> Result<Arc<Identity>, AuthError> {
+        self.counted(self.verify_token(bearer_token(headers), client))
     }
 
     /// The identity of a proxied request: its bearer token when it has one, else its session
     /// cookie (`auth.session.cookie_name`); neither is [`AuthError::Missing`]. Checked and
     /// counted as [`Auth::authenticate`] does.
-    pub fn authenticate_request(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
+    pub fn authenticate_request(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+    ) -> Result<Arc<Identity>, AuthError> {
         let token = bearer_token(headers).or_else(|| self.session_token(headers));
-        self.counted(self.verify_token(token))
+        self.counted(self.verify_token(token, client))
     }
 
     /// The identity of a proxied request, as [`Auth::authenticate_request`] finds it, but for
@@ -275,10 +303,10 @@ impl Auth {
     /// is there anything to wait for ([`Proxied::Pending`]). Only proxied requests take API
     /// keys: the control plane's endpoints (logout, API keys, …) want an access token, so a
     /// leaked key cannot mint more keys.
-    pub fn authenticate_proxied(&self, headers: &HeaderMap) -> Proxied<'_> {
+    pub fn authenticate_proxied(&self, headers: &HeaderMap, client: IpAddr) -> Proxied<'_> {
         let token = match bearer_token(headers) {
             Some(token) if api_keys::is_api_key(token) => token,
-            _ => return Proxied::Done(self.authenticate_request(headers)),
+            _ => return Proxied::Done(self.authenticate_request(headers, client)),
         };
         let now = crate::clock::unix_millis();
         match self.api_keys.step(token, now, &self.revocations) {
@@ -346,8 +374,8 @@ impl Auth {
 
     /// The identity of the request's session cookie alone, if it is valid. Not counted as a
     /// refusal when it is not: the sign-in page asks this of every visitor.
-    pub fn session_identity(&self, headers: &HeaderMap) -> Option<Arc<Identity>> {
-        self.verify_token(self.session_token(headers)).ok()
+    pub fn session_identity(&self, headers: &HeaderMap, client: IpAddr) -> Option<Arc<Identity>> {
+        self.verify_token(self.session_token(headers), client).ok()
     }
 
     /// The session cookie's value, if the request carries one.
@@ -365,6 +393,7 @@ impl Auth {
                 AuthError::Token(TokenError::Invalid) => AuthFailure::Invalid,
                 AuthError::Token(TokenError::Expired) => AuthFailure::Expired,
                 AuthError::Token(TokenError::Revoked) => AuthFailure::Revoked,
+                AuthError::Throttled(_) => AuthFailure::RateLimited,
                 // Not the caller's fault; counted in gatehouse_api_key_lookups_total.
                 AuthError::StoreUnavailable => return,
             })
@@ -376,22 +405,66 @@ impl Auth {
         self.metrics.login(result);
     }
 
-    fn verify_token(&self, token: Option<&str>) -> Result<Arc<Identity>, AuthError> {
+    fn verify_token(
+        &self,
+        token: Option<&str>,
+        client: IpAddr,
+    ) -> Result<Arc<Identity>, AuthError> {
         let token = token.ok_or(AuthError::Missing)?;
         let now = crate::clock::unix_secs();
         let identity = match self.verified.get(token, now) {
             Some(identity) => identity,
-            None => {
-                let claims = self.keys.verify(token)?;
-                let identity = Arc::new(Identity::new(claims).ok_or(TokenError::Invalid)?);
-                if identity.claims.exp > now {
-                    self.verified.insert(token, Arc::clone(&identity), now);
-                }
-                identity
-            }
+            None => self.verify_new(token, client, now)?,
         };
         self.revocations.check(&identity.claims)?;
         Ok(identity)
+    }
+
+    /// A token not in the verified-token cache: refused again if it was refused recently,
+    /// refused unchecked if `client`'s network has no verification left, else verified (and
+    /// remembered either way). Nothing here is on the path of a token already verified.
+    fn verify_new(
+        &self,
+        token: &str,
+        client: IpAddr,
+        now: u64,
+    ) -> Result<Arc<Identity>, AuthError> {
+        let metrics = &self.metrics;
+        // Refused before hashing: hashing it would cost more than refusing it.
+        if token.len() > jwt::MAX_TOKEN_BYTES {
+            metrics.token_verification(Verification::Invalid);
+            return Err(TokenError::Invalid.into());
+        }
+        let hash = self.refused.hash(token);
+        if let Some(error) = self.refused.get(hash, now) {
+            metrics.token_verification(Verification::CachedInvalid);
+            return Err(error.into());
+        }
+        if let Err(throttled) = self.throttle.verification(ClientNetwork::from(client)) {
+            metrics.token_verification(Verification::Throttled);
+            return Err(AuthError::Throttled(throttled));
+        }
+        let checked = self.keys.check(token).and_then(|claims| {
+            Identity::new(claims).ok_or(Refusal {
+                error: TokenError::Invalid,
+                lasting: true,
+            })
+        });
+        match checked {
+            Ok(identity) => {
+                metrics.token_verification(Verification::Valid);
+                let identity = Arc::new(identity);
+                if identity.claims.exp > now {
+                    self.verified.insert(token, Arc::clone(&identity), now);
+                }
+                Ok(identity)
+            }
+            Err(refusal) => {
+                metrics.token_verification(Verification::Invalid);
+                self.refused.remember(hash, refusal, now);
+                Err(refusal.error.into())
+            }
+        }
     }
 
     /// Runs store and hashing work on the control runtime, away from the proxy's workers;

@@ -1,6 +1,7 @@
 //! Login and registration rates: token buckets (GCRA) per client network (an IPv4 address or
 //! an IPv6 /64), in this process. They bound how fast one network may make attempts of any
-//! kind, and so the argon2 work it can cause here. What stops guessing at one account is the
+//! kind, and so the argon2 work it can cause here. The network's bucket of token signature
+//! verifications (`verifications`) is kept here too, swept with the others. What stops guessing at one account is the
 //! failure back-off in `lockout`, which the account store shares between replicas; an
 //! account-wide bucket here would let anyone lock anyone out.
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::verifications::VerificationBuckets;
 use crate::config::AuthLimits;
 use crate::request::ClientNetwork;
 
@@ -20,20 +22,26 @@ pub struct Throttled {
     pub retry_after_secs: u64,
 }
 
-/// The login and registration buckets.
+/// The login, registration and verification buckets.
 #[derive(Debug)]
 pub struct Throttle {
     login_by_network: Option<DefaultKeyedRateLimiter<ClientNetwork>>,
     register_by_network: Option<DefaultKeyedRateLimiter<ClientNetwork>>,
+    verifications: Option<VerificationBuckets>,
     clock: DefaultClock,
 }
 
 impl Throttle {
-    /// Buckets of `limits` attempts per minute (a burst of that many, refilled evenly); 0 = off.
+    /// Buckets of `limits` attempts per minute (a burst of that many, refilled evenly), and of
+    /// verifications per second (with their own burst); 0 = off.
     pub fn new(limits: &AuthLimits) -> Self {
+        let verifications = limits.token_verifications_per_second.0;
         Throttle {
             login_by_network: limiter(limits.login_per_minute),
             register_by_network: limiter(limits.register_per_minute),
+            verifications: (verifications > 0).then(|| {
+                VerificationBuckets::new(verifications, limits.token_verification_burst.0)
+            }),
             clock: DefaultClock::default(),
         }
     }
@@ -48,8 +56,20 @@ impl Throttle {
         self.take(&self.register_by_network, &network)
     }
 
+    /// Takes one signature verification of a token the network has not presented before (not
+    /// verified, nor refused, recently) from its bucket.
+    pub fn verification(&self, network: ClientNetwork) -> Result<(), Throttled> {
+        match &self.verifications {
+            Some(buckets) => buckets.take(network),
+            None => Ok(()),
+        }
+    }
+
     /// Drops buckets that are full again, so memory follows recent clients only.
     pub fn forget_idle(&self) {
+        if let Some(buckets) = &self.verifications {
+            buckets.forget_idle();
+        }
         for limiter in [&self.login_by_network, &self.register_by_network]
             .into_iter()
             .flatten()
@@ -134,6 +154,23 @@ mod tests {
         for _ in 0..1000 {
             assert!(throttle.login(network("127.0.0.1")).is_ok());
             assert!(throttle.register(network("127.0.0.1")).is_ok());
+        }
+    }
+
+    #[test]
+    fn verifications_are_bucketed_per_network_unless_off() {
+        let mut limits = limits(0, 0);
+        limits.token_verifications_per_second = crate::config::Bounded(1);
+        limits.token_verification_burst = crate::config::Bounded(2);
+        let throttle = Throttle::new(&limits);
+        assert!(throttle.verification(network("127.0.0.1")).is_ok());
+        assert!(throttle.verification(network("127.0.0.1")).is_ok());
+        assert!(throttle.verification(network("127.0.0.1")).is_err());
+        assert!(throttle.verification(network("127.0.0.2")).is_ok());
+        limits.token_verifications_per_second = crate::config::Bounded(0);
+        let off = Throttle::new(&limits);
+        for _ in 0..1000 {
+            assert!(off.verification(network("127.0.0.1")).is_ok());
         }
     }
 

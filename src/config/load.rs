@@ -183,6 +183,21 @@ services:
     }
 
     #[test]
+    fn the_verification_bucket_has_defaults_turns_off_at_zero_and_needs_a_burst() {
+        let limits = parse_str(GOOD, "app.yaml").unwrap().auth.limits;
+        assert_eq!(limits.token_verifications_per_second.0, 20);
+        assert_eq!(limits.token_verification_burst.0, 50);
+        let with = |line: &str| format!("auth:\n  limits:\n    {line}\n{GOOD}");
+        let off = parse_str(&with("token_verifications_per_second: 0"), "app.yaml").unwrap();
+        assert_eq!(off.auth.limits.token_verifications_per_second.0, 0);
+        let err = error_of(&with("token_verification_burst: 0"));
+        assert!(err.starts_with("app.yaml:3:31: "), "{err}");
+        assert!(err.contains("from 1 to 1000000"), "{err}");
+        let err = error_of(&with("token_verifications_per_second: -1"));
+        assert!(err.contains("from 0 to 1000000"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_is_reported_with_line_and_column() {
         let text = GOOD.replace("    timeout: 5s\n", "    timeout: 5s\n    retires: 3\n");
         let err = error_of(&text);

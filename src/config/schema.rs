@@ -441,9 +441,10 @@ pub enum Registration {
     Closed,
 }
 
-/// Login and registration throttling. Attempts per minute are per client network (an IPv4
-/// address or an IPv6 /64) in each replica; failed logins are counted in the account store, per
-/// account and per account + client network, so every replica sees them. 0 turns a limit off.
+/// Login, registration and token-verification throttling. Attempts per minute (verifications
+/// per second) are per client network (an IPv4 address or an IPv6 /64) in each replica; failed
+/// logins are counted in the account store, per account and per account + client network, so
+/// every replica sees them. 0 turns a limit off.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthLimits {
@@ -462,6 +463,11 @@ pub struct AuthLimits {
     /// A failure counter is forgotten this long after its last failure.
     #[serde(with = "dur")]
     pub failure_memory: Duration,
+    /// Signature verifications per second per client network, of tokens not verified or
+    /// refused before (0 = off). Beyond it a token is refused unchecked (429).
+    pub token_verifications_per_second: Bounded<0, 1_000_000>,
+    /// The burst of those verifications a network may make at once.
+    pub token_verification_burst: Bounded<1, 1_000_000>,
 }
 
 impl Default for AuthLimits {
@@ -473,6 +479,13 @@ impl Default for AuthLimits {
             account_failures: 20,
             max_backoff: Duration::from_secs(15 * 60),
             failure_memory: Duration::from_secs(24 * 60 * 60),
+            // A client presents a new token about once per `auth.jwt.ttl` (15 min) or refresh;
+            // even a NAT of thousands of users makes a few new tokens a second. 20/s bounds a
+            // single network's flood of forged EdDSA tokens to under 0.1 % of a core (about
+            // 40 µs each); a burst of 50 covers a page that opens many requests with a token
+            // just issued, and a whole office signing in at nine.
+            token_verifications_per_second: Bounded(20),
+            token_verification_burst: Bounded(50),
         }
     }
 }

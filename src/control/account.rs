@@ -1,5 +1,6 @@
 //! `POST /account` (register) and `GET /accounts` (the list behind the accounts page).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -62,7 +63,8 @@ pub(super) async fn register(
         RegistrationAccess::Open => {}
         RegistrationAccess::Closed => return Err(ProxyError::RegistrationClosed),
         RegistrationAccess::Admin => {
-            let identity = auth.authenticate(request.headers())?;
+            let ip = client.ip(request.headers());
+            let identity = auth.authenticate(request.headers(), ip)?;
             if identity.claims.role != Role::Admin {
                 return Err(ProxyError::Forbidden("account registration".into()));
             }
@@ -131,9 +133,10 @@ async fn create(
 pub(super) async fn list(
     auth: &Arc<Auth>,
     request: &Request<Incoming>,
+    client: &ClientInfo,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let paging = Paging::parse(request.uri().query().unwrap_or(""))?;
-    let caller = allow_listing(auth, request)?;
+    let caller = allow_listing(auth, request, client.ip(request.headers()))?;
     if paging.include_disabled && caller != Some(Role::Admin) {
         return Err(ProxyError::Forbidden("disabled accounts".into()));
     }
@@ -173,6 +176,7 @@ pub(super) async fn list(
 pub(super) fn allow_listing<B>(
     auth: &Auth,
     request: &Request<B>,
+    client: IpAddr,
 ) -> Result<Option<Role>, ProxyError> {
     if auth.accounts_page == AccountsPageAccess::Public {
         // Anyone may list; a valid admin token still unlocks the admin view.
@@ -180,11 +184,11 @@ pub(super) fn allow_listing<B>(
             return Ok(None);
         }
         return Ok(auth
-            .authenticate(request.headers())
+            .authenticate(request.headers(), client)
             .ok()
             .map(|i| i.claims.role));
     }
-    let role = auth.authenticate(request.headers())?.claims.role;
+    let role = auth.authenticate(request.headers(), client)?.claims.role;
     if auth.accounts_page == AccountsPageAccess::Admin && role != Role::Admin {
         return Err(ProxyError::Forbidden("the account list".into()));
     }

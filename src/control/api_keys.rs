@@ -85,8 +85,8 @@ pub(super) async fn create(
     client: &ClientInfo,
     pace: BodyPace,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let identity = auth.authenticate(request.headers())?;
     let ip = client.ip(request.headers());
+    let identity = auth.authenticate(request.headers(), ip)?;
     let new: NewKey = json_body::read_json(request, pace).await?;
     api_keys::check_name(&new.name)
         .map_err(|message| ProxyError::InvalidField(Invalid::KeyName, message))?;
@@ -127,8 +127,9 @@ pub(super) async fn create(
 pub(super) async fn list(
     auth: &Arc<Auth>,
     request: &Request<Incoming>,
+    client: &ClientInfo,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let identity = auth.authenticate(request.headers())?;
+    let identity = auth.authenticate(request.headers(), client.ip(request.headers()))?;
     let store = Arc::clone(&auth.store);
     let account_id = identity.claims.sub.clone();
     let keys = auth
@@ -148,7 +149,7 @@ pub(super) async fn revoke(
     request: &Request<Incoming>,
     client: &ClientInfo,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let identity = auth.authenticate(request.headers())?;
+    let identity = auth.authenticate(request.headers(), client.ip(request.headers()))?;
     let path = request.uri().path();
     let id = path.strip_prefix(KEY_PATH).unwrap_or_default();
     let not_found = || ProxyError::NotFound(path.to_string());

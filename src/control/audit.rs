@@ -9,6 +9,7 @@ use super::account::number;
 use crate::auth::{AuditEvent, Auth};
 use crate::clock::rfc3339;
 use crate::error::{json_response, Invalid, ProxyBody, ProxyError};
+use crate::request::ClientInfo;
 use crate::store::{AuditQuery, AuditRecord, Role};
 
 /// One event as the API shows it.
@@ -41,8 +42,9 @@ impl<'a> From<&'a AuditRecord> for EventView<'a> {
 pub(super) async fn list<B>(
     auth: &Arc<Auth>,
     request: &Request<B>,
+    client: &ClientInfo,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let identity = auth.authenticate(request.headers())?;
+    let identity = auth.authenticate(request.headers(), client.ip(request.headers()))?;
     if identity.claims.role != Role::Admin {
         return Err(ProxyError::Forbidden("the audit trail".into()));
     }

@@ -98,11 +98,11 @@ async fn dispatch(
         }
         "/accounts" => {
             only(&request, &[Method::GET, Method::HEAD])?;
-            account::list(auth, &request).await
+            account::list(auth, &request, client).await
         }
         "/audit" => {
             only(&request, &[Method::GET, Method::HEAD])?;
-            audit::list(auth, &request).await
+            audit::list(auth, &request, client).await
         }
         "/.well-known/jwks.json" => {
             only(&request, &[Method::GET, Method::HEAD])?;
@@ -113,7 +113,7 @@ async fn dispatch(
                 let pace = state.routes.load().body_pace();
                 api_keys::create(auth, request, client, pace).await
             }
-            Method::GET | Method::HEAD => api_keys::list(auth, &request).await,
+            Method::GET | Method::HEAD => api_keys::list(auth, &request, client).await,
             _ => Err(ProxyError::MethodNotAllowed),
         },
         path if path.starts_with(api_keys::KEY_PATH) => {

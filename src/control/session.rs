@@ -130,7 +130,7 @@ pub(super) async fn logout(
     request: &Request<Incoming>,
     client: &ClientInfo,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let identity = auth.authenticate(request.headers())?;
+    let identity = auth.authenticate(request.headers(), client.ip(request.headers()))?;
     // This replica stops accepting the token even if the store is down; the 503 then tells
     // the client that other replicas may not have heard of it.
     auth.revoke(&identity.claims).await.map_err(|error| {
@@ -155,7 +155,7 @@ pub(super) async fn logout_all(
     request: &Request<Incoming>,
     client: &ClientInfo,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let identity = auth.authenticate(request.headers())?;
+    let identity = auth.authenticate(request.headers(), client.ip(request.headers()))?;
     let ended = auth
         .end_all_sessions(&identity.claims)
         .await

@@ -164,7 +164,12 @@ async fn proxy(
     let rule = rule_for(service, &mut request)?;
     let checked = match rule.auth {
         ServiceAuth::None => None,
-        ServiceAuth::Required => Some(worker.state.auth.authenticate_proxied(request.headers())),
+        ServiceAuth::Required => Some(
+            worker
+                .state
+                .auth
+                .authenticate_proxied(request.headers(), ip),
+        ),
     };
     let (request, rule, ip, authenticated) = match checked {
         None => (request, rule, ip, Ok(None)),

@@ -18,6 +18,7 @@ mod csrf;
 mod page;
 mod redirect;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -72,7 +73,7 @@ pub(crate) async fn handle(
         SIGNIN if post => sign_in(request, state, client).await,
         SIGNIN => show(&request, state, client),
         SIGNOUT => sign_out(request, state, client).await,
-        _ => me(&state.auth, request.headers()),
+        _ => me(&state.auth, request.headers(), client.ip(request.headers())),
     }
 }
 
@@ -207,7 +208,7 @@ fn show(
     let rd = safe_rd(field(query.as_bytes(), "rd").as_deref(), state);
     let headers = request.headers();
     let site = Site::of(request, client);
-    match state.auth.session_identity(headers) {
+    match state.auth.session_identity(headers, client.ip(headers)) {
         Some(identity) => {
             let claims = &identity.claims;
             let view = View::SignedIn {
@@ -358,7 +359,7 @@ async fn sign_out(
     let auth = &state.auth;
     let name = &auth.session.cookie_name.0;
     let cleared = cookie::session(name, "", 0, &site.cookie_scope(auth));
-    if let Some(identity) = auth.session_identity(&headers) {
+    if let Some(identity) = auth.session_identity(&headers, ip) {
         // This replica refuses it already; a 503 says others may not have heard.
         if let Err(error) = auth.revoke(&identity.claims).await {
             tracing::error!(%error, "sign-out could not reach the account store");
@@ -379,8 +380,8 @@ async fn sign_out(
 }
 
 /// `GET /.gatehouse/me`: who the session cookie (or a bearer token) is.
-fn me(auth: &Auth, headers: &HeaderMap) -> Result<Response<ProxyBody>, ProxyError> {
-    let identity: Arc<_> = auth.authenticate_request(headers)?;
+fn me(auth: &Auth, headers: &HeaderMap, client: IpAddr) -> Result<Response<ProxyBody>, ProxyError> {
+    let identity: Arc<_> = auth.authenticate_request(headers, client)?;
     let claims = &identity.claims;
     let mut response = json_response(
         StatusCode::OK,

@@ -30,6 +30,7 @@ mod compose;
 mod config_errors;
 mod connections;
 mod failures;
+mod forged_tokens;
 mod framing;
 mod fuzz_regressions;
 mod header_abuse;

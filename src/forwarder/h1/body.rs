@@ -7,7 +7,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 
 use super::super::pool::Home;
@@ -65,7 +65,11 @@ impl BackendBody {
         if self.live.as_ref().is_some_and(|l| l.decoder.is_done()) {
             if let Some(live) = self.live.take() {
                 if live.keep_alive && live.conn.buf.is_empty() {
-                    live.home.park(live.conn);
+                    let mut conn = live.conn;
+                    // A parked connection holds no read buffer (the next exchange takes one):
+                    // a pool of idle backend connections costs their sockets, not 16 KiB each.
+                    conn.buf = BytesMut::new();
+                    live.home.park(conn);
                 }
             }
         }

@@ -46,17 +46,21 @@ impl Conn {
     }
 
     /// Reads what the socket has into `buf`; `Ok(0)` at the end of the stream.
+    ///
+    /// Through `AsyncRead::poll_read`, not `try_read_buf`: a read that does not fill the space
+    /// offered tells tokio the socket is drained, so the next use of the connection (the
+    /// checkout's `is_idle` above all) costs no `recv` that would only say `EAGAIN`.
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < READ_SPACE / 4 {
             self.buf.reserve(READ_SPACE);
         }
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                result => return Poll::Ready(result),
-            }
-        }
+        let mut read = ReadBuf::uninit(self.buf.spare_capacity_mut());
+        ready!(Pin::new(&mut self.stream).poll_read(cx, &mut read))?;
+        let n = read.filled().len();
+        // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity (ReadBuf
+        // only counts bytes as filled once written).
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        Poll::Ready(Ok(n))
     }
 }
 

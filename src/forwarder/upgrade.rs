@@ -93,7 +93,7 @@ pub(super) fn tunnel_if_switched(
     });
 }
 
-/// Copies both ways until either side closes, or nothing has moved either way for `idle`.
+/// Copies both ways until both sides have closed, or nothing has moved either way for `idle`.
 async fn join<C, U>(client: C, upstream: U, idle: Duration)
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -102,7 +102,16 @@ where
     let activity = Arc::new(Activity::new());
     let mut client = Stamped::new(client, &activity);
     let mut upstream = Stamped::new(upstream, &activity);
-    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    let mut up = Direction::default();
+    let mut down = Direction::default();
+    let copy = std::future::poll_fn(|cx| {
+        let up_done = up.poll(cx, &mut client, &mut upstream)?.is_ready();
+        let down_done = down.poll(cx, &mut upstream, &mut client)?.is_ready();
+        match up_done && down_done {
+            true => Poll::Ready(Ok::<(), io::Error>(())),
+            false => Poll::Pending,
+        }
+    });
     tokio::pin!(copy);
     let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
     loop {
@@ -123,6 +132,88 @@ where
             }
             // Checked again when the deadline as last known comes; traffic meanwhile moved it.
             () = tokio::time::sleep(Duration::from_millis(idle_ms - silent)) => {}
+        }
+    }
+}
+
+/// Bytes read at a time, on the stack.
+const COPY_CHUNK: usize = 16 * 1024;
+
+/// One direction of a tunnel. Unlike `tokio::io::copy_bidirectional`, which keeps an 8 KiB
+/// buffer per direction for the tunnel's life, bytes are read onto the stack and written at
+/// once; only what the other side does not take at once waits on the heap, until it does. An
+/// idle tunnel holds no buffer (nginx keeps its proxy buffers).
+#[derive(Default)]
+struct Direction {
+    /// Read and not written yet, from `at` on.
+    pending: Vec<u8>,
+    at: usize,
+    /// Written since the last flush.
+    unflushed: bool,
+    /// The source has ended.
+    read_done: bool,
+    /// The end has been passed on (the destination shut down for writing).
+    done: bool,
+}
+
+impl Direction {
+    /// Moves what `from` has to `to`; ready once `from` has ended and `to` has been shut down.
+    fn poll<R, W>(&mut self, cx: &mut Context<'_>, from: &mut R, to: &mut W) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            while self.at < self.pending.len() {
+                let n =
+                    std::task::ready!(Pin::new(&mut *to).poll_write(cx, &self.pending[self.at..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.at += n;
+                self.unflushed = true;
+            }
+            if self.pending.capacity() != 0 {
+                self.pending = Vec::new();
+                self.at = 0;
+            }
+            if self.read_done {
+                std::task::ready!(Pin::new(&mut *to).poll_shutdown(cx))?;
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); COPY_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut stack);
+            match Pin::new(&mut *from).poll_read(cx, &mut buf) {
+                Poll::Ready(result) => result?,
+                Poll::Pending => {
+                    // Nothing more to send for now: what was written goes out.
+                    if self.unflushed {
+                        std::task::ready!(Pin::new(&mut *to).poll_flush(cx))?;
+                        self.unflushed = false;
+                    }
+                    return Poll::Pending;
+                }
+            }
+            let data = buf.filled();
+            if data.is_empty() {
+                self.read_done = true;
+                continue;
+            }
+            let written = match Pin::new(&mut *to).poll_write(cx, data) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => 0,
+            };
+            self.unflushed |= written > 0;
+            if written < data.len() {
+                self.pending = data[written..].to_vec();
+                self.at = 0;
+            }
         }
     }
 }
@@ -209,6 +300,47 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Stamped<T> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Both ways at once through pipes of 61 bytes, so nearly every write is partial and the
+    /// rest waits on the heap; then each side's end is passed on, and the tunnel ends.
+    #[tokio::test]
+    async fn a_tunnel_carries_both_ways_under_back_pressure_and_passes_each_end_on() {
+        let (client, client_far) = tokio::io::duplex(61);
+        let (upstream, upstream_far) = tokio::io::duplex(61);
+        let tunnel = tokio::spawn(join(client, upstream, Duration::from_secs(60)));
+        let up: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let down: Vec<u8> = (0..150_000u32).map(|i| (i % 241) as u8).collect();
+        let pump = |mut side: tokio::io::DuplexStream, send: Vec<u8>| async move {
+            let (mut read, mut write) = tokio::io::split(&mut side);
+            let sending = async {
+                write.write_all(&send).await.unwrap();
+                write.shutdown().await.unwrap();
+            };
+            let mut got = Vec::new();
+            let receiving = read.read_to_end(&mut got);
+            let ((), received) = tokio::join!(sending, receiving);
+            received.unwrap();
+            got
+        };
+        let (at_upstream, at_client) = tokio::join!(
+            pump(upstream_far, down.clone()),
+            pump(client_far, up.clone())
+        );
+        assert!(
+            at_upstream == up,
+            "the upstream got {} bytes",
+            at_upstream.len()
+        );
+        assert!(
+            at_client == down,
+            "the client got {} bytes",
+            at_client.len()
+        );
+        tokio::time::timeout(Duration::from_secs(5), tunnel)
+            .await
+            .expect("the tunnel ends once both sides have")
+            .unwrap();
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_tunnel_closes_after_its_idle_time_and_a_busy_one_does_not() {

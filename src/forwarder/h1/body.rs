@@ -57,7 +57,7 @@ impl BackendBody {
 
     /// The switched connection of a 101 answer, with any bytes the backend sent after the head.
     pub(crate) fn take_upgraded(&mut self) -> Option<Upgraded> {
-        self.upgraded.take().map(Upgraded)
+        self.upgraded.take().map(Upgraded::new)
     }
 
     /// Once the body has been read in full, parks a reusable connection (others close).

@@ -67,7 +67,17 @@ impl Conn {
 /// A connection whose backend switched protocols (101): the bytes it sent after the head come
 /// first, then the socket's.
 #[derive(Debug)]
-pub(crate) struct Upgraded(pub(super) Conn);
+pub(crate) struct Upgraded(Conn);
+
+impl Upgraded {
+    pub(super) fn new(mut conn: Conn) -> Self {
+        if conn.buf.is_empty() {
+            // Nothing to replay: an idle tunnel holds no read buffer.
+            conn.buf = BytesMut::new();
+        }
+        Upgraded(conn)
+    }
+}
 
 impl AsyncRead for Upgraded {
     fn poll_read(
@@ -82,6 +92,10 @@ impl AsyncRead for Upgraded {
         let n = conn.buf.len().min(out.remaining());
         out.put_slice(&conn.buf[..n]);
         conn.buf.advance(n);
+        if conn.buf.is_empty() {
+            // Replayed: the tunnel reads the socket directly from now on, and holds no buffer.
+            conn.buf = BytesMut::new();
+        }
         Poll::Ready(Ok(()))
     }
 }

@@ -176,8 +176,8 @@ async fn proxy(
         Some(Proxied::Done(identity)) => (request, rule, ip, identity.map(Some)),
         // An API key this replica has not seen: wait for the store. What the rest of the
         // request needs waits inside the box, because every local held across an await here
-        // would grow this future's state, which hyper keeps for each idle keep-alive
-        // connection whether or not it ever waits.
+        // would grow this future's state, allocated (and copied) for every request whether or
+        // not it ever waits.
         Some(Proxied::Pending(lookup)) => {
             Box::pin(async move {
                 let identity = lookup.await.map(Some);

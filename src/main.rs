@@ -16,14 +16,26 @@ use gatehouse::{config, reload, Settings};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` asks for
-/// them. mimalloc commits its segments eagerly, and on a host whose THP mode is `always` or
-/// `madvise` (mimalloc advises huge pages) a 2 MiB page backs memory that is barely used: with
-/// 10 000 idle connections that tripled the resident size. The proxy's heap is small and its
-/// accesses local, so huge pages buy little TLB reach here. Called first thing in `main`,
-/// before the runtimes allocate; the setting is the process's and its threads' (PR_SET_THP_DISABLE
-/// outranks madvise).
-fn no_huge_pages() {
+/// mimalloc's `mi_option_arena_eager_commit` (its place in `mi_option_e`, mimalloc.h; the same in
+/// the v2 and v3 sources libmimalloc-sys builds).
+const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
+
+/// The allocator's settings for a proxy, made by the binary so its defaults are good without
+/// environment variables (each variable, when set, still wins). Called first thing in `main`,
+/// before the runtimes allocate.
+///
+/// - Transparent huge pages off for the process (`PR_SET_THP_DISABLE`, which outranks
+///   madvise), unless `MIMALLOC_ALLOW_THP` is set: on a host whose THP mode is `always` or
+///   `madvise` (mimalloc advises huge pages), a 2 MiB page backed memory that was barely used,
+///   and with 10 000 idle connections that tripled the resident size. The heap is small and its
+///   accesses local, so huge pages buy little here.
+/// - Arenas committed as they are used, not eagerly, unless `MIMALLOC_ARENA_EAGER_COMMIT` is
+///   set: 3.5 MiB less resident at idle.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
+        // SAFETY: sets one integer option; mimalloc reads options under its own rules.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+    }
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         return;
     }
@@ -202,7 +214,7 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
-    no_huge_pages();
+    tune_allocator();
     let cli = Cli::parse();
     if let Some(Command::Accounts { action }) = cli.command {
         return report(accounts(cli.config.as_deref(), action));

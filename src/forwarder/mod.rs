@@ -418,8 +418,7 @@ pub fn rewrite_request_headers(
     identity: &IdentityHeaders,
 ) {
     let headers = &mut parts.headers;
-    headers::strip_hop_by_hop(headers);
-    headers::strip_identity(headers, identity);
+    headers::strip_request(headers, identity);
     // The authority of an absolute-form URI (or h2 `:authority`) is the host the client asked
     // for and what the router matched; the backend must see the same one.
     if let Some(authority) = parts.uri.authority() {

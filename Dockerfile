@@ -67,9 +67,8 @@ WORKDIR /var/lib/gatehouse
 VOLUME ["/var/lib/gatehouse"]
 
 ENV RUST_LOG=info
-# mimalloc (the binary's allocator) commits arena memory on first use instead of up front:
-# idle RSS 12 MiB instead of 21 MiB, no measurable cost on the request path.
-ENV MIMALLOC_ARENA_EAGER_COMMIT=0
+# The allocator's settings (no eager arena commit, no transparent huge pages) are the binary's
+# own defaults, so nothing is set here for them.
 # 8080: `listen` (proxy and control plane); 9090: `admin_listen` when a config sets it.
 EXPOSE 8080 9090
 

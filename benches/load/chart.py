@@ -100,7 +100,7 @@ def colour_for(proxies):
     spare = iter(SPARE * 4)
     out = {}
     for p in proxies:
-        out[p] = COLOURS.get(p) or (OURS if p.startswith("gatehouse") or p == "ours" else next(spare))
+        out[p] = COLOURS.get(p) or (OURS if p in ("gatehouse", "ours") else next(spare))
     return out
 
 

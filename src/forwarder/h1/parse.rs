@@ -3,6 +3,8 @@
 //! and how the body is framed (RFC 9112 §6.3) and whether the connection may carry another
 //! request afterwards.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
@@ -64,9 +66,16 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         if buf.is_empty() {
             return Ok(None);
         }
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut fields);
-        let len = match response.parse(buf) {
+        // Uninitialised: filling 100 empty fields (3 KiB) for every response cost more than
+        // parsing the few a backend sends.
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            buf,
+            &mut fields,
+        );
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
                 return Err(ParseError::HeadTooLarge)
@@ -98,17 +107,18 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
             .filter(|r| Some(*r) != status.canonical_reason());
         // Offsets first: the fields borrow `buf`, which is split off (without a copy) next.
         let base = buf.as_ptr() as usize;
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        let mut spans =
+            [const { MaybeUninit::<(usize, usize, usize, usize)>::uninit() }; MAX_HEADERS];
         let count = response.headers.len();
         for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
             let name = field.name.as_ptr() as usize - base;
             let value = field.value.as_ptr() as usize - base;
-            *span = (
+            span.write((
                 name,
                 name + field.name.len(),
                 value,
                 value + field.value.len(),
-            );
+            ));
         }
         let reason = reason.map(|r| {
             let at = r.as_ptr() as usize - base;
@@ -116,7 +126,9 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         });
         let bytes = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(count);
-        for &(n0, n1, v0, v1) in &spans[..count] {
+        for span in &spans[..count] {
+            // SAFETY: the first `count` spans were written above, one per parsed field.
+            let (n0, n1, v0, v1) = unsafe { span.assume_init() };
             let name = HeaderName::from_bytes(&bytes[n0..n1])
                 .map_err(|_| ParseError::Invalid("invalid header name"))?;
             let value = HeaderValue::from_maybe_shared(bytes.slice(v0..v1))

@@ -103,6 +103,11 @@ fn upstream_response_seeds_and_past_crashes_replay_cleanly() {
     replay("upstream_response", fuzz::upstream_response);
 }
 
+#[test]
+fn server_requests_seeds_and_past_crashes_replay_cleanly() {
+    replay("server_requests", fuzz::server_requests);
+}
+
 // Crashes the fuzzers found, as readable cases; the minimised inputs are under
 // fuzz/regressions/<target>/.
 

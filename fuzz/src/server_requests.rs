@@ -346,7 +346,8 @@ fn reference(input: &[u8]) -> Reference {
             Ok(httparse::Status::Complete(len)) if len <= MAX_BUF => len,
             // Malformed, too large (hyper answers 400 or 431), cut short, or the client's end.
             _ => {
-                out.head_refused = !rest.is_empty();
+                // (Only empty lines left is the client's end too: hyper skips them.)
+                out.head_refused = rest.iter().any(|&b| b != b'\r' && b != b'\n');
                 break;
             }
         };

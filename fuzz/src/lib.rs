@@ -9,9 +9,11 @@
 pub mod auth_bearer;
 pub mod config_load;
 pub mod forward_headers;
+pub mod server_requests;
 pub mod upstream_response;
 
 pub use auth_bearer::auth_bearer;
 pub use config_load::config_load;
 pub use forward_headers::forward_headers;
+pub use server_requests::server_requests;
 pub use upstream_response::upstream_response;

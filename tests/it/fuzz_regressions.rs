@@ -103,6 +103,11 @@ fn upstream_response_seeds_and_past_crashes_replay_cleanly() {
     replay("upstream_response", fuzz::upstream_response);
 }
 
+#[test]
+fn server_requests_seeds_and_past_crashes_replay_cleanly() {
+    replay("server_requests", fuzz::server_requests);
+}
+
 // Crashes the fuzzers found, as readable cases; the minimised inputs are under
 // fuzz/regressions/<target>/.
 
@@ -122,6 +127,17 @@ fn a_non_ascii_forwarded_for_element_does_not_hide_the_client_behind_it() {
     fuzz::forward_headers(
         b"peer 10.0.0.5\ntrusted 10.0.0.0/8\n--\nX-Forwarded-For: caf\xe9, 198.51.100.7\n",
     );
+}
+
+/// hyper's read buffer is bounded by `max_buf_size` (8 KiB here), so a longer head is refused
+/// (431) however it arrives. The vendor patch copies a head's first read into a buffer of just
+/// that size, and growing it doubled the capacity that the next read filled: after a first
+/// read of 8000 bytes, a 9 KiB head was served, while the same bytes in one read got 431.
+#[test]
+fn a_head_over_the_read_buffer_is_refused_however_it_is_split() {
+    let head = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "y".repeat(9000));
+    fuzz::server_requests(format!("8000\n{head}").as_bytes());
+    fuzz::server_requests(format!("8191 1\n{head}").as_bytes());
 }
 
 /// The YAML parser places an error at the end of a file without a final newline on the line

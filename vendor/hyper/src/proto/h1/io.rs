@@ -280,6 +280,13 @@ where
         // SAFETY: ReadBuf and poll_read promise not to set any uninitialized
         // bytes onto `dst`.
         let dst = unsafe { self.read_buf.chunk_mut().as_uninit_slice_mut() };
+        // Gatehouse: read at most `next`. A head's first bytes are copied to a buffer of just
+        // their size (`poll_read_head_from_io`), and `reserve` grows that one by doubling, so
+        // the spare capacity could exceed `max_buf_size - len`: a head of up to twice
+        // `max_buf_size` was taken when its first read was large, and refused (431) when the
+        // same bytes came in one read.
+        let dst_len = cmp::min(dst.len(), next);
+        let dst = &mut dst[..dst_len];
         let mut buf = ReadBuf::uninit(dst);
         match Pin::new(&mut self.io).poll_read(cx, buf.unfilled()) {
             Poll::Ready(Ok(())) => {

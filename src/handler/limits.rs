@@ -1,10 +1,9 @@
 //! Request limits the handler checks first (so refusals are counted and logged): the request
-//! target's length
-//! (414) on every protocol, the header count on HTTP/2 (hyper counts HTTP/1 headers while
-//! parsing and answers 431 itself; HTTP/2 only has a byte bound, `max_header_list_size`), and
-//! the head's size on HTTP/1.1, whose only bound in hyper is its read buffer: a keep-alive
-//! connection's buffer may have grown past `max_buf_size`, letting a head of up to about twice
-//! the limit through in one read.
+//! target's length (414) on every protocol, the header count on HTTP/2 (hyper counts HTTP/1
+//! headers while parsing and answers 431 itself; HTTP/2 only has a byte bound,
+//! `max_header_list_size`), and the head's size on HTTP/1.1, whose only bound in hyper is its
+//! read buffer, never under 8 KiB (`max_buf_size`): a smaller `max_header_bytes` is enforced
+//! here, exactly.
 
 use http::{header, HeaderValue, Request, Response, Version};
 

@@ -342,8 +342,8 @@ impl Builders {
     fn new(options: &ServerOptions) -> Self {
         let mut http1 = http1::Builder::new();
         // A head that does not fit the read buffer, or has too many fields, is answered 431 by
-        // hyper. The buffer bound is loose (a head of up to twice the size can arrive in one
-        // read); `RequestLimits` enforces the exact `max_header_bytes`.
+        // hyper. The buffer is never under 8 KiB (hyper refuses less), so `RequestLimits`
+        // enforces the exact `max_header_bytes`.
         http1
             .timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout)

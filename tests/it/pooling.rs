@@ -112,3 +112,92 @@ async fn a_backend_closing_idle_connections_costs_no_failed_request() {
     }
     assert_eq!(answered.load(Ordering::SeqCst), 5);
 }
+
+/// Answers every request as soon as its head is in, without reading its body (as nginx's
+/// `return 200` does), then reads and drops whatever else arrives on the connection.
+async fn early_answering_backend() -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly";
+                if stream.write_all(reply).await.is_err() {
+                    return;
+                }
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads one response with a `content-length` from `stream`; returns its head and body.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> (String, String) {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .and_then(|n| n.trim().parse().ok())
+                .expect("a content-length");
+            if received.len() >= end + 4 + length {
+                let body = String::from_utf8_lossy(&received[end + 4..end + 4 + length]);
+                return (head, body.into_owned());
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("a response within 5 s")
+            .expect("read");
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A backend that answers before it has the request body ends that upstream exchange, but the
+/// client's connection stays usable: the rest of its body is read and dropped, as nginx does,
+/// and its next request is served on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_backend_answered_early_is_discarded_and_the_client_connection_kept() {
+    let backend = early_answering_backend().await;
+    let config = ConfigYaml::new()
+        .workers(1)
+        .service(ServiceYaml::open("app", "app.test").backend(backend));
+    let proxy = Proxy::start(&config).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let body = vec![b'x'; 256 * 1024];
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..1024]).await.unwrap();
+    // The answer comes while most of the body is still to be sent.
+    let (status, text) = read_response(&mut stream).await;
+    assert!(status.starts_with("http/1.1 200"), "{status}");
+    assert_eq!(text, "early");
+    stream.write_all(&body[1024..]).await.unwrap();
+    stream
+        .write_all(b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, text) = read_response(&mut stream).await;
+    assert!(status.starts_with("http/1.1 200"), "{status}");
+    assert_eq!(text, "early");
+}

@@ -23,6 +23,9 @@ mod write;
 use std::future::poll_fn;
 use std::io;
 use std::task::Poll;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
 
 use http::{header, Method, Request, Response};
 
@@ -126,7 +129,11 @@ pub(crate) async fn send(
     };
     // Reused only after a whole exchange: the request written in full, both sides agreeing.
     let keep_alive = head.keep_alive && written && write_failed.is_none() && !close;
-    drop(writer);
+    if !written {
+        if let Some(rest) = writer.into_rest() {
+            tokio::spawn(discard(rest));
+        }
+    }
     let mut response = Response::new(BackendBody::new(conn, head.body, keep_alive, home));
     *response.status_mut() = head.status;
     *response.version_mut() = head.version;
@@ -138,6 +145,29 @@ pub(crate) async fn send(
         }
     }
     Ok(response)
+}
+
+/// The most of a client's body read and dropped after its backend answered early.
+const DISCARD_BYTES: u64 = 1024 * 1024;
+/// How long that may take.
+const DISCARD_TIME: Duration = Duration::from_secs(5);
+
+/// Reads what is left of a client's request body after the backend answered before taking all
+/// of it (nginx's `return 200` to a POST, a 413): the rest is read and dropped, as nginx
+/// discards it, so the client's keep-alive connection can carry its next request. hyper closes
+/// a connection whose request body was left unread. Bounded: past [`DISCARD_BYTES`] or
+/// [`DISCARD_TIME`] (or the body's own limits) the body is dropped and the connection closes.
+async fn discard(mut rest: UpstreamBody) {
+    let reading = async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = rest.frame().await {
+            read += frame.data_ref().map_or(0, |data| data.len() as u64);
+            if read > DISCARD_BYTES {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, reading).await;
 }
 
 #[cfg(test)]

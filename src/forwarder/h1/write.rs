@@ -194,6 +194,15 @@ impl RequestWriter {
         self.wrote
     }
 
+    /// What the client has not sent of its body yet, when it has not ended: the exchange is
+    /// over (the backend answered) and the rest is not going to this backend.
+    pub(super) fn into_rest(mut self) -> Option<UpstreamBody> {
+        match self.ended {
+            true => None,
+            false => self.body.take(),
+        }
+    }
+
     /// The body, with what was taken from it put back; only before anything was written.
     pub(super) fn into_unsent_body(mut self) -> Option<UpstreamBody> {
         let mut body = self.body.take()?;

@@ -9,6 +9,7 @@
 pub mod auth_bearer;
 pub mod config_load;
 pub mod forward_headers;
+mod reads;
 pub mod server_requests;
 pub mod upstream_response;
 

@@ -59,6 +59,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::reads::{read_sizes, settings_and_bytes, split};
+
 /// `server::accept`'s `MIN_H1_BUFFER`: the read buffer, so the longest head hyper reads.
 const MAX_BUF: usize = 8 * 1024;
 const MAX_HEADERS: usize = 100;
@@ -97,15 +99,8 @@ struct Served {
 }
 
 pub fn server_requests(data: &[u8]) {
-    let (settings, input) = match data.iter().position(|&b| b == b'\n') {
-        Some(at) => (&data[..at], &data[at + 1..]),
-        None => (data, &[][..]),
-    };
-    let mut sizes: Vec<usize> = String::from_utf8_lossy(settings)
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .filter(|&n| n > 0)
-        .collect();
+    let (settings, input) = settings_and_bytes(data);
+    let mut sizes = read_sizes(&String::from_utf8_lossy(settings));
     if sizes.is_empty() {
         sizes.push(1);
     }
@@ -158,20 +153,6 @@ fn without_head_error(responses: &[u8]) -> &[u8] {
         }
     }
     responses
-}
-
-fn split<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
-    let mut chunks = Vec::new();
-    let mut rest = bytes;
-    for &size in sizes.iter().cycle() {
-        if rest.is_empty() {
-            break;
-        }
-        let (chunk, after) = rest.split_at(size.min(rest.len()));
-        chunks.push(chunk);
-        rest = after;
-    }
-    chunks
 }
 
 fn serve(chunks: &[&[u8]]) -> Served {

@@ -29,6 +29,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
+use super::reads::{read_sizes, settings_and_bytes, split};
+
 /// What hyper's client made of the response.
 #[derive(Debug, Default)]
 struct HyperSide {
@@ -47,17 +49,10 @@ struct HyperSide {
 }
 
 pub fn upstream_response(data: &[u8]) {
-    let (settings, response) = match data.iter().position(|&b| b == b'\n') {
-        Some(at) => (&data[..at], &data[at + 1..]),
-        None => (data, &[][..]),
-    };
+    let (settings, response) = settings_and_bytes(data);
     let settings = String::from_utf8_lossy(settings);
     let head_request = settings.contains("HEAD");
-    let sizes: Vec<usize> = settings
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .filter(|&n| n > 0)
-        .collect();
+    let sizes = read_sizes(&settings);
     let chunks = split(response, &sizes);
     let ours = replay_response(&chunks, head_request);
     if matches!(ours.outcome, Err(ParseError::HeadTooLarge)) {
@@ -72,23 +67,6 @@ pub fn upstream_response(data: &[u8]) {
         format!("{whole:?}"),
         "one read vs {sizes:?}"
     );
-}
-
-fn split<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
-    if sizes.is_empty() {
-        return vec![bytes];
-    }
-    let mut chunks = Vec::new();
-    let mut rest = bytes;
-    for &size in sizes.iter().cycle() {
-        if rest.is_empty() {
-            break;
-        }
-        let (chunk, after) = rest.split_at(size.min(rest.len()));
-        chunks.push(chunk);
-        rest = after;
-    }
-    chunks
 }
 
 fn compare(ours: &Replayed, theirs: &HyperSide) {

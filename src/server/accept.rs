@@ -154,37 +154,41 @@ pub(super) async fn serve_worker(
         let trusted = Arc::clone(&worker.state.trusted_proxies);
         let client = Arc::new(ClientInfo::new(peer, worker.state.proto, trusted));
         let slot = ConnectionSlot::new(permit, &worker.state.metrics.connections);
-        let activity = Arc::new(Activity::new());
-        let service = service_fn({
-            let (worker, slot) = (Arc::clone(&worker), slot.clone());
-            let activity = Arc::clone(&activity);
-            move |mut request: Request<Incoming>| {
-                let busy = Activity::start(&activity);
-                // An upgraded connection outlives this task (it becomes a tunnel): the tunnel
-                // takes a share of the slot, so it still counts against max_connections.
-                if request.headers().contains_key(http::header::UPGRADE) {
-                    request.extensions_mut().insert(slot.clone());
-                }
-                let (worker, client) = (Arc::clone(&worker), Arc::clone(&client));
-                async move {
-                    let _busy = busy;
-                    Ok::<_, std::convert::Infallible>(
-                        handler::handle(worker, request, client, limits).await,
-                    )
-                }
-            }
-        });
         let mut draining = drain.subscribe();
         let builders = Arc::clone(&builders);
         let acceptor = acceptor.clone();
         let header_read_timeout = options.header_read_timeout;
+        let worker = Arc::clone(&worker);
         tokio::spawn(async move {
-            let _slot = slot;
+            // The slot (captured) is held until the connection ends.
             let Some((stream, protocol)) =
                 ready(stream, acceptor.as_ref(), header_read_timeout).await
             else {
                 return;
             };
+            // Requests in progress are tracked for HTTP/2's idle bound only (see `closing`):
+            // an HTTP/1.1 request pays for no counter and no clock read.
+            let activity = (protocol == Protocol::Http2).then(|| Arc::new(Activity::new()));
+            let service = service_fn({
+                let (worker, slot) = (Arc::clone(&worker), slot.clone());
+                let activity = activity.clone();
+                move |mut request: Request<Incoming>| {
+                    let busy = activity.as_ref().map(Activity::start);
+                    // An upgraded connection outlives this task (it becomes a tunnel): the
+                    // tunnel takes a share of the slot, so it still counts against
+                    // max_connections.
+                    if request.headers().contains_key(http::header::UPGRADE) {
+                        request.extensions_mut().insert(slot.clone());
+                    }
+                    let (worker, client) = (Arc::clone(&worker), Arc::clone(&client));
+                    async move {
+                        let _busy = busy;
+                        Ok::<_, std::convert::Infallible>(
+                            handler::handle(worker, request, client, limits).await,
+                        )
+                    }
+                }
+            });
             let io = TokioIo::new(stream);
             let ended = match protocol {
                 Protocol::Http1 => {
@@ -201,6 +205,7 @@ pub(super) async fn serve_worker(
                     .await
                 }
                 Protocol::Http2 => {
+                    let activity = activity.expect("made above for HTTP/2");
                     let connection = builders.http2.serve_connection(io, service);
                     let closing = closing(&mut draining, &activity, header_read_timeout);
                     // HTTP/2: GOAWAY, open streams finish.

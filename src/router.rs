@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
+
 use http::Request;
 
 use crate::config::Settings;
@@ -14,7 +16,9 @@ use crate::service::{BuildContext, Service};
 /// The routing table of one config snapshot.
 #[derive(Debug, Default)]
 pub struct Router {
-    by_host: HashMap<Box<str>, Arc<Service>>,
+    /// foldhash, not SipHash: looked up on every request, and only config-declared hosts are
+    /// ever inserted, so a client-chosen `Host` cannot grow a collision chain.
+    by_host: HashMap<Box<str>, Arc<Service>, RandomState>,
     /// `limits.body_read_timeout` and `min_body_rate`, for the bodies the control plane reads
     /// itself.
     body_pace: BodyPace,
@@ -31,7 +35,7 @@ impl Router {
         previous: Option<&Router>,
         tls: bool,
     ) -> Self {
-        let mut by_host = HashMap::new();
+        let mut by_host = HashMap::default();
         let identity_headers = Arc::new(IdentityHeaders::new(&settings.identity_headers));
         for service_settings in &settings.services {
             let name = service_settings.name.0.as_str();

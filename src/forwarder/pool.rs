@@ -12,6 +12,7 @@ use std::io;
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
 use http::uri::Authority;
 
 use super::h1::Conn;
@@ -29,7 +30,8 @@ struct Parked {
 /// Keep-alive connections by backend `host:port`.
 #[derive(Default)]
 pub(super) struct Pool {
-    parked: Mutex<HashMap<Box<str>, VecDeque<Parked>>>,
+    /// foldhash, not SipHash: two lookups per request, keys only from the config's backends.
+    parked: Mutex<HashMap<Box<str>, VecDeque<Parked>, RandomState>>,
 }
 
 impl std::fmt::Debug for Pool {

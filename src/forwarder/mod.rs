@@ -30,6 +30,11 @@ use body::{ClientBodyError, UpstreamBody, WAITING_ON_CLIENT};
 use h1::{BackendBody, Conn, SendError};
 use pool::{Home, Pool};
 
+/// The most headers a request gains on its way to a backend: `X-Request-Id`, the five
+/// forwarding headers (`X-Forwarded-For`/`-Proto`/`-Host`, `X-Real-IP`, `Forwarded`), the
+/// caller's `X-Forwarded-User`/`-Email` and `X-Gatehouse-Assertion`.
+pub(crate) const ADDED_REQUEST_HEADERS: usize = 9;
+
 /// One worker's upstream side: its keep-alive connections to every backend.
 #[derive(Debug, Default)]
 pub struct Forwarder {

@@ -125,7 +125,8 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
             (at, at + r.len())
         });
         let bytes = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
+        let mut headers = HeaderMap::with_capacity(count + RESPONSE_HEADROOM);
+        let mut seen = Framers::default();
         for span in &spans[..count] {
             // SAFETY: the first `count` spans were written above, one per parsed field.
             let (n0, n1, v0, v1) = unsafe { span.assume_init() };
@@ -133,14 +134,18 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
                 .map_err(|_| ParseError::Invalid("invalid header name"))?;
             let value = HeaderValue::from_maybe_shared(bytes.slice(v0..v1))
                 .map_err(|_| ParseError::Invalid("invalid header value"))?;
+            seen.note(&name);
             headers.append(name, value);
         }
         let reason = reason.map(|(a, b)| bytes.slice(a..b));
-        let body = framing(status, version, &headers, head_request)?;
-        let keep_alive = keeps_alive(version, &headers)
+        let body = framing(status, version, &headers, seen, head_request)?;
+        let reusable = match seen.connection {
+            true => keeps_alive(version, &headers),
+            false => version == Version::HTTP_11,
+        };
+        let keep_alive = reusable
             && !matches!(body, BodyKind::Close | BodyKind::Upgrade)
-            && !(headers.contains_key(header::CONTENT_LENGTH)
-                && headers.contains_key(header::TRANSFER_ENCODING));
+            && !(seen.content_length && seen.transfer_encoding);
         return Ok(Some(Head {
             status,
             version,
@@ -152,11 +157,37 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
     }
 }
 
+/// Room for the headers the proxy adds to a response on its way out (the request id, CORS and
+/// security headers), so that adding them does not regrow the map.
+const RESPONSE_HEADROOM: usize = 4;
+
+/// Which of the fields that decide framing and reuse a head has, noted while its map is built
+/// so that each check below is not a hash lookup (most responses lack most of them).
+#[derive(Debug, Default, Clone, Copy)]
+struct Framers {
+    content_length: bool,
+    transfer_encoding: bool,
+    connection: bool,
+}
+
+impl Framers {
+    fn note(&mut self, name: &HeaderName) {
+        if name == header::CONTENT_LENGTH {
+            self.content_length = true;
+        } else if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if name == header::CONNECTION {
+            self.connection = true;
+        }
+    }
+}
+
 /// RFC 9112 §6.3, in hyper's order.
 fn framing(
     status: StatusCode,
     version: Version,
     headers: &HeaderMap,
+    seen: Framers,
     head_request: bool,
 ) -> Result<BodyKind, ParseError> {
     match status.as_u16() {
@@ -165,7 +196,7 @@ fn framing(
         _ if head_request => return Ok(BodyKind::Empty),
         _ => {}
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if seen.transfer_encoding {
         if version == Version::HTTP_10 {
             return Err(ParseError::Invalid(
                 "Transfer-Encoding in an HTTP/1.0 response",
@@ -177,7 +208,7 @@ fn framing(
             BodyKind::Close
         });
     }
-    if !headers.contains_key(header::CONTENT_LENGTH) {
+    if !seen.content_length {
         return Ok(BodyKind::Close);
     }
     match content_length(headers) {

@@ -27,7 +27,7 @@ use crate::policy::{retry, IdentityHeaders};
 use crate::request::{Caller, ClientInfo};
 use crate::service::Service;
 use body::{ClientBodyError, UpstreamBody, WAITING_ON_CLIENT};
-use h1::{BackendBody, Conn, SendError};
+use h1::{BackendBody, Conn, Outbound, RequestHead, SendError};
 use pool::{Home, Pool};
 
 /// The most headers a request gains on its way to a backend: `X-Request-Id`, the five
@@ -49,7 +49,7 @@ pub struct Forwarder {
 enum Attempt {
     /// Nothing was sent; the request comes back for the next backend (boxed: this is the
     /// rare path, and it keeps the common result small).
-    Refused(Box<Request<UpstreamBody>>, std::io::Error),
+    Refused(Box<Outbound>, std::io::Error),
     /// The request is over.
     Failed(ProxyError),
 }
@@ -109,11 +109,11 @@ impl Forwarder {
                 client_body_error(&error)
             })?;
         }
-        let retry = Retry::plan(service, &parts, sent.is_none() && upgrade.is_none());
-        let mut upstream = Request::new(body);
-        *upstream.method_mut() = parts.method;
-        *upstream.uri_mut() = origin_form(&parts.uri);
-        *upstream.headers_mut() = parts.headers;
+        parts.uri = origin_form(&parts.uri);
+        let head = RequestHead::new(&mut parts, &body);
+        let bodiless = sent.is_none() && upgrade.is_none() && head.is_bodiless();
+        let retry = Retry::plan(service, &parts.method, &head, bodiless);
+        let mut upstream = Outbound { head, body };
 
         let now = now_ms();
         let mut index = service
@@ -192,7 +192,7 @@ impl Forwarder {
         &self,
         service: &Service,
         backend: &Backend,
-        request: Request<UpstreamBody>,
+        request: Outbound,
         sent: Option<&Notify>,
     ) -> Result<Response<BackendBody>, Attempt> {
         let (conn, fresh) = match self
@@ -203,7 +203,7 @@ impl Forwarder {
             Ok(checked_out) => checked_out,
             Err(error) => return Err(Attempt::Refused(Box::new(request), error)),
         };
-        let handed_on = request.body().handed_on();
+        let handed_on = request.body.handed_on();
         let exchange = self.exchange(service, backend, conn, fresh, request);
         tokio::pin!(exchange);
         if let (Some(sent), Some(handed_on)) = (sent, handed_on) {
@@ -232,7 +232,7 @@ impl Forwarder {
         backend: &Backend,
         mut conn: Conn,
         mut fresh: bool,
-        mut request: Request<UpstreamBody>,
+        mut request: Outbound,
     ) -> Result<Response<BackendBody>, Attempt> {
         loop {
             let home = Home {
@@ -321,41 +321,37 @@ impl Tried {
     }
 }
 
-/// What a retry needs: the request's head (its body is empty), and the tries left.
+/// What a retry needs: the request's head as it went on the wire (its body is empty), and the
+/// tries left.
 struct Retry {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    head: RequestHead,
     left: u32,
 }
 
 impl Retry {
     /// A retry plan when the request may be retried: retries configured, another backend to
-    /// retry on, an idempotent method and no body. Only then is the head copied (the copy is
-    /// the cost of a retry plan). Every request of a retrying service feeds the retry budget.
-    fn plan(service: &Service, parts: &http::request::Parts, bodiless: bool) -> Option<Self> {
+    /// retry on, an idempotent method and no body. The plan shares the head's bytes, so having
+    /// one costs a reference count. Every request of a retrying service feeds the retry budget.
+    fn plan(
+        service: &Service,
+        method: &Method,
+        head: &RequestHead,
+        bodiless: bool,
+    ) -> Option<Self> {
         if service.retries == 0 {
             return None;
         }
         service.retry_budget.deposit();
-        let retriable =
-            bodiless && service.backends.len() > 1 && retry::is_idempotent(&parts.method);
+        let retriable = bodiless && service.backends.len() > 1 && retry::is_idempotent(method);
         retriable.then(|| Retry {
-            method: parts.method.clone(),
-            uri: origin_form(&parts.uri),
-            headers: parts.headers.clone(),
+            head: head.clone(),
             left: service.retries,
         })
     }
 
     /// The backend and request for one more try, if tries are left, another backend is
     /// available and the budget holds a retry.
-    fn next(
-        &mut self,
-        service: &Service,
-        tried: &Tried,
-        from: usize,
-    ) -> Option<(usize, Request<UpstreamBody>)> {
+    fn next(&mut self, service: &Service, tried: &Tried, from: usize) -> Option<(usize, Outbound)> {
         if self.left == 0 {
             return None;
         }
@@ -364,10 +360,10 @@ impl Retry {
             return None;
         }
         self.left -= 1;
-        let mut request = Request::new(UpstreamBody::empty(service.body_limits));
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = self.headers.clone();
+        let request = Outbound {
+            head: self.head.clone(),
+            body: UpstreamBody::empty(service.body_limits),
+        };
         Some((next, request))
     }
 }

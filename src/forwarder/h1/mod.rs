@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 
-use http::{header, Method, Request, Response};
+use bytes::Bytes;
+use http::{header, Method, Response};
 
 use super::body::{ClientBodyError, UpstreamBody};
 use super::pool::Home;
@@ -35,7 +36,7 @@ pub(crate) use body::BackendBody;
 pub(crate) use conn::Conn;
 pub use parse::{BodyKind, ParseError, MAX_HEAD, MAX_HEADERS};
 pub use replay::{replay_response, Replayed};
-use write::{RequestWriter, WriteError};
+use write::{Framing, RequestWriter, WriteError};
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,11 +52,54 @@ pub(crate) enum Error {
     ClientBody(ClientBodyError),
 }
 
+/// A request's head as it goes on the wire, serialised once however many connections or
+/// backends it is sent to (a retry resends these bytes: cloning them is a reference count).
+#[derive(Debug, Clone)]
+pub(crate) struct RequestHead {
+    bytes: Bytes,
+    framing: Framing,
+    /// `HEAD`: the response has no body whatever its headers say.
+    head_request: bool,
+    /// The request asked the backend to close the connection after it.
+    close: bool,
+}
+
+impl RequestHead {
+    /// Serialises `parts` (method, origin-form target, headers) for `body`, whose framing it
+    /// settles (and states in `parts.headers`, see `write::head`).
+    pub(crate) fn new(parts: &mut http::request::Parts, body: &UpstreamBody) -> Self {
+        let (bytes, framing) = write::head(&parts.method, &parts.uri, &mut parts.headers, body);
+        let close = parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|line| parse::has_token(line, "close"));
+        RequestHead {
+            bytes,
+            framing,
+            head_request: parts.method == Method::HEAD,
+            close,
+        }
+    }
+
+    /// Whether no body goes out after the head: sent again as it is, it is the whole request.
+    pub(crate) fn is_bodiless(&self) -> bool {
+        self.framing == Framing::None
+    }
+}
+
+/// A request ready for a backend: its head and the body that streams after it.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    pub(crate) head: RequestHead,
+    pub(crate) body: UpstreamBody,
+}
+
 /// How `send` failed.
 #[derive(Debug)]
 pub(crate) enum SendError {
     /// Not a byte of the request was written: it comes back, to go out on another connection.
-    Unsent(Box<Request<UpstreamBody>>, io::Error),
+    Unsent(Box<Outbound>, io::Error),
     Failed(Error),
 }
 
@@ -65,18 +109,16 @@ pub(crate) enum SendError {
 /// once the response body has been read, when the backend allows.
 pub(crate) async fn send(
     mut conn: Conn,
-    request: Request<UpstreamBody>,
+    request: Outbound,
     home: Home,
 ) -> Result<Response<BackendBody>, SendError> {
-    let (mut parts, body) = request.into_parts();
-    let head_request = parts.method == Method::HEAD;
-    let (head, framing) = write::head(&parts.method, &parts.uri, &mut parts.headers, &body);
-    let close = parts
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|line| parse::has_token(line, "close"));
-    let mut writer = RequestWriter::new(head, body, framing);
+    let Outbound {
+        head: request_head,
+        body,
+    } = request;
+    let (head_request, close) = (request_head.head_request, request_head.close);
+    let bytes = request_head.bytes.clone();
+    let mut writer = RequestWriter::new(bytes, body, request_head.framing);
     let mut written = false;
     let mut write_failed: Option<io::Error> = None;
     let outcome = poll_fn(|cx| {
@@ -120,7 +162,10 @@ pub(crate) async fn send(
             let error = write_failed.unwrap_or_else(|| io::ErrorKind::BrokenPipe.into());
             return match writer.into_unsent_body() {
                 Some(body) => Err(SendError::Unsent(
-                    Box::new(Request::from_parts(parts, body)),
+                    Box::new(Outbound {
+                        head: request_head,
+                        body,
+                    }),
                     error,
                 )),
                 None => Err(SendError::Failed(Error::Io(error))),

@@ -11,7 +11,8 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Request ids unique across restarts and replicas: a random per-process prefix and a counter.
 #[derive(Debug)]
 pub struct RequestIds {
-    prefix: u64,
+    /// The random prefix as hex digits, spelled once rather than for every id.
+    prefix_hex: [u8; 16],
     counter: AtomicU64,
 }
 
@@ -25,23 +26,29 @@ impl RequestIds {
     /// A generator with a fresh random prefix.
     pub fn new() -> Self {
         RequestIds {
-            prefix: rand::random(),
+            prefix_hex: hex(rand::random()),
             counter: AtomicU64::new(0),
         }
     }
 
     /// The next id: 32 lowercase hex digits (hand-encoded: `format!` showed in profiles).
     pub fn next(&self) -> HeaderValue {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut id = [0u8; 32];
-        for (i, digit) in id.iter_mut().enumerate() {
-            let word = if i < 16 { self.prefix } else { n };
-            let shift = 60 - 4 * (i % 16);
-            *digit = HEX[((word >> shift) & 0xf) as usize];
-        }
+        id[..16].copy_from_slice(&self.prefix_hex);
+        id[16..].copy_from_slice(&hex(n));
         HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
     }
+}
+
+/// `word` as 16 lowercase hex digits, most significant first.
+fn hex(word: u64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((word >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    digits
 }
 
 #[cfg(test)]
@@ -55,7 +62,10 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
         assert!(a.to_str().unwrap().bytes().all(|c| c.is_ascii_hexdigit()));
-        let expected = format!("{:016x}{:016x}", ids.prefix, 1);
+        let prefix = std::str::from_utf8(&ids.prefix_hex).unwrap();
+        assert_eq!(prefix, &a.to_str().unwrap()[..16]);
+        let expected = format!("{prefix}{:016x}", 1);
         assert_eq!(b.to_str().unwrap(), expected);
+        assert_eq!(&hex(0x0123_4567_89ab_cdef), b"0123456789abcdef");
     }
 }

@@ -157,8 +157,9 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
     }
 }
 
-/// Room for the headers the proxy adds to a response on its way out (the request id, CORS and
-/// security headers), so that adding them does not regrow the map.
+/// Room for the headers the proxy adds to a response on its way out, so that adding them does
+/// not regrow the map: the request id and a few of the CORS and security headers (a service
+/// with all of them grows it once more).
 const RESPONSE_HEADROOM: usize = 4;
 
 /// Which of the fields that decide framing and reuse a head has, noted while its map is built

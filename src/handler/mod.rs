@@ -211,9 +211,10 @@ async fn proxy(
         }
         _ => None,
     };
-    // Boxed, as are the control plane's and sign-in's in handle_inner: the exchange's state (4 KiB) is
-    // then allocated only for proxied requests, not in every request's handler future (which
-    // hyper, as patched, boxes per request). Unboxed, callgrind counted no fewer instructions.
+    // Boxed, as are the control plane's and sign-in's in handle_inner: the exchange's state
+    // (4 KiB) is then allocated only for proxied requests, not in every request's handler
+    // future (which hyper, as patched, boxes per request). Unboxed, callgrind counted no fewer
+    // instructions.
     let (response, index) = Box::pin(worker.forwarder.forward(
         service,
         request,

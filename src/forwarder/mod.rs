@@ -11,6 +11,7 @@ use body::ResponseBody;
 // Public for the fuzz targets (fuzz/), which drive the real header rewrite.
 pub use headers::add_identity;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,14 +78,20 @@ impl Forwarder {
     /// backend after a 502/503 answer or a broken connection, up to `service.retries` times and
     /// only while the service's retry budget allows. An `Upgrade` request becomes a tunnel once
     /// the backend answers 101.
-    pub(crate) async fn forward(
-        &self,
-        service: &Service,
+    ///
+    /// Not an `async fn`, which would keep the request and the assertion twice in its state
+    /// (as passed and as moved apart) for the whole exchange: this state is part of every
+    /// proxied request's, copied in full when it is boxed, and memory touched per request costs
+    /// kernel time too (README, Performance). The request is taken apart first, and the async
+    /// block keeps only its parts.
+    pub(crate) fn forward<'a>(
+        &'a self,
+        service: &'a Service,
         mut request: Request<Incoming>,
-        client: &ClientInfo,
-        caller: Option<&Caller>,
+        client: &'a ClientInfo,
+        caller: Option<&'a Caller>,
         assertion: Option<HeaderValue>,
-    ) -> Result<(Response<ResponseBody>, usize), ProxyError> {
+    ) -> impl Future<Output = Result<(Response<ResponseBody>, usize), ProxyError>> + 'a {
         let upgrade = upgrade::requested(&request).then(|| upgrade::client_side(&mut request));
         let (mut parts, incoming) = request.into_parts();
         let upgrade = upgrade.map(|client_side| (client_side, upgrade::protocol(&parts.headers)));
@@ -102,84 +109,86 @@ impl Forwarder {
                 .insert(headers::X_GATEHOUSE_ASSERTION, assertion);
         }
         let (mut body, sent) = UpstreamBody::new(incoming, service.body_limits);
-        if let (Some(limit), Some(_), None) = (service.request_buffering, &sent, &upgrade) {
-            // Before a backend is picked: a slow client holds no backend connection meanwhile.
-            body.read_ahead(limit).await.map_err(|error| {
-                tracing::debug!(service = &*service.name, %error, "client body failed");
-                client_body_error(&error)
-            })?;
-        }
-        parts.uri = origin_form(&parts.uri);
-        let head = RequestHead::new(&mut parts, &body);
-        let bodiless = sent.is_none() && upgrade.is_none() && head.is_bodiless();
-        let retry = Retry::plan(service, &parts.method, &head, bodiless);
-        let mut upstream = Outbound { head, body };
+        async move {
+            if let (Some(limit), Some(_), None) = (service.request_buffering, &sent, &upgrade) {
+                // Before a backend is picked: a slow client holds no backend connection meanwhile.
+                body.read_ahead(limit).await.map_err(|error| {
+                    tracing::debug!(service = &*service.name, %error, "client body failed");
+                    client_body_error(&error)
+                })?;
+            }
+            parts.uri = origin_form(&parts.uri);
+            let head = RequestHead::new(&mut parts, &body);
+            let bodiless = sent.is_none() && upgrade.is_none() && head.is_bodiless();
+            let retry = Retry::plan(service, &parts.method, &head, bodiless);
+            let mut upstream = Outbound { head, body };
 
-        let now = now_ms();
-        let mut index = service
-            .balancer
-            .pick(&service.backends, now)
-            .ok_or_else(|| ProxyError::NoHealthyBackend(service.name.to_string()))?;
-        let mut tried = Tried::default();
-        let mut retry = retry;
-        loop {
-            tried.add(index, service.backends.len());
-            let backend = &service.backends[index];
-            let in_flight = service
+            let now = now_ms();
+            let mut index = service
                 .balancer
-                .counts_in_flight()
-                .then(|| backend.state.start_request());
-            let attempt = self
-                .attempt(service, backend, upstream, sent.as_deref())
-                .await;
-            let failure = match attempt {
-                Ok(mut response) => {
-                    backend.state.answered(response.status());
-                    let status = response.status();
-                    let retriable = matches!(status.as_u16(), 502 | 503);
-                    let again = retry.as_mut().filter(|_| retriable);
-                    if let Some((next, request)) =
-                        again.and_then(|plan| plan.next(service, &tried, index))
-                    {
-                        tracing::debug!(service = &*service.name, backend = %backend.authority, %status, "retrying on another backend");
-                        (index, upstream) = (next, request);
-                        continue;
-                    }
-                    if let Some((client_side, _)) = upgrade {
-                        upgrade::tunnel_if_switched(
-                            &mut response,
-                            client_side,
-                            service.tunnel_idle,
-                        );
-                    } else {
-                        headers::strip_hop_by_hop(response.headers_mut());
-                    }
-                    let response =
-                        response.map(|body| ResponseBody::new(body, service.timeout, in_flight));
-                    return Ok((response, index));
-                }
-                Err(Attempt::Refused(request, error)) => {
-                    backend.state.refused();
-                    tracing::warn!(service = &*service.name, backend = %backend.authority, %error, "backend refused the connection, trying the next");
-                    upstream = *request;
-                    ProxyError::AllBackendsFailed(service.name.to_string())
-                }
-                Err(Attempt::Failed(error)) => {
-                    backend.state.failed(&error);
-                    let broken = matches!(error, ProxyError::Upstream(_));
-                    if let Some(plan) = retry.as_mut().filter(|_| broken) {
-                        if let Some((next, request)) = plan.next(service, &tried, index) {
+                .pick(&service.backends, now)
+                .ok_or_else(|| ProxyError::NoHealthyBackend(service.name.to_string()))?;
+            let mut tried = Tried::default();
+            let mut retry = retry;
+            loop {
+                tried.add(index, service.backends.len());
+                let backend = &service.backends[index];
+                let in_flight = service
+                    .balancer
+                    .counts_in_flight()
+                    .then(|| backend.state.start_request());
+                let attempt = self
+                    .attempt(service, backend, upstream, sent.as_deref())
+                    .await;
+                let failure = match attempt {
+                    Ok(mut response) => {
+                        backend.state.answered(response.status());
+                        let status = response.status();
+                        let retriable = matches!(status.as_u16(), 502 | 503);
+                        let again = retry.as_mut().filter(|_| retriable);
+                        if let Some((next, request)) =
+                            again.and_then(|plan| plan.next(service, &tried, index))
+                        {
+                            tracing::debug!(service = &*service.name, backend = %backend.authority, %status, "retrying on another backend");
                             (index, upstream) = (next, request);
                             continue;
                         }
+                        if let Some((client_side, _)) = upgrade {
+                            upgrade::tunnel_if_switched(
+                                &mut response,
+                                client_side,
+                                service.tunnel_idle,
+                            );
+                        } else {
+                            headers::strip_hop_by_hop(response.headers_mut());
+                        }
+                        let response = response
+                            .map(|body| ResponseBody::new(body, service.timeout, in_flight));
+                        return Ok((response, index));
                     }
-                    return Err(error);
+                    Err(Attempt::Refused(request, error)) => {
+                        backend.state.refused();
+                        tracing::warn!(service = &*service.name, backend = %backend.authority, %error, "backend refused the connection, trying the next");
+                        upstream = *request;
+                        ProxyError::AllBackendsFailed(service.name.to_string())
+                    }
+                    Err(Attempt::Failed(error)) => {
+                        backend.state.failed(&error);
+                        let broken = matches!(error, ProxyError::Upstream(_));
+                        if let Some(plan) = retry.as_mut().filter(|_| broken) {
+                            if let Some((next, request)) = plan.next(service, &tried, index) {
+                                (index, upstream) = (next, request);
+                                continue;
+                            }
+                        }
+                        return Err(error);
+                    }
+                };
+                // Refused: nothing was sent, so any untried available backend may take it.
+                match tried.next_available(service, index, now_ms()) {
+                    Some(next) => index = next,
+                    None => return Err(failure),
                 }
-            };
-            // Refused: nothing was sent, so any untried available backend may take it.
-            match tried.next_available(service, index, now_ms()) {
-                Some(next) => index = next,
-                None => return Err(failure),
             }
         }
     }
@@ -240,7 +249,9 @@ impl Forwarder {
                 backend: backend.authority.clone(),
                 idle: service.idle_timeout,
             };
-            match h1::send(conn, request, home).await {
+            // The reconnect is outside the match, so the send's result is not kept across it
+            // (it would be part of every request's state).
+            let unsent = match h1::send(conn, request, home).await {
                 Ok(response) if ambiguous_length(response.headers()) => {
                     // RFC 9112 §6.3: "ought to be handled as an error". Passing it on would let
                     // the backend pick the client's framing, and this connection's own framing
@@ -253,21 +264,18 @@ impl Forwarder {
                     ))));
                 }
                 Ok(response) => return Ok(response),
-                Err(SendError::Unsent(unsent, _)) if !fresh => {
-                    request = *unsent;
-                    conn = match Conn::connect(backend.authority.as_str(), service.connect_timeout)
-                        .await
-                    {
-                        Ok(conn) => conn,
-                        Err(e) => return Err(Attempt::Refused(Box::new(request), e)),
-                    };
-                    fresh = true;
-                }
+                Err(SendError::Unsent(unsent, _)) if !fresh => unsent,
                 Err(SendError::Unsent(unsent, closed)) => {
                     return Err(Attempt::Refused(unsent, closed));
                 }
                 Err(SendError::Failed(error)) => return Err(failed(service, backend, &error)),
-            }
+            };
+            request = *unsent;
+            conn = match Conn::connect(backend.authority.as_str(), service.connect_timeout).await {
+                Ok(conn) => conn,
+                Err(e) => return Err(Attempt::Refused(Box::new(request), e)),
+            };
+            fresh = true;
         }
     }
 }

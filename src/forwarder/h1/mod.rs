@@ -20,7 +20,7 @@ mod parse;
 mod replay;
 mod write;
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::task::Poll;
 use std::time::Duration;
@@ -107,11 +107,16 @@ pub(crate) enum SendError {
 /// response is awaited; a response that comes before the body has been sent (a 413, say) ends
 /// the sending, and its connection is not reused. `home` is where the connection is parked
 /// once the response body has been read, when the backend allows.
-pub(crate) async fn send(
+///
+/// Not an `async fn`, which keeps each by-value argument twice in its state (as passed and as
+/// moved apart): this state is part of every proxied request's, copied in full when the
+/// exchange is boxed, and memory touched per request costs kernel time too (README,
+/// Performance). Taken apart before the async block, each part is kept once.
+pub(crate) fn send(
     mut conn: Conn,
     request: Outbound,
     home: Home,
-) -> Result<Response<BackendBody>, SendError> {
+) -> impl Future<Output = Result<Response<BackendBody>, SendError>> {
     let Outbound {
         head: request_head,
         body,
@@ -119,77 +124,79 @@ pub(crate) async fn send(
     let (head_request, close) = (request_head.head_request, request_head.close);
     let bytes = request_head.bytes.clone();
     let mut writer = RequestWriter::new(bytes, body, request_head.framing);
-    let mut written = false;
-    let mut write_failed: Option<io::Error> = None;
-    let outcome = poll_fn(|cx| {
-        if !written && write_failed.is_none() {
-            match writer.poll_write(cx, &conn.stream) {
-                Poll::Ready(Ok(())) => written = true,
-                Poll::Ready(Err(WriteError::Body(error))) => {
-                    return Poll::Ready(Err(Some(Error::ClientBody(error))))
+    async move {
+        let mut written = false;
+        let mut write_failed: Option<io::Error> = None;
+        let outcome = poll_fn(|cx| {
+            if !written && write_failed.is_none() {
+                match writer.poll_write(cx, &conn.stream) {
+                    Poll::Ready(Ok(())) => written = true,
+                    Poll::Ready(Err(WriteError::Body(error))) => {
+                        return Poll::Ready(Err(Some(Error::ClientBody(error))))
+                    }
+                    Poll::Ready(Err(WriteError::Io(error))) if !writer.wrote_any() => {
+                        write_failed = Some(error);
+                        return Poll::Ready(Err(None));
+                    }
+                    // The backend may still answer (and say why it stopped reading).
+                    Poll::Ready(Err(WriteError::Io(error))) => write_failed = Some(error),
+                    Poll::Pending => {}
                 }
-                Poll::Ready(Err(WriteError::Io(error))) if !writer.wrote_any() => {
-                    write_failed = Some(error);
-                    return Poll::Ready(Err(None));
+            }
+            loop {
+                match parse::parse_head(&mut conn.buf, head_request) {
+                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                    Ok(None) => {}
+                    Err(error) => return Poll::Ready(Err(Some(Error::Parse(error)))),
                 }
-                // The backend may still answer (and say why it stopped reading).
-                Poll::Ready(Err(WriteError::Io(error))) => write_failed = Some(error),
-                Poll::Pending => {}
+                match conn.poll_fill(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(0)) => {
+                        let error = write_failed.take().map_or(Error::Closed, Error::Io);
+                        return Poll::Ready(Err(Some(error)));
+                    }
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(Some(Error::Io(error)))),
+                }
+            }
+        })
+        .await;
+        let head = match outcome {
+            Ok(head) => head,
+            Err(Some(error)) => return Err(SendError::Failed(error)),
+            Err(None) => {
+                let error = write_failed.unwrap_or_else(|| io::ErrorKind::BrokenPipe.into());
+                return match writer.into_unsent_body() {
+                    Some(body) => Err(SendError::Unsent(
+                        Box::new(Outbound {
+                            head: request_head,
+                            body,
+                        }),
+                        error,
+                    )),
+                    None => Err(SendError::Failed(Error::Io(error))),
+                };
+            }
+        };
+        // Reused only after a whole exchange: the request written in full, both sides agreeing.
+        let keep_alive = head.keep_alive && written && write_failed.is_none() && !close;
+        if !written {
+            if let Some(rest) = writer.into_rest() {
+                tokio::spawn(discard(rest));
             }
         }
-        loop {
-            match parse::parse_head(&mut conn.buf, head_request) {
-                Ok(Some(head)) => return Poll::Ready(Ok(head)),
-                Ok(None) => {}
-                Err(error) => return Poll::Ready(Err(Some(Error::Parse(error)))),
-            }
-            match conn.poll_fill(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) => {
-                    let error = write_failed.take().map_or(Error::Closed, Error::Io);
-                    return Poll::Ready(Err(Some(error)));
-                }
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(Some(Error::Io(error)))),
+        let mut response = Response::new(BackendBody::new(conn, head.body, keep_alive, home));
+        *response.status_mut() = head.status;
+        *response.version_mut() = head.version;
+        *response.headers_mut() = head.headers;
+        if let Some(reason) = head.reason {
+            // Passed on to the client as hyper's client did.
+            if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
+                response.extensions_mut().insert(reason);
             }
         }
-    })
-    .await;
-    let head = match outcome {
-        Ok(head) => head,
-        Err(Some(error)) => return Err(SendError::Failed(error)),
-        Err(None) => {
-            let error = write_failed.unwrap_or_else(|| io::ErrorKind::BrokenPipe.into());
-            return match writer.into_unsent_body() {
-                Some(body) => Err(SendError::Unsent(
-                    Box::new(Outbound {
-                        head: request_head,
-                        body,
-                    }),
-                    error,
-                )),
-                None => Err(SendError::Failed(Error::Io(error))),
-            };
-        }
-    };
-    // Reused only after a whole exchange: the request written in full, both sides agreeing.
-    let keep_alive = head.keep_alive && written && write_failed.is_none() && !close;
-    if !written {
-        if let Some(rest) = writer.into_rest() {
-            tokio::spawn(discard(rest));
-        }
+        Ok(response)
     }
-    let mut response = Response::new(BackendBody::new(conn, head.body, keep_alive, home));
-    *response.status_mut() = head.status;
-    *response.version_mut() = head.version;
-    *response.headers_mut() = head.headers;
-    if let Some(reason) = head.reason {
-        // Passed on to the client as hyper's client did.
-        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
-            response.extensions_mut().insert(reason);
-        }
-    }
-    Ok(response)
 }
 
 /// The most of a client's body read and dropped after its backend answered early.

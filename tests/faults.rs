@@ -40,7 +40,7 @@ use common::binary::{Gatehouse, TempDir};
 use common::killable::KillableBackend;
 use common::postgres::OwnCluster;
 use common::scrape::{sample, scrape};
-use common::{assert_json_error, backends, parse_raw, Client, ConfigYaml, ServiceYaml};
+use common::{assert_json_error, backends, parse_raw, read_head, Client, ConfigYaml, ServiceYaml};
 use serde_json::json;
 use sqlx::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -156,14 +156,10 @@ async fn hanging_backend(partial: Option<&'static [u8]>) -> (SocketAddr, Arc<Ato
         while let Ok((mut stream, _)) = listener.accept().await {
             let counter = Arc::clone(&counter);
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if read_head(&mut stream).await.is_none() {
+                    return;
                 }
+                let mut buf = [0u8; 1024];
                 counter.fetch_add(1, Ordering::SeqCst);
                 if let Some(partial) = partial {
                     let _ = stream.write_all(partial).await;

@@ -833,6 +833,20 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Reads a request (or response) head from `stream`: what arrived up to and past its blank
+/// line; `None` when the peer closed or failed first. For hand-written backends.
+pub async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
+
 /// Reads from `stream` until the peer closes it (EOF or reset) and returns what arrived; `None`
 /// when it is still open after `within`.
 pub async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {

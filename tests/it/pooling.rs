@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{backends, ConfigYaml, CountingRelay, Proxy, ServiceYaml};
+use common::{backends, read_head, ConfigYaml, CountingRelay, Proxy, ServiceYaml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -75,13 +75,8 @@ async fn closing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
         while let Ok((mut stream, _)) = listener.accept().await {
             let counter = Arc::clone(&counter);
             tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
+                if read_head(&mut stream).await.is_none() {
+                    return;
                 }
                 let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                 if stream.write_all(reply).await.is_ok() {
@@ -121,14 +116,10 @@ async fn early_answering_backend() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if read_head(&mut stream).await.is_none() {
+                    return;
                 }
+                let mut buf = [0u8; 4096];
                 let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly";
                 if stream.write_all(reply).await.is_err() {
                     return;

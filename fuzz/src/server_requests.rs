@@ -17,6 +17,9 @@
 //!   `close`, HTTP/1.0 without `keep-alive`, both length fields, or `CONNECT` (answered 200, so
 //!   hyper hands the connection over as a tunnel). hyper must serve exactly the requests the
 //!   reference finds, with the same method, target, version, fields and body.
+//! - **Gatehouse's own server agrees.** The requests `gatehouse::server::taken_heads` takes
+//!   from the bytes (those Gatehouse's HTTP/1 server answers itself before it hands a
+//!   connection to hyper) are hyper's first requests, the same in every field, without a body.
 //! - The server finishes: after the client's last byte and its close, the connection future
 //!   ends (a hang shows as the paused clock reaching `LIMIT`), and nothing panics.
 //!
@@ -137,6 +140,49 @@ pub fn server_requests(data: &[u8]) {
         );
     }
     compare(&reference, &whole);
+    own_server_agrees(input, &whole);
+}
+
+/// Every request Gatehouse's own HTTP/1 server takes from these bytes before handing the
+/// connection to hyper (`gatehouse::server::taken_heads`) is one hyper serves, in the same
+/// place, as the same request: method, target, version, fields in order, and no body.
+fn own_server_agrees(input: &[u8], served: &Served) {
+    let taken = gatehouse::server::taken_heads(input, MAX_BUF, MAX_HEADERS);
+    assert!(
+        taken.len() <= served.requests.len(),
+        "Gatehouse's server took {} requests, hyper served {}",
+        taken.len(),
+        served.requests.len()
+    );
+    for (i, (request, seen)) in taken.iter().zip(&served.requests).enumerate() {
+        assert_eq!(
+            *request.method(),
+            seen.method,
+            "own server, request {i}: method"
+        );
+        assert_eq!(
+            request.uri().to_string(),
+            seen.target,
+            "own server, request {i}: target"
+        );
+        assert_eq!(
+            request.version(),
+            seen.version,
+            "own server, request {i}: version"
+        );
+        let headers: Vec<(String, Vec<u8>)> = request
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(headers, seen.headers, "own server, request {i}: fields");
+        assert!(
+            seen.body.is_empty() && seen.end == BodyEnd::Ended(None),
+            "own server, request {i}: hyper read a body {:?} ({:?})",
+            String::from_utf8_lossy(&seen.body),
+            seen.end
+        );
+    }
 }
 
 /// The responses without the answer hyper writes itself to a head it cannot parse (in the

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::h1;
 use super::listen;
 use super::preface::{self, Protocol};
 use super::stream::ClientStream;
@@ -158,14 +159,38 @@ pub(super) async fn serve_worker(
         let builders = Arc::clone(&builders);
         let acceptor = acceptor.clone();
         let header_read_timeout = options.header_read_timeout;
+        let (max_head, max_headers) = (h1_buffer(&options), options.max_headers);
         let worker = Arc::clone(&worker);
         tokio::spawn(async move {
             // The slot (captured) is held until the connection ends.
-            let Some((stream, protocol)) =
+            let Some((mut stream, protocol)) =
                 ready(stream, acceptor.as_ref(), header_read_timeout).await
             else {
                 return;
             };
+            if let (ClientStream::Plain(_), Protocol::Http1) = (&stream, protocol) {
+                let ClientStream::Plain(socket) = stream else {
+                    unreachable!("matched above")
+                };
+                let settings = h1::Settings {
+                    worker: Arc::clone(&worker),
+                    client: Arc::clone(&client),
+                    limits,
+                    header_read_timeout,
+                    max_head,
+                    max_headers,
+                };
+                match h1::serve(socket, &settings, &mut draining).await {
+                    Ok(h1::Ended::HandedOver(continued)) => {
+                        stream = ClientStream::Continued(Box::new(continued));
+                    }
+                    Ok(h1::Ended::Closed) => return,
+                    Err(error) => {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                        return;
+                    }
+                }
+            }
             // Requests in progress are tracked for HTTP/2's idle bound only (see `closing`):
             // an HTTP/1.1 request pays for no counter and no clock read.
             let activity = (protocol == Protocol::Http2).then(|| Arc::new(Activity::new()));
@@ -199,9 +224,11 @@ pub(super) async fn serve_worker(
                     let closing = async {
                         let _ = draining.changed().await;
                     };
-                    serve(connection.with_upgrades(), closing, |c| {
+                    // Boxed: hyper's connection state is large, and most cleartext connections
+                    // never get here (`h1` serves them), so their tasks are not sized for it.
+                    Box::pin(serve(connection.with_upgrades(), closing, |c| {
                         c.graceful_shutdown()
-                    })
+                    }))
                     .await
                 }
                 Protocol::Http2 => {
@@ -337,6 +364,12 @@ impl Drop for Busy {
     }
 }
 
+/// hyper's HTTP/1 read buffer, so the longest head it reads (431 beyond); `h1` hands a longer
+/// one to hyper to refuse.
+fn h1_buffer(options: &ServerOptions) -> usize {
+    options.max_header_bytes.max(MIN_H1_BUFFER)
+}
+
 /// hyper's connection settings for each protocol, built once per worker.
 struct Builders {
     http1: http1::Builder,
@@ -353,7 +386,7 @@ impl Builders {
             .timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout)
             .keep_alive(true)
-            .max_buf_size(options.max_header_bytes.max(MIN_H1_BUFFER))
+            .max_buf_size(h1_buffer(options))
             .max_headers(options.max_headers);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         // Pings find peers that vanished without closing, so their slots are freed. A header

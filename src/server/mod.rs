@@ -4,6 +4,7 @@
 
 mod accept;
 mod admin_listener;
+mod h1;
 mod listen;
 mod preface;
 mod stream;
@@ -12,6 +13,7 @@ mod workers;
 
 pub use accept::ServerOptions;
 pub use admin_listener::serve_admin;
+pub use h1::taken_heads;
 pub use listen::{bind, Listen};
 pub use tls::{CertWatch, Reloaded, ServerTls, TlsError};
 pub use workers::serve_workers;

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use super::h1::Continued;
 use super::preface::Replay;
 
 /// A client connection ready for hyper.
@@ -19,6 +20,9 @@ pub(super) enum ClientStream {
     /// TLS, with the first bytes already read (to bound the wait for them) and put back.
     /// Boxed: a TLS session is large and cleartext connections should not pay for it.
     Tls(Box<Replay<TlsStream<TcpStream>>>),
+    /// Cleartext HTTP/1.1 handed over by Gatehouse's own server (`h1`) with the bytes it had
+    /// read but not served. Boxed: most cleartext connections never get here.
+    Continued(Box<Continued>),
 }
 
 macro_rules! delegate {
@@ -29,6 +33,10 @@ macro_rules! delegate {
                 $call
             }
             ClientStream::Tls($stream) => {
+                let $stream = Pin::new(&mut **$stream);
+                $call
+            }
+            ClientStream::Continued($stream) => {
                 let $stream = Pin::new(&mut **$stream);
                 $call
             }
@@ -67,6 +75,7 @@ impl AsyncWrite for ClientStream {
         match self {
             ClientStream::Plain(stream) => stream.is_write_vectored(),
             ClientStream::Tls(stream) => stream.is_write_vectored(),
+            ClientStream::Continued(stream) => stream.is_write_vectored(),
         }
     }
 

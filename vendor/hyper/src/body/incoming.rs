@@ -97,8 +97,10 @@ impl Incoming {
         Incoming { kind }
     }
 
-    #[allow(dead_code)]
-    pub(crate) fn empty() -> Incoming {
+    /// Gatehouse: public, for requests Gatehouse's own HTTP/1 server reads (bodiless ones), so
+    /// they reach the same handler as hyper's.
+    #[doc(hidden)]
+    pub fn empty() -> Incoming {
         Incoming::new(Kind::Empty)
     }
 

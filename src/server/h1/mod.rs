@@ -1,0 +1,193 @@
+//! Gatehouse's own HTTP/1.1 server for cleartext connections, in front of hyper's.
+//!
+//! It reads each request head with `httparse` into a buffer taken only when bytes arrive and
+//! dropped once the head is parsed, answers the requests it can answer exactly as hyper does
+//! (HTTP/1.1 without a body or an upgrade: `head.rs`), and writes the response itself
+//! (`respond.rs`), all in the connection's task with no buffer or boxed future kept between
+//! requests but the handler's. The first request it does not take (a body, an upgrade,
+//! `Expect`, HTTP/1.0, a head hyper would refuse or that outgrows `max_header_bytes`) and
+//! everything after it on that connection are hyper's: the connection is handed over with the
+//! bytes read so far put back in front (`Continued`), so hyper sees the byte stream it would
+//! have seen from the start. Bodies, upgrades, `100-continue` and every refusal stay hyper's.
+//!
+//! The timeouts are hyper's: a head (the first, or the next one on a kept-alive connection)
+//! must arrive within `header_read_timeout`, else the connection closes without an answer; a
+//! client that closes while its request is in progress cancels it; a drain closes an idle
+//! connection and answers a request in progress with `connection: close`.
+
+mod continued;
+mod date;
+mod head;
+mod replay;
+mod respond;
+
+pub(super) use continued::Continued;
+pub use replay::taken_heads;
+
+use std::future::{pending, poll_fn};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::Method;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::handler::{self, RequestLimits};
+use crate::request::ClientInfo;
+use crate::state::Worker;
+use head::Parsed;
+use respond::Asked;
+
+/// Most bytes one read takes (on the stack, then copied to a buffer of their size).
+const READ_CHUNK: usize = 4096;
+
+/// One cleartext HTTP/1 connection's settings.
+pub(super) struct Settings {
+    pub worker: Arc<Worker>,
+    pub client: Arc<ClientInfo>,
+    pub limits: RequestLimits,
+    pub header_read_timeout: Duration,
+    /// Largest head hyper reads (its read buffer); a longer one is handed to hyper, which
+    /// answers 431.
+    pub max_head: usize,
+    pub max_headers: usize,
+}
+
+/// How a connection left this server.
+pub(super) enum Ended {
+    /// Closed: the client closed, timed out, asked to, or the server is draining.
+    Closed,
+    /// A request hyper must serve: it takes the connection from here.
+    HandedOver(Continued),
+}
+
+/// Serves `stream` until it closes or a request needs hyper; `draining` changes when the
+/// server shuts down.
+pub(super) async fn serve(
+    mut stream: TcpStream,
+    settings: &Settings,
+    draining: &mut watch::Receiver<()>,
+) -> io::Result<Ended> {
+    // Bytes read past the last head (pipelined requests); no allocation while empty.
+    let mut buf = BytesMut::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            next = tokio::time::timeout(
+                settings.header_read_timeout,
+                read_head(&mut stream, &mut buf, settings),
+            ) => next,
+            // Idle or part-way through a head: hyper closes such a connection on shutdown.
+            _ = draining.changed() => return Ok(Ended::Closed),
+        };
+        let head = match next {
+            Err(_elapsed) => {
+                tracing::debug!(peer = %settings.client.peer, "no request within the header read timeout; closing");
+                return Ok(Ended::Closed);
+            }
+            Ok(read) => match read? {
+                Next::Closed => return Ok(Ended::Closed),
+                Next::Other => return Ok(Ended::HandedOver(Continued::new(stream, buf))),
+                Next::Head(head) => head,
+            },
+        };
+        let head_request = head.request.method() == Method::HEAD;
+        let (asked_close, trailers) = (!head.keep_alive, head.trailers);
+        let (mut reader, mut writer) = stream.split();
+        let answered = async {
+            // Boxed: the handler's state is large, and held inline it would size this
+            // connection's task for as long as the connection lives, idle or not.
+            let handling = Box::pin(handler::handle(
+                Arc::clone(&settings.worker),
+                head.request,
+                Arc::clone(&settings.client),
+                settings.limits,
+            ));
+            let response = handling.await;
+            // A drain that began while the request was in progress: this is its last answer.
+            let draining_now = draining.has_changed().unwrap_or(true);
+            let asked = Asked {
+                head: head_request,
+                keep_alive: !asked_close && !draining_now,
+                trailers,
+            };
+            respond::write(&mut writer, response, asked).await
+        };
+        let kept = tokio::select! {
+            biased;
+            kept = answered => kept?,
+            () = client_gone(&mut reader, &mut buf) => return Ok(Ended::Closed),
+        };
+        if !kept {
+            return Ok(Ended::Closed);
+        }
+    }
+}
+
+/// What the next bytes on the connection are.
+#[allow(clippy::large_enum_variant)] // As `head::Parsed`: not boxed, which would allocate.
+enum Next {
+    Head(head::Head),
+    /// A request for hyper (or bytes it must refuse).
+    Other,
+    /// The client closed (part-way through a head or not); hyper answers neither.
+    Closed,
+}
+
+/// Reads until `buf` starts with a whole head, or cannot (`Other`, `Closed`).
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    settings: &Settings,
+) -> io::Result<Next> {
+    loop {
+        if !buf.is_empty() {
+            match head::parse(buf, settings.max_headers) {
+                Parsed::Simple(head) => return Ok(Next::Head(head)),
+                Parsed::Other => return Ok(Next::Other),
+                Parsed::Partial if buf.len() >= settings.max_head => return Ok(Next::Other),
+                Parsed::Partial => {}
+            }
+        }
+        let limit = READ_CHUNK.min(settings.max_head - buf.len());
+        if read_some(stream, buf, limit).await? == 0 {
+            return Ok(Next::Closed);
+        }
+    }
+}
+
+/// Reads at most `limit` bytes onto the end of `buf`; 0 at the end of the stream. The read goes
+/// to the stack and only what arrived is copied, so a buffer holds no more than the bytes.
+async fn read_some<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> io::Result<usize> {
+    poll_fn(|cx| {
+        let mut chunk = [const { MaybeUninit::<u8>::uninit() }; READ_CHUNK];
+        let mut read = ReadBuf::uninit(&mut chunk[..limit.min(READ_CHUNK)]);
+        ready!(Pin::new(&mut *stream).poll_read(cx, &mut read))?;
+        buf.extend_from_slice(read.filled());
+        Poll::Ready(Ok(read.filled().len()))
+    })
+    .await
+}
+
+/// Completes when the client closes its side (or the connection fails) while its request is in
+/// progress, as hyper's server notices it. Bytes that arrive meanwhile (a pipelined request)
+/// are kept for after the response, and then nothing more is read until then, as in hyper.
+async fn client_gone<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut BytesMut) {
+    if buf.is_empty() {
+        match read_some(reader, buf, READ_CHUNK).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    pending().await
+}

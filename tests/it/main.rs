@@ -36,6 +36,7 @@ mod fuzz_regressions;
 mod header_abuse;
 mod headers;
 mod helm;
+mod http1_server;
 mod identifiers;
 mod jwt_attacks;
 mod lifecycle;

@@ -1,0 +1,182 @@
+//! Cleartext HTTP/1.1 on one kept-alive connection: Gatehouse's own server answers requests
+//! without a body and hands the connection to hyper at the first one it does not take, so these
+//! tests mix both kinds, in separate writes, pipelined in one write, and split into single
+//! bytes, and check that every answer arrives complete and in order.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::{backends, parse_raw, ConfigYaml, Proxy, RawReply, ServiceYaml};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn proxy() -> Proxy {
+    let addrs = backends(1).await;
+    Proxy::start(&ConfigYaml::new().service(ServiceYaml::open("app", "app.test").backends(&addrs)))
+        .await
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n\r\n")
+}
+
+fn post(path: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Reads one response from a connection that stays open: its head, then as many body bytes as
+/// it states (`Content-Length` or chunked; none for `HEAD`). `pending` holds what was read past
+/// the previous response.
+async fn next_response(stream: &mut TcpStream, pending: &mut Vec<u8>, head: bool) -> RawReply {
+    let read = async {
+        loop {
+            if let Some(len) = response_len(pending, head) {
+                let reply = parse_raw(&pending[..len]);
+                pending.drain(..len);
+                return reply;
+            }
+            let mut buf = [0u8; 8192];
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(
+                n > 0,
+                "closed before a whole response: {:?}",
+                String::from_utf8_lossy(pending)
+            );
+            pending.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("a whole response within 10 s")
+}
+
+/// The length of the whole response at the start of `bytes`, once it is there.
+fn response_len(bytes: &[u8], head: bool) -> Option<usize> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+    if head {
+        return Some(end);
+    }
+    if let Some(len) = text
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+    {
+        let len: usize = len.trim().parse().expect("a length");
+        return (bytes.len() >= end + len).then_some(end + len);
+    }
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    let last = bytes[end..].windows(5).position(|w| w == b"0\r\n\r\n")?;
+    Some(end + last + 5)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_carries_bodiless_requests_then_a_body_then_more() {
+    let proxy = proxy().await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut pending = Vec::new();
+
+    stream
+        .write_all(get("/first?a=1").as_bytes())
+        .await
+        .unwrap();
+    let first = next_response(&mut stream, &mut pending, false).await;
+    stream
+        .write_all(b"HEAD /head HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let head = next_response(&mut stream, &mut pending, true).await;
+    // The first request with a body: hyper serves it and the rest of the connection.
+    stream
+        .write_all(post("/upload", "hello").as_bytes())
+        .await
+        .unwrap();
+    let upload = next_response(&mut stream, &mut pending, false).await;
+    stream.write_all(get("/after").as_bytes()).await.unwrap();
+    let after = next_response(&mut stream, &mut pending, false).await;
+
+    assert_eq!(first.status, 200);
+    assert_eq!(first.json()["path"], "/first?a=1");
+    assert_eq!(first.json()["method"], "GET");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert!(
+        head.header("content-length").is_some(),
+        "{:?}",
+        head.headers
+    );
+    assert_eq!(upload.status, 200);
+    assert_eq!(upload.json()["method"], "POST");
+    assert_eq!(upload.json()["body_len"], 5);
+    assert_eq!(after.status, 200);
+    assert_eq!(after.json()["path"], "/after");
+    assert!(
+        pending.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&pending)
+    );
+    for reply in [&first, &head, &upload, &after] {
+        assert!(reply.header("date").is_some(), "{:?}", reply.headers);
+        assert!(
+            reply.header("x-request-id").is_some(),
+            "{:?}",
+            reply.headers
+        );
+        assert_ne!(reply.header("connection"), Some("close"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_across_the_hand_over() {
+    let proxy = proxy().await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let all = [get("/1"), get("/2"), post("/3", "abc"), get("/4")].concat();
+    stream.write_all(all.as_bytes()).await.unwrap();
+
+    let mut pending = Vec::new();
+    let mut paths = Vec::new();
+    for _ in 0..4 {
+        let reply = next_response(&mut stream, &mut pending, false).await;
+        assert_eq!(reply.status, 200);
+        paths.push(reply.json()["path"].as_str().unwrap().to_string());
+    }
+    assert_eq!(paths, ["/1", "/2", "/3", "/4"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_sent_a_byte_at_a_time_is_answered() {
+    let proxy = proxy().await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    for byte in get("/slow").as_bytes() {
+        stream.write_all(&[*byte]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let reply = next_response(&mut stream, &mut Vec::new(), false).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["path"], "/slow");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_asking_to_close_gets_connection_close_and_the_connection_ends() {
+    let proxy = proxy().await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut pending = Vec::new();
+    stream.write_all(get("/keep").as_bytes()).await.unwrap();
+    let kept = next_response(&mut stream, &mut pending, false).await;
+    stream
+        .write_all(b"GET /last HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let last = next_response(&mut stream, &mut pending, false).await;
+    let rest = common::read_until_closed(&mut stream, Duration::from_secs(5)).await;
+
+    assert_eq!(kept.status, 200);
+    assert_eq!(last.status, 200);
+    assert_eq!(last.json()["path"], "/last");
+    assert_eq!(last.header("connection"), Some("close"));
+    assert_eq!(rest.as_deref(), Some(&b""[..]), "the connection stays open");
+}

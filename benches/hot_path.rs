@@ -26,7 +26,7 @@ use ipnet::IpNet;
 
 // The allocator the binary uses (src/main.rs), so allocation costs match production.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: gatehouse::allocator::Mimalloc = gatehouse::allocator::Mimalloc;
 
 /// The HS256 secret of every bench token (32 bytes or more, as the config requires).
 const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret!!";

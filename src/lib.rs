@@ -3,8 +3,9 @@
 //! `docs/architecture.md` is the map: the request path, the layers and what each may use, the
 //! snapshot and reload model, the auth and revocation model. The modules, bottom layer first
 //! (nothing imports from a layer above its own; `layers.rs` checks it in every test run):
-//! - `clock`, `request`, `file_watch`: leaves: the one clock; what every layer knows about one
-//!   request (client, caller, request id, host, connection slot); watching replaced files.
+//! - `allocator`, `clock`, `request`, `file_watch`: leaves: the global allocator (mimalloc);
+//!   the one clock; what every layer knows about one request (client, caller, request id, host,
+//!   connection slot); watching replaced files.
 //! - `store`: the account store (SQLite or PostgreSQL) behind the `AccountStore` trait.
 //! - `config`: YAML → validated `Settings`, errors as `PATH:LINE:COLUMN: message`.
 //! - `metrics`: the Prometheus registry; handles resolved per snapshot, not per request.
@@ -27,6 +28,7 @@
 //! Public: what the binary, the integration tests, the benchmarks (`benches/`) and the fuzz
 //! targets (`fuzz/`) drive. The rest is private to the crate.
 
+pub mod allocator;
 pub mod auth;
 mod balancer;
 pub mod cli;

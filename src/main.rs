@@ -14,7 +14,7 @@ use gatehouse::store::{self, AccountStore, Role};
 use gatehouse::{config, reload, Settings};
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: gatehouse::allocator::Mimalloc = gatehouse::allocator::Mimalloc;
 
 /// mimalloc's `mi_option_arena_eager_commit` (its place in `mi_option_e`, mimalloc.h; the same in
 /// the v2 and v3 sources libmimalloc-sys builds).

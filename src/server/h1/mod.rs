@@ -37,6 +37,7 @@ use http::Method;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 
 use crate::handler::{self, RequestLimits};
 use crate::request::ClientInfo;
@@ -76,26 +77,26 @@ pub(super) async fn serve(
 ) -> io::Result<Ended> {
     // Bytes read past the last head (pipelined requests); no allocation while empty.
     let mut buf = BytesMut::new();
+    // One timer for the connection's life, moved only when it fires early (`expired`): a
+    // timer set and cancelled for every head cost a timer-wheel insert and removal per request.
+    let timer = tokio::time::sleep(settings.header_read_timeout);
+    tokio::pin!(timer);
     loop {
+        let deadline = Instant::now() + settings.header_read_timeout;
         let next = tokio::select! {
             biased;
-            next = tokio::time::timeout(
-                settings.header_read_timeout,
-                read_head(&mut stream, &mut buf, settings),
-            ) => next,
+            next = read_head(&mut stream, &mut buf, settings) => next?,
+            () = expired(timer.as_mut(), deadline) => {
+                tracing::debug!(peer = %settings.client.peer, "no request within the header read timeout; closing");
+                return Ok(Ended::Closed);
+            }
             // Idle or part-way through a head: hyper closes such a connection on shutdown.
             _ = draining.changed() => return Ok(Ended::Closed),
         };
         let head = match next {
-            Err(_elapsed) => {
-                tracing::debug!(peer = %settings.client.peer, "no request within the header read timeout; closing");
-                return Ok(Ended::Closed);
-            }
-            Ok(read) => match read? {
-                Next::Closed => return Ok(Ended::Closed),
-                Next::Other => return Ok(Ended::HandedOver(Continued::new(stream, buf))),
-                Next::Head(head) => head,
-            },
+            Next::Closed => return Ok(Ended::Closed),
+            Next::Other => return Ok(Ended::HandedOver(Continued::new(stream, buf))),
+            Next::Head(head) => head,
         };
         let head_request = head.request.method() == Method::HEAD;
         let (asked_close, trailers) = (!head.keep_alive, head.trailers);
@@ -127,6 +128,23 @@ pub(super) async fn serve(
         if !kept {
             return Ok(Ended::Closed);
         }
+    }
+}
+
+/// Completes at `deadline`. `timer` may be set earlier (for a previous head, which began
+/// earlier): when it fires before `deadline` it is moved there and awaited again, so a
+/// connection whose heads keep arriving in time moves its timer about once per timeout, not
+/// once per request. It is never set later than the deadline it serves.
+async fn expired(mut timer: Pin<&mut Sleep>, deadline: Instant) {
+    loop {
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().await;
+        if Instant::now() >= deadline {
+            return;
+        }
+        timer.as_mut().reset(deadline);
     }
 }
 

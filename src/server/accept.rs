@@ -2,9 +2,10 @@
 //! handshake included, and for HTTP/2, where hyper has none, the wait for each stream's
 //! head), request limits, and a bounded graceful drain when the shutdown future completes.
 //!
-//! The first bytes decide the protocol (`preface`), and the connection is served by hyper's
-//! HTTP/1 or HTTP/2 connection alone: an idle HTTP/1 connection's task holds HTTP/1 state
-//! only (an HTTP/2 connection's state is boxed), which is most of what it costs.
+//! The first bytes decide the protocol (`preface`). A cleartext HTTP/1 connection is served by
+//! Gatehouse's own server (`h1`) until a request it leaves to hyper; then, like a TLS HTTP/1
+//! one, by hyper's HTTP/1 connection alone, and an HTTP/2 one by hyper's HTTP/2 connection.
+//! hyper's connection states are boxed, so a connection's task is sized for what serves it.
 
 use std::future::Future;
 use std::io;
@@ -163,34 +164,36 @@ pub(super) async fn serve_worker(
         let worker = Arc::clone(&worker);
         tokio::spawn(async move {
             // The slot (captured) is held until the connection ends.
-            let Some((mut stream, protocol)) =
+            let Some((stream, protocol)) =
                 ready(stream, acceptor.as_ref(), header_read_timeout).await
             else {
                 return;
             };
-            if let (ClientStream::Plain(_), Protocol::Http1) = (&stream, protocol) {
-                let ClientStream::Plain(socket) = stream else {
-                    unreachable!("matched above")
-                };
-                let settings = h1::Settings {
-                    worker: Arc::clone(&worker),
-                    client: Arc::clone(&client),
-                    limits,
-                    header_read_timeout,
-                    max_head,
-                    max_headers,
-                };
-                match h1::serve(socket, &settings, &mut draining).await {
-                    Ok(h1::Ended::HandedOver(continued)) => {
-                        stream = ClientStream::Continued(Box::new(continued));
-                    }
-                    Ok(h1::Ended::Closed) => return,
-                    Err(error) => {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                        return;
+            let stream = match (stream, protocol) {
+                // Cleartext HTTP/1: Gatehouse's own server first; hyper from the first request
+                // it leaves to hyper, if any.
+                (ClientStream::Plain(socket), Protocol::Http1) => {
+                    let settings = h1::Settings {
+                        worker: Arc::clone(&worker),
+                        client: Arc::clone(&client),
+                        limits,
+                        header_read_timeout,
+                        max_head,
+                        max_headers,
+                    };
+                    match h1::serve(socket, &settings, &mut draining).await {
+                        Ok(h1::Ended::HandedOver(continued)) => {
+                            ClientStream::Continued(Box::new(continued))
+                        }
+                        Ok(h1::Ended::Closed) => return,
+                        Err(error) => {
+                            tracing::debug!(%peer, %error, "connection ended with an error");
+                            return;
+                        }
                     }
                 }
-            }
+                (stream, _) => stream,
+            };
             // Requests in progress are tracked for HTTP/2's idle bound only (see `closing`):
             // an HTTP/1.1 request pays for no counter and no clock read.
             let activity = (protocol == Protocol::Http2).then(|| Arc::new(Activity::new()));

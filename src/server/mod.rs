@@ -7,6 +7,7 @@ mod admin_listener;
 mod h1;
 mod listen;
 mod preface;
+mod replay;
 mod stream;
 mod tls;
 mod workers;

@@ -5,18 +5,18 @@
 //! nothing, or a few bytes of the preface, would hold a connection slot forever (slowloris).
 //!
 //! A cleartext socket is peeked; a TLS stream cannot be, so its first bytes are read and
-//! handed back to hyper by [`Replay`]. The bytes also name the protocol, so each connection is
+//! handed back to hyper by `Replay` (`replay.rs`). The bytes also name the protocol, so each connection is
 //! served by hyper's HTTP/1 or HTTP/2 connection alone, and an HTTP/1 connection's task is not
 //! sized for HTTP/2's state.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
+
+use super::replay::Replay;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Re-check interval while a client is part-way through the HTTP/2 preface (rare: the
@@ -79,74 +79,13 @@ pub(super) async fn read_decided<S: AsyncRead + Unpin>(mut stream: S) -> Option<
             Ok(read) => n += read,
         }
     }
-    Some(Replay {
-        prefix: buf,
-        start: 0,
-        end: n,
-        inner: stream,
-    })
-}
-
-/// A stream whose first bytes were already read: they are returned again before the rest.
-#[derive(Debug)]
-pub(super) struct Replay<S> {
-    prefix: [u8; H2_PREFACE.len()],
-    start: usize,
-    end: usize,
-    inner: S,
+    Some(Replay::new(stream, BytesMut::from(&buf[..n])))
 }
 
 impl<S> Replay<S> {
-    /// The protocol its first bytes name.
+    /// The protocol its first bytes name (those `read_decided` read).
     pub(super) fn protocol(&self) -> Protocol {
-        Protocol::of(&self.prefix[..self.end])
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.start < this.end {
-            let n = (this.end - this.start).min(buf.remaining());
-            buf.put_slice(&this.prefix[this.start..this.start + n]);
-            this.start += n;
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        Protocol::of(self.unread())
     }
 }
 

@@ -9,8 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use super::h1::Continued;
-use super::preface::Replay;
+use super::replay::Replay;
 
 /// A client connection ready for hyper.
 #[derive(Debug)]
@@ -22,7 +21,7 @@ pub(super) enum ClientStream {
     Tls(Box<Replay<TlsStream<TcpStream>>>),
     /// Cleartext HTTP/1.1 handed over by Gatehouse's own server (`h1`) with the bytes it had
     /// read but not served. Boxed: most cleartext connections never get here.
-    Continued(Box<Continued>),
+    Continued(Box<Replay<TcpStream>>),
 }
 
 macro_rules! delegate {

@@ -44,7 +44,9 @@ async fn an_http2_prior_knowledge_request_is_proxied_to_an_open_service() {
     assert_eq!(post.json()["body_len"], 8);
 }
 
-fn timeout_config(addrs: &[std::net::SocketAddr]) -> ConfigYaml {
+/// An open service `app.test` on `addrs` with a 1 s header-read timeout (also for
+/// `http1_server.rs`).
+pub(crate) fn timeout_config(addrs: &[std::net::SocketAddr]) -> ConfigYaml {
     ConfigYaml::new()
         .limit("header_read_timeout", "1s")
         .service(ServiceYaml::open("app", "app.test").backends(addrs))

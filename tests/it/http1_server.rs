@@ -181,19 +181,13 @@ async fn a_request_asking_to_close_gets_connection_close_and_the_connection_ends
     assert_eq!(rest.as_deref(), Some(&b""[..]), "the connection stays open");
 }
 
-fn timeout_proxy_config(addrs: &[std::net::SocketAddr]) -> ConfigYaml {
-    ConfigYaml::new()
-        .limit("header_read_timeout", "1s")
-        .service(ServiceYaml::open("app", "app.test").backends(addrs))
-}
-
 /// The header-read timeout runs from the end of each answer: a connection that keeps sending
 /// requests stays open for longer than the timeout in all, and is closed one timeout after it
 /// goes quiet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_header_read_timeout_restarts_with_each_request_and_closes_an_idle_connection() {
     let addrs = backends(1).await;
-    let proxy = Proxy::start(&timeout_proxy_config(&addrs)).await;
+    let proxy = Proxy::start(&crate::connections::timeout_config(&addrs)).await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     let mut pending = Vec::new();
     for i in 0..6 {

@@ -7,7 +7,7 @@
 //! requests but the handler's. The first request it does not take (a body, an upgrade,
 //! `Expect`, HTTP/1.0, a head hyper would refuse or that outgrows `max_header_bytes`) and
 //! everything after it on that connection are hyper's: the connection is handed over with the
-//! bytes read so far put back in front (`Continued`), so hyper sees the byte stream it would
+//! bytes read so far put back in front (`server/replay.rs`), so hyper sees the byte stream it would
 //! have seen from the start. Bodies, upgrades, `100-continue` and every refusal stay hyper's.
 //!
 //! The timeouts are hyper's: a head (the first, or the next one on a kept-alive connection)
@@ -15,14 +15,12 @@
 //! client that closes while its request is in progress cancels it; a drain closes an idle
 //! connection and answers a request in progress with `connection: close`.
 
-mod continued;
 mod date;
 mod head;
-mod replay;
 mod respond;
+mod taken;
 
-pub(super) use continued::Continued;
-pub use replay::taken_heads;
+pub use taken::taken_heads;
 
 use std::future::{pending, poll_fn};
 use std::io;
@@ -39,6 +37,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use super::replay::Replay;
 use crate::handler::{self, RequestLimits};
 use crate::request::ClientInfo;
 use crate::state::Worker;
@@ -65,7 +64,7 @@ pub(super) enum Ended {
     /// Closed: the client closed, timed out, asked to, or the server is draining.
     Closed,
     /// A request hyper must serve: it takes the connection from here.
-    HandedOver(Continued),
+    HandedOver(Replay<TcpStream>),
 }
 
 /// Serves `stream` until it closes or a request needs hyper; `draining` changes when the
@@ -95,7 +94,7 @@ pub(super) async fn serve(
         };
         let head = match next {
             Next::Closed => return Ok(Ended::Closed),
-            Next::Other => return Ok(Ended::HandedOver(Continued::new(stream, buf))),
+            Next::Other => return Ok(Ended::HandedOver(Replay::new(stream, buf))),
             Next::Head(head) => head,
         };
         let head_request = head.request.method() == Method::HEAD;

@@ -1,5 +1,6 @@
-//! A cleartext connection handed to hyper part-way: the bytes already read from it, not yet
-//! served, come first, then the socket.
+//! A stream whose first bytes were already read: they come again before the rest. For a TLS
+//! session whose first bytes named its protocol (`preface`), and for a cleartext connection
+//! Gatehouse's own HTTP/1 server hands to hyper with what it had read but not served (`h1`).
 
 use std::io;
 use std::pin::Pin;
@@ -7,22 +8,26 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
-/// The socket, with `unread` in front of what it reads next.
+/// `inner`, with `unread` in front of what it reads next.
 #[derive(Debug)]
-pub(in crate::server) struct Continued {
+pub(super) struct Replay<S> {
     unread: BytesMut,
-    socket: TcpStream,
+    inner: S,
 }
 
-impl Continued {
-    pub(super) fn new(socket: TcpStream, unread: BytesMut) -> Self {
-        Continued { unread, socket }
+impl<S> Replay<S> {
+    pub(super) fn new(inner: S, unread: BytesMut) -> Self {
+        Replay { unread, inner }
+    }
+
+    /// The bytes not read again yet.
+    pub(super) fn unread(&self) -> &[u8] {
+        &self.unread
     }
 }
 
-impl AsyncRead for Continued {
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -39,17 +44,17 @@ impl AsyncRead for Continued {
             }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.socket).poll_read(cx, buf)
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for Continued {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().socket).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -57,41 +62,41 @@ impl AsyncWrite for Continued {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().socket).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.socket.is_write_vectored()
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().socket).poll_flush(cx)
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().socket).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
     #[tokio::test]
-    async fn the_unread_bytes_come_first_then_the_socket() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+    async fn the_unread_bytes_come_first_then_the_stream() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut client = TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
         client.write_all(b" world").await.expect("write");
         client.shutdown().await.expect("shutdown");
-        let mut continued = Continued::new(server, BytesMut::from(&b"hello"[..]));
+        let mut replay = Replay::new(server, BytesMut::from(&b"hello"[..]));
+        assert_eq!(replay.unread(), b"hello");
         let mut all = Vec::new();
-        continued.read_to_end(&mut all).await.expect("read");
+        replay.read_to_end(&mut all).await.expect("read");
         assert_eq!(all, b"hello world");
     }
 }

@@ -108,31 +108,69 @@ async fn a_backend_closing_idle_connections_costs_no_failed_request() {
     assert_eq!(answered.load(Ordering::SeqCst), 5);
 }
 
-/// Answers every request as soon as its head is in, without reading its body (as nginx's
-/// `return 200` does), then reads and drops whatever else arrives on the connection.
-async fn early_answering_backend() -> SocketAddr {
+/// What [`early_answering_backend`] saw: connections accepted, requests answered, and request
+/// body bytes received after the answers.
+#[derive(Default)]
+struct EarlyStats {
+    connections: AtomicUsize,
+    answered: AtomicUsize,
+    body_bytes: AtomicUsize,
+}
+
+/// Answers every request as soon as its head is in, before reading its body (as nginx's
+/// `return 200` does), then reads and drops the body (its `Content-Length`) and serves the
+/// connection's next request, as a keep-alive HTTP/1.1 server does.
+async fn early_answering_backend() -> (SocketAddr, Arc<EarlyStats>) {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let stats = Arc::new(EarlyStats::default());
+    let seen = Arc::clone(&stats);
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            seen.connections.fetch_add(1, Ordering::SeqCst);
+            let seen = Arc::clone(&seen);
             tokio::spawn(async move {
-                if read_head(&mut stream).await.is_none() {
-                    return;
-                }
-                let mut buf = [0u8; 4096];
-                let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly";
-                if stream.write_all(reply).await.is_err() {
-                    return;
-                }
-                while let Ok(n) = stream.read(&mut buf).await {
-                    if n == 0 {
+                let mut received = Vec::new();
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    let end = loop {
+                        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end + 4;
+                        }
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => received.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&received[..end]).to_lowercase();
+                    let mut length: usize = head
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length: "))
+                        .and_then(|n| n.trim().parse().ok())
+                        .unwrap_or(0);
+                    received.drain(..end);
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly";
+                    if stream.write_all(reply).await.is_err() {
                         return;
+                    }
+                    seen.answered.fetch_add(1, Ordering::SeqCst);
+                    while length > 0 {
+                        if received.is_empty() {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => received.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let taken = received.len().min(length);
+                        received.drain(..taken);
+                        length -= taken;
+                        seen.body_bytes.fetch_add(taken, Ordering::SeqCst);
                     }
                 }
             });
         }
     });
-    addr
+    (addr, stats)
 }
 
 /// Reads one response with a `content-length` from `stream`; returns its head and body.
@@ -166,7 +204,7 @@ async fn read_response(stream: &mut tokio::net::TcpStream) -> (String, String) {
 /// and its next request is served on the same connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_the_backend_answered_early_is_discarded_and_the_client_connection_kept() {
-    let backend = early_answering_backend().await;
+    let (backend, _) = early_answering_backend().await;
     let config = ConfigYaml::new()
         .workers(1)
         .service(ServiceYaml::open("app", "app.test").backend(backend));
@@ -191,4 +229,83 @@ async fn a_body_the_backend_answered_early_is_discarded_and_the_client_connectio
     let (status, text) = read_response(&mut stream).await;
     assert!(status.starts_with("http/1.1 200"), "{status}");
     assert_eq!(text, "early");
+}
+
+/// Sends a POST whose body goes out in two parts around the answer: the head and 1 KiB, then
+/// (once the answer is in) the rest; then, on the same client connection, a GET.
+async fn post_answered_early(stream: &mut tokio::net::TcpStream, body: &[u8]) {
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..1024]).await.unwrap();
+    let (status, text) = read_response(stream).await;
+    assert!(status.starts_with("http/1.1 200"), "{status}");
+    assert_eq!(text, "early");
+    stream.write_all(&body[1024..]).await.unwrap();
+}
+
+/// A backend that answers before it has the body, and keeps the connection, reads and drops the
+/// rest: the rest is sent to it after the answer, and the connection serves the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_answering_before_the_body_keeps_its_connection() {
+    let (backend, stats) = early_answering_backend().await;
+    let config = ConfigYaml::new()
+        .workers(1)
+        .service(ServiceYaml::open("app", "app.test").backend(backend));
+    let proxy = Proxy::start(&config).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let body = vec![b'x'; 64 * 1024];
+    for _ in 0..3 {
+        post_answered_early(&mut stream, &body).await;
+        // The rest reaches the backend before the connection is parked for the next request.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stream
+        .write_all(b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, text) = read_response(&mut stream).await;
+    assert!(status.starts_with("http/1.1 200"), "{status}");
+    assert_eq!(text, "early");
+    assert_eq!(stats.answered.load(Ordering::SeqCst), 4);
+    assert_eq!(stats.body_bytes.load(Ordering::SeqCst), 3 * body.len());
+    assert_eq!(
+        stats.connections.load(Ordering::SeqCst),
+        1,
+        "an early answer cost a new backend connection"
+    );
+}
+
+/// More than 1 MiB still to send when the backend answers: the rest is not sent, and that
+/// backend connection is closed rather than reused (the client's connection too: its rest is
+/// more than the proxy reads and drops).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_rest_after_an_early_answer_is_not_sent() {
+    let (backend, stats) = early_answering_backend().await;
+    let config = ConfigYaml::new()
+        .workers(1)
+        .service(ServiceYaml::open("app", "app.test").backend(backend));
+    let proxy = Proxy::start(&config).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let body = vec![b'x'; 2 * 1024 * 1024];
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..1024]).await.unwrap();
+    let (status, text) = read_response(&mut stream).await;
+    assert!(status.starts_with("http/1.1 200"), "{status}");
+    assert_eq!(text, "early");
+    // The proxy stops reading somewhere in the rest; the write may fail then.
+    let _ = stream.write_all(&body[1024..]).await;
+    drop(stream);
+
+    let reply = proxy.client().get("app.test", "/next").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "early");
+    assert!(stats.body_bytes.load(Ordering::SeqCst) < body.len());
+    assert_eq!(stats.connections.load(Ordering::SeqCst), 2);
 }

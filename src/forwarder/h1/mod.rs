@@ -104,9 +104,11 @@ pub(crate) enum SendError {
 }
 
 /// Sends `request` on `conn` and waits for the response head. The body streams while the
-/// response is awaited; a response that comes before the body has been sent (a 413, say) ends
-/// the sending, and its connection is not reused. `home` is where the connection is parked
-/// once the response body has been read, when the backend allows.
+/// response is awaited. A response that comes before the body has been sent either ends the
+/// sending (the connection is then not reused) or, when the backend keeps the connection and
+/// at most [`FINISH_BYTES`] are left, lets the rest follow (see [`BackendBody`]). `home` is
+/// where the connection is parked once the response body has been read, when the backend
+/// allows.
 ///
 /// Not an `async fn`, which keeps each by-value argument twice in its state (as passed and as
 /// moved apart): this state is part of every proxied request's, copied in full when the
@@ -179,13 +181,26 @@ pub(crate) fn send(
             }
         };
         // Reused only after a whole exchange: the request written in full, both sides agreeing.
-        let keep_alive = head.keep_alive && written && write_failed.is_none() && !close;
-        if !written {
+        let reusable = head.keep_alive && write_failed.is_none() && !close;
+        let unsent = if written {
+            None
+        } else if reusable && head.body != BodyKind::Upgrade && writer.rest_within(FINISH_BYTES) {
+            // An early answer on a connection the backend keeps (nginx's `return 200` to a
+            // POST): it reads and drops the rest of the body, so the rest goes to it, as a proxy
+            // that had buffered the body would have sent it, and the connection is reused. A
+            // backend that wants no more says `Connection: close` (RFC 9112 §9.5), and the
+            // branch below stops sending; ending here on every early answer cost a new
+            // connection per request.
+            Some(Box::new(writer))
+        } else {
             if let Some(rest) = writer.into_rest() {
                 tokio::spawn(discard(rest));
             }
-        }
-        let mut response = Response::new(BackendBody::new(conn, head.body, keep_alive, home));
+            None
+        };
+        let keep_alive = reusable && (written || unsent.is_some());
+        let body = BackendBody::new(conn, head.body, keep_alive, home, unsent);
+        let mut response = Response::new(body);
         *response.status_mut() = head.status;
         *response.version_mut() = head.version;
         *response.headers_mut() = head.headers;
@@ -199,6 +214,9 @@ pub(crate) fn send(
     }
 }
 
+/// The most of a request body still to send when its backend answers early and keeps the
+/// connection, for the rest to be sent after the answer (more, and the connection is closed).
+const FINISH_BYTES: u64 = 1024 * 1024;
 /// The most of a client's body read and dropped after its backend answered early.
 const DISCARD_BYTES: u64 = 1024 * 1024;
 /// How long that may take.

@@ -203,6 +203,12 @@ impl RequestWriter {
         }
     }
 
+    /// Whether what is left to send is a `Content-Length` body of at most `limit` bytes, those
+    /// already taken from the client but not yet written included.
+    pub(super) fn rest_within(&self, limit: u64) -> bool {
+        matches!(self.framing, Framing::Length(_)) && self.left + self.queued as u64 <= limit
+    }
+
     /// The body, with what was taken from it put back; only before anything was written.
     pub(super) fn into_unsent_body(mut self) -> Option<UpstreamBody> {
         let mut body = self.body.take()?;

@@ -1,7 +1,9 @@
 //! Cleartext HTTP/1.1 on one kept-alive connection: Gatehouse's own server answers requests
-//! without a body and hands the connection to hyper at the first one it does not take, so these
-//! tests mix both kinds, in separate writes, pipelined in one write, and split into single
-//! bytes, and check that every answer arrives complete and in order.
+//! without a body or with a small `Content-Length` body that arrives with its head, and hands
+//! the connection to hyper at the first one it does not take (here: a chunked body, or a body
+//! that comes after its head), so these tests mix both kinds, in separate writes, pipelined in
+//! one write, and split into single bytes, and check that every answer arrives complete and in
+//! order.
 
 use crate::common;
 
@@ -24,6 +26,13 @@ fn get(path: &str) -> String {
 fn post(path: &str, body: &str) -> String {
     format!(
         "POST {path} HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn post_chunked(path: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
         body.len()
     )
 }
@@ -89,9 +98,10 @@ async fn one_connection_carries_bodiless_requests_then_a_body_then_more() {
         .await
         .unwrap();
     let head = next_response(&mut stream, &mut pending, true).await;
-    // The first request with a body: hyper serves it and the rest of the connection.
+    // The first request the own server does not take: hyper serves it and the rest of the
+    // connection.
     stream
-        .write_all(post("/upload", "hello").as_bytes())
+        .write_all(post_chunked("/upload", "hello").as_bytes())
         .await
         .unwrap();
     let upload = next_response(&mut stream, &mut pending, false).await;
@@ -133,17 +143,75 @@ async fn one_connection_carries_bodiless_requests_then_a_body_then_more() {
 async fn pipelined_requests_are_answered_in_order_across_the_hand_over() {
     let proxy = proxy().await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let all = [get("/1"), get("/2"), post("/3", "abc"), get("/4")].concat();
+    let all = [
+        get("/1"),
+        post("/2", "ab"),
+        post_chunked("/3", "abc"),
+        get("/4"),
+    ]
+    .concat();
     stream.write_all(all.as_bytes()).await.unwrap();
 
     let mut pending = Vec::new();
-    let mut paths = Vec::new();
+    let mut seen = Vec::new();
     for _ in 0..4 {
         let reply = next_response(&mut stream, &mut pending, false).await;
         assert_eq!(reply.status, 200);
-        paths.push(reply.json()["path"].as_str().unwrap().to_string());
+        let json = reply.json();
+        seen.push((
+            json["path"].as_str().unwrap().to_string(),
+            json["body_len"].as_u64(),
+        ));
     }
-    assert_eq!(paths, ["/1", "/2", "/3", "/4"]);
+    let expected = [("/1", 0), ("/2", 2), ("/3", 3), ("/4", 0)];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(p, n)| (p.to_string(), Some(*n)))
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+/// A `Content-Length` body that arrives with its head is read with it; one that comes after its
+/// head (here 100 ms later) is left to hyper, which reads it as it arrives. Both are forwarded
+/// whole, and the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_with_their_head_and_bodies_after_it_are_both_forwarded() {
+    let proxy = proxy().await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut pending = Vec::new();
+    let large = "x".repeat(64 * 1024);
+
+    stream
+        .write_all([post("/with", "hello"), get("/then")].concat().as_bytes())
+        .await
+        .unwrap();
+    let with = next_response(&mut stream, &mut pending, false).await;
+    let then = next_response(&mut stream, &mut pending, false).await;
+    stream
+        .write_all(post("/large", &large).as_bytes())
+        .await
+        .unwrap();
+    let whole = next_response(&mut stream, &mut pending, false).await;
+    let late = post("/late", "later");
+    let (head, body) = late.split_at(late.len() - 5);
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let after = next_response(&mut stream, &mut pending, false).await;
+    stream.write_all(get("/last").as_bytes()).await.unwrap();
+    let last = next_response(&mut stream, &mut pending, false).await;
+
+    for (reply, path, len) in [
+        (&with, "/with", 5),
+        (&then, "/then", 0),
+        (&whole, "/large", large.len()),
+        (&after, "/late", 5),
+        (&last, "/last", 0),
+    ] {
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.json()["path"], path);
+        assert_eq!(reply.json()["body_len"], len, "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,9 @@
 //! A request head, read by `httparse` as hyper's server reads it, taken only when it is one
-//! this server answers itself: HTTP/1.1, origin-form target, no body and nothing that changes
-//! the connection (no `Content-Length`, `Transfer-Encoding`, `Expect` or `Upgrade`, no
-//! `CONNECT`). Every other head, and every head hyper would refuse, is left to hyper, which
-//! then reads the same bytes (`Parsed::Other`).
+//! this server answers itself: HTTP/1.1, origin-form target, nothing that changes the
+//! connection (no `Transfer-Encoding`, `Expect` or `Upgrade`, no `CONNECT`), and no body or a
+//! body of one `Content-Length` line of at most [`MAX_BODY`] bytes, taken with the head once
+//! all of it is in the buffer. Every other head, and every head hyper would refuse, is left to
+//! hyper, which then reads the same bytes (`Parsed::Other`).
 
 use std::mem::MaybeUninit;
 
@@ -19,10 +20,13 @@ use crate::forwarder::ADDED_REQUEST_HEADERS;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(super) enum Parsed {
-    /// A request this server answers; its head is taken off the buffer.
+    /// A request this server answers; its head and body are taken off the buffer.
     Simple(Head),
     /// Not a whole head yet.
     Partial,
+    /// A whole head this server answers once its body is in: the buffer must first hold this
+    /// many bytes (head and body). Nothing was taken off the buffer.
+    Body(usize),
     /// A head hyper must serve (or refuse): a body, an upgrade, HTTP/1.0, a malformed head, too
     /// many fields. Nothing was taken off the buffer.
     Other,
@@ -32,6 +36,8 @@ pub(super) enum Parsed {
 #[derive(Debug)]
 pub(super) struct Head {
     pub request: Request<Incoming>,
+    /// The head's length in bytes (without the body).
+    pub len: usize,
     /// The client did not ask to close the connection after this request.
     pub keep_alive: bool,
     /// The client accepts trailer fields (`TE: trailers`), which hyper sends only then.
@@ -44,25 +50,38 @@ pub(super) fn parse(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     // Frozen whole, so that the target and every field value share its bytes (as hyper's do);
     // what follows the head goes back into `buf`, and so does all of it if hyper is to read it.
     let bytes = std::mem::take(buf).freeze();
-    let parsed = read(&bytes, max_headers);
-    match &parsed {
-        Read::Simple(_, len) => {
-            if bytes.len() > *len {
-                *buf = BytesMut::from(&bytes[*len..]);
+    match read(&bytes, max_headers) {
+        Read::Simple(mut head, body) => {
+            let end = head.len + body;
+            if bytes.len() < end {
+                *buf = BytesMut::from(bytes);
+                return Parsed::Body(end);
             }
+            if body > 0 {
+                *head.request.body_mut() = Incoming::full(bytes.slice(head.len..end));
+            }
+            if bytes.len() > end {
+                *buf = BytesMut::from(&bytes[end..]);
+            }
+            Parsed::Simple(head)
         }
-        Read::Partial | Read::Other => *buf = BytesMut::from(bytes),
-    }
-    match parsed {
-        Read::Simple(head, _) => Parsed::Simple(head),
-        Read::Partial => Parsed::Partial,
-        Read::Other => Parsed::Other,
+        Read::Partial => {
+            *buf = BytesMut::from(bytes);
+            Parsed::Partial
+        }
+        Read::Other => {
+            *buf = BytesMut::from(bytes);
+            Parsed::Other
+        }
     }
 }
 
+/// The largest request body taken with its head; a longer one is hyper's, which streams it.
+pub(super) const MAX_BODY: usize = 64 * 1024;
+
 #[allow(clippy::large_enum_variant)] // As `Parsed`.
 enum Read {
-    /// The head and its length.
+    /// The head (its body still empty) and the body's length.
     Simple(Head, usize),
     Partial,
     Other,
@@ -97,6 +116,7 @@ fn read(bytes: &Bytes, max_headers: usize) -> Read {
     let mut headers = HeaderMap::with_capacity(request.headers.len() + ADDED_REQUEST_HEADERS);
     let mut keep_alive = true;
     let mut trailers = false;
+    let mut body: Option<usize> = None;
     for field in request.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) else {
             return Read::Other;
@@ -108,10 +128,13 @@ fn read(bytes: &Bytes, max_headers: usize) -> Read {
             return Read::Other;
         };
         match name {
-            header::CONTENT_LENGTH
-            | header::TRANSFER_ENCODING
-            | header::EXPECT
-            | header::UPGRADE => return Read::Other,
+            // One line of digits, as small as `MAX_BODY`; repeated lines (which hyper folds
+            // into one when they agree) and anything else are hyper's to judge.
+            header::CONTENT_LENGTH => match (body, content_length(value.as_bytes())) {
+                (None, Some(length)) => body = Some(length),
+                _ => return Read::Other,
+            },
+            header::TRANSFER_ENCODING | header::EXPECT | header::UPGRADE => return Read::Other,
             header::CONNECTION => keep_alive &= !has_token(&value, "close"),
             header::TE => trailers |= has_token(&value, "trailers"),
             _ => {}
@@ -125,10 +148,22 @@ fn read(bytes: &Bytes, max_headers: usize) -> Read {
     *request.headers_mut() = headers;
     let head = Head {
         request,
+        len,
         keep_alive,
         trailers,
     };
-    Read::Simple(head, len)
+    Read::Simple(head, body.unwrap_or(0))
+}
+
+/// A `Content-Length` value of at most [`MAX_BODY`]: one to six ASCII digits.
+fn content_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() || value.len() > 6 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let length = value
+        .iter()
+        .fold(0usize, |n, &d| n * 10 + usize::from(d - b'0'));
+    (length <= MAX_BODY).then_some(length)
 }
 
 /// The most fields a head may have here; hyper's own default limit is the same.
@@ -147,6 +182,7 @@ pub(super) fn has_token(value: &HeaderValue, token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Body as _;
 
     fn parse_str(bytes: &str) -> (Parsed, BytesMut) {
         let mut buf = BytesMut::from(bytes);
@@ -184,8 +220,13 @@ mod tests {
     #[test]
     fn heads_hyper_must_serve_are_left_whole() {
         for other in [
-            "POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
-            "GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+            "POST / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\nx",
+            "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx",
+            "POST / HTTP/1.1\r\nContent-Length: 0x1\r\n\r\nx",
+            "POST / HTTP/1.1\r\nContent-Length: 65537\r\n\r\nx",
+            "POST / HTTP/1.1\r\nContent-Length: 0000001\r\n\r\nx",
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "PUT / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
@@ -200,6 +241,39 @@ mod tests {
             assert!(matches!(parsed, Parsed::Other), "{other:?}: {parsed:?}");
             assert_eq!(&rest[..], other.as_bytes(), "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_body_is_taken_with_its_head_once_all_of_it_is_in() {
+        let request = "POST /up HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        for cut in 0..5 {
+            let (parsed, rest) = parse_str(&request[..request.len() - 5 + cut]);
+            assert!(
+                matches!(parsed, Parsed::Body(n) if n == request.len()),
+                "{parsed:?}"
+            );
+            assert_eq!(rest.len(), request.len() - 5 + cut, "nothing is taken");
+        }
+        let (parsed, rest) = parse_str(&format!("{request}GET /next"));
+        let Parsed::Simple(head) = parsed else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(head.len, request.len() - 5);
+        assert_eq!(head.request.headers()["content-length"], "5");
+        assert_eq!(head.request.body().size_hint().exact(), Some(5));
+        assert_eq!(&rest[..], b"GET /next");
+
+        let (parsed, rest) = parse_str("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        let Parsed::Simple(head) = parsed else {
+            panic!("{parsed:?}")
+        };
+        assert!(head.request.body().is_end_stream() && rest.is_empty());
+
+        let largest = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {MAX_BODY}\r\n\r\n{}",
+            "x".repeat(MAX_BODY)
+        );
+        assert!(matches!(parse_str(&largest).0, Parsed::Simple(_)));
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //!
 //! It reads each request head with `httparse` into a buffer taken only when bytes arrive and
 //! dropped once the head is parsed, answers the requests it can answer exactly as hyper does
-//! (HTTP/1.1 without a body or an upgrade: `head.rs`), and writes the response itself
+//! (HTTP/1.1 without an upgrade, and without a body or with a `Content-Length` body of at most
+//! 64 KiB that has arrived with its head: `head.rs`), and writes the response itself
 //! (`respond.rs`), all in the connection's task with no buffer or boxed future kept between
-//! requests but the handler's. The first request it does not take (a body, an upgrade,
-//! `Expect`, HTTP/1.0, a head hyper would refuse or that outgrows `max_header_bytes`) and
-//! everything after it on that connection are hyper's: the connection is handed over with the
-//! bytes read so far put back in front (`server/replay.rs`), so hyper sees the byte stream it would
-//! have seen from the start. Bodies, upgrades, `100-continue` and every refusal stay hyper's.
+//! requests but the handler's. The first request it does not take (a chunked or longer body,
+//! or one still arriving, an upgrade, `Expect`, HTTP/1.0, a head hyper would refuse or that
+//! outgrows `max_header_bytes`) and everything after it on that connection are hyper's: the
+//! connection is handed over with the bytes read so far put back in front
+//! (`server/replay.rs`), so hyper sees the byte stream it would have seen from the start.
+//! Streamed bodies, upgrades, `100-continue` and every refusal stay hyper's.
 //!
 //! The timeouts are hyper's: a head (the first, or the next one on a kept-alive connection)
 //! must arrive within `header_read_timeout`, else the connection closes without an answer; a
@@ -170,6 +172,21 @@ async fn read_head(
                 Parsed::Other => return Ok(Next::Other),
                 Parsed::Partial if buf.len() >= settings.max_head => return Ok(Next::Other),
                 Parsed::Partial => {}
+                // What has arrived of the body is read without waiting on the client: a body
+                // still on its way is hyper's, whose body timeouts and rate limits then apply
+                // to it. Once, the other tasks run first: a body sent with its head but split
+                // by the kernel (a loopback segment is 64 KiB) is often in by then, and a
+                // connection handed over stays hyper's.
+                Parsed::Body(needed) => {
+                    if read_ready(stream, buf, needed).await? {
+                        continue;
+                    }
+                    tokio::task::yield_now().await;
+                    match read_ready(stream, buf, needed).await? {
+                        true => continue,
+                        false => return Ok(Next::Other),
+                    }
+                }
             }
         }
         let limit = READ_CHUNK.min(settings.max_head - buf.len());
@@ -194,6 +211,32 @@ async fn read_some<R: AsyncRead + Unpin>(
         Poll::Ready(Ok(read.filled().len()))
     })
     .await
+}
+
+/// Reads what the socket already has until `buf` holds `needed` bytes; whether it does. Never
+/// waits: a read that would is the end, and so is the end of the stream.
+async fn read_ready(stream: &mut TcpStream, buf: &mut BytesMut, needed: usize) -> io::Result<bool> {
+    while buf.len() < needed {
+        // Room past `needed`: a read that comes back short tells tokio the socket is drained, so
+        // the close watch's first read costs no `recv` that would only say `EAGAIN`.
+        buf.reserve(needed - buf.len() + READ_CHUNK);
+        let read = poll_fn(|cx| {
+            let mut read = ReadBuf::uninit(buf.spare_capacity_mut());
+            match Pin::new(&mut *stream).poll_read(cx, &mut read) {
+                Poll::Pending => Poll::Ready(None),
+                Poll::Ready(result) => Poll::Ready(Some(result.map(|()| read.filled().len()))),
+            }
+        })
+        .await;
+        match read {
+            None | Some(Ok(0)) => return Ok(false),
+            // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity
+            // (`ReadBuf` counts bytes as filled only once written).
+            Some(Ok(n)) => unsafe { buf.set_len(buf.len() + n) },
+            Some(Err(e)) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// Completes when the client closes its side (or the connection fails) while its request is in

@@ -42,6 +42,8 @@ pub struct Incoming {
 
 enum Kind {
     Empty,
+    /// Gatehouse: a body read whole before the request was handed on (`Incoming::full`).
+    Full(Option<Bytes>),
     #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
     Chan {
         content_length: DecodedLength,
@@ -102,6 +104,17 @@ impl Incoming {
     #[doc(hidden)]
     pub fn empty() -> Incoming {
         Incoming::new(Kind::Empty)
+    }
+
+    /// Gatehouse: a body already read whole, for requests Gatehouse's own HTTP/1 server reads
+    /// with their body (a `Content-Length` body that arrived with its head), so they reach the
+    /// same handler as hyper's. Yields `data` as one frame; empty data yields none.
+    #[doc(hidden)]
+    pub fn full(data: Bytes) -> Incoming {
+        if data.is_empty() {
+            return Incoming::empty();
+        }
+        Incoming::new(Kind::Full(Some(data)))
     }
 
     #[cfg(feature = "ffi")]
@@ -166,6 +179,7 @@ impl Body for Incoming {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match &mut self.kind {
             Kind::Empty => Poll::Ready(None),
+            Kind::Full(data) => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
             #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
             Kind::Chan {
                 content_length: len,
@@ -236,6 +250,7 @@ impl Body for Incoming {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Empty => true,
+            Kind::Full(data) => data.is_none(),
             #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
             Kind::Chan { content_length, .. } => *content_length == DecodedLength::ZERO,
             #[cfg(all(feature = "http2", any(feature = "client", feature = "server")))]
@@ -258,12 +273,13 @@ impl Body for Incoming {
             }
         }
 
-        match self.kind {
+        match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             #[cfg(all(feature = "http1", any(feature = "client", feature = "server")))]
-            Kind::Chan { content_length, .. } => opt_len(content_length),
+            Kind::Chan { content_length, .. } => opt_len(*content_length),
             #[cfg(all(feature = "http2", any(feature = "client", feature = "server")))]
-            Kind::H2 { content_length, .. } => opt_len(content_length),
+            Kind::H2 { content_length, .. } => opt_len(*content_length),
             #[cfg(feature = "ffi")]
             Kind::Ffi(..) => SizeHint::default(),
         }

@@ -126,7 +126,10 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         });
         let bytes = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(count + RESPONSE_HEADROOM);
-        let mut seen = Framers::default();
+        let mut seen = Framers {
+            http10: version == Version::HTTP_10,
+            ..Framers::default()
+        };
         for span in &spans[..count] {
             // SAFETY: the first `count` spans were written above, one per parsed field.
             let (n0, n1, v0, v1) = unsafe { span.assume_init() };
@@ -134,15 +137,14 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
                 .map_err(|_| ParseError::Invalid("invalid header name"))?;
             let value = HeaderValue::from_maybe_shared(bytes.slice(v0..v1))
                 .map_err(|_| ParseError::Invalid("invalid header value"))?;
-            seen.note(&name);
+            seen.note(&name, &value);
             headers.append(name, value);
         }
         let reason = reason.map(|(a, b)| bytes.slice(a..b));
         let body = framing(status, version, &headers, seen, head_request)?;
-        let reusable = match seen.connection {
-            true => keeps_alive(version, &headers),
-            false => version == Version::HTTP_11,
-        };
+        // HTTP/1.1 unless a `Connection` line says `close`; HTTP/1.0 only with `keep-alive`
+        // (and no `close`).
+        let reusable = !seen.close && (version == Version::HTTP_11 || seen.keep_alive);
         let keep_alive = reusable
             && !matches!(body, BodyKind::Close | BodyKind::Upgrade)
             && !(seen.content_length && seen.transfer_encoding);
@@ -162,23 +164,37 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
 /// with all of them grows it once more).
 const RESPONSE_HEADROOM: usize = 4;
 
-/// Which of the fields that decide framing and reuse a head has, noted while its map is built
-/// so that each check below is not a hash lookup (most responses lack most of them).
+/// What the fields that decide framing and reuse say, noted while the head's map is built so
+/// that none of them costs a lookup afterwards (most responses lack most of them).
 #[derive(Debug, Default, Clone, Copy)]
 struct Framers {
     content_length: bool,
     transfer_encoding: bool,
-    connection: bool,
+    /// The `Content-Length` lines so far, as [`content_length`] reads them: `None` once one is
+    /// invalid or disagrees.
+    length: Option<u64>,
+    /// A `Connection` line has `close`; one has `keep-alive` (looked for in HTTP/1.0 only,
+    /// where it matters).
+    close: bool,
+    keep_alive: bool,
+    http10: bool,
 }
 
 impl Framers {
-    fn note(&mut self, name: &HeaderName) {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
         if name == header::CONTENT_LENGTH {
+            self.length = match self.content_length {
+                false => line_length(value, None),
+                true => self
+                    .length
+                    .and_then(|length| line_length(value, Some(length))),
+            };
             self.content_length = true;
         } else if name == header::TRANSFER_ENCODING {
             self.transfer_encoding = true;
         } else if name == header::CONNECTION {
-            self.connection = true;
+            self.close |= has_token(value, "close");
+            self.keep_alive |= self.http10 && has_token(value, "keep-alive");
         }
     }
 }
@@ -212,7 +228,7 @@ fn framing(
     if !seen.content_length {
         return Ok(BodyKind::Close);
     }
-    match content_length(headers) {
+    match seen.length {
         // hyper reserves the top two values of u64 for its own markers.
         Some(len) if len > u64::MAX - 2 => Err(ParseError::Invalid("Content-Length too large")),
         Some(0) => Ok(BodyKind::Empty),
@@ -236,34 +252,27 @@ fn chunked_last(headers: &HeaderMap) -> bool {
 pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     let mut length = None;
     for line in headers.get_all(header::CONTENT_LENGTH) {
-        for value in line.to_str().ok()?.split(',') {
-            let value = value.trim();
-            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let n: u64 = value.parse().ok()?;
-            if length.is_some_and(|l| l != n) {
-                return None;
-            }
-            length = Some(n);
-        }
+        length = Some(line_length(line, length)?);
     }
     length
 }
 
-/// HTTP/1.1 unless a `Connection` line says `close`; HTTP/1.0 only with `keep-alive` (and no
-/// `close`).
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let mut keep_alive = version == Version::HTTP_11;
-    for line in headers.get_all(header::CONNECTION) {
-        if has_token(line, "close") {
-            return false;
+/// The number every comma-separated value of one `Content-Length` line states, if they all
+/// state the same valid one and it is `so_far` (the earlier lines') when there is one.
+fn line_length(line: &HeaderValue, so_far: Option<u64>) -> Option<u64> {
+    let mut length = so_far;
+    for value in line.to_str().ok()?.split(',') {
+        let value = value.trim();
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
         }
-        if !keep_alive {
-            keep_alive = has_token(line, "keep-alive");
+        let n: u64 = value.parse().ok()?;
+        if length.is_some_and(|l| l != n) {
+            return None;
         }
+        length = Some(n);
     }
-    keep_alive
+    length
 }
 
 /// Whether the comma-separated `line` has `token` (ASCII case-insensitive).

@@ -27,8 +27,8 @@ pub(super) enum Parsed {
     /// A whole head this server answers once its body is in: the buffer must first hold this
     /// many bytes (head and body). Nothing was taken off the buffer.
     Body(usize),
-    /// A head hyper must serve (or refuse): a body, an upgrade, HTTP/1.0, a malformed head, too
-    /// many fields. Nothing was taken off the buffer.
+    /// A head hyper must serve (or refuse): a chunked or longer body, an upgrade, HTTP/1.0, a
+    /// malformed head, too many fields. Nothing was taken off the buffer.
     Other,
 }
 

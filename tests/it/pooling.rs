@@ -199,18 +199,18 @@ async fn read_response(stream: &mut tokio::net::TcpStream) -> (String, String) {
     }
 }
 
-/// A backend that answers before it has the request body ends that upstream exchange, but the
-/// client's connection stays usable: the rest of its body is read and dropped, as nginx does,
-/// and its next request is served on the same connection.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_the_backend_answered_early_is_discarded_and_the_client_connection_kept() {
-    let (backend, _) = early_answering_backend().await;
+/// A proxy with one open service, one worker, over an [`early_answering_backend`].
+async fn early_proxy() -> (Proxy, Arc<EarlyStats>) {
+    let (backend, stats) = early_answering_backend().await;
     let config = ConfigYaml::new()
         .workers(1)
         .service(ServiceYaml::open("app", "app.test").backend(backend));
-    let proxy = Proxy::start(&config).await;
-    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let body = vec![b'x'; 256 * 1024];
+    (Proxy::start(&config).await, stats)
+}
+
+/// Sends a POST's head and the first 1 KiB of `body`, and reads the backend's early answer;
+/// the caller sends the rest.
+async fn answered_early(stream: &mut tokio::net::TcpStream, body: &[u8]) {
     let head = format!(
         "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -218,57 +218,49 @@ async fn a_body_the_backend_answered_early_is_discarded_and_the_client_connectio
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&body[..1024]).await.unwrap();
     // The answer comes while most of the body is still to be sent.
-    let (status, text) = read_response(&mut stream).await;
-    assert!(status.starts_with("http/1.1 200"), "{status}");
-    assert_eq!(text, "early");
-    stream.write_all(&body[1024..]).await.unwrap();
-    stream
-        .write_all(b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n")
-        .await
-        .unwrap();
-    let (status, text) = read_response(&mut stream).await;
+    let (status, text) = read_response(stream).await;
     assert!(status.starts_with("http/1.1 200"), "{status}");
     assert_eq!(text, "early");
 }
 
-/// Sends a POST whose body goes out in two parts around the answer: the head and 1 KiB, then
-/// (once the answer is in) the rest; then, on the same client connection, a GET.
-async fn post_answered_early(stream: &mut tokio::net::TcpStream, body: &[u8]) {
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&body[..1024]).await.unwrap();
+/// A GET on `stream`, answered by the early-answering backend.
+async fn next_get(stream: &mut tokio::net::TcpStream) {
+    stream
+        .write_all(b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
     let (status, text) = read_response(stream).await;
     assert!(status.starts_with("http/1.1 200"), "{status}");
     assert_eq!(text, "early");
+}
+
+/// A backend that answers before it has the request body ends that upstream exchange, but the
+/// client's connection stays usable: the rest of its body is read and dropped, as nginx does,
+/// and its next request is served on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_backend_answered_early_is_discarded_and_the_client_connection_kept() {
+    let (proxy, _) = early_proxy().await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let body = vec![b'x'; 256 * 1024];
+    answered_early(&mut stream, &body).await;
     stream.write_all(&body[1024..]).await.unwrap();
+    next_get(&mut stream).await;
 }
 
 /// A backend that answers before it has the body, and keeps the connection, reads and drops the
 /// rest: the rest is sent to it after the answer, and the connection serves the next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_answering_before_the_body_keeps_its_connection() {
-    let (backend, stats) = early_answering_backend().await;
-    let config = ConfigYaml::new()
-        .workers(1)
-        .service(ServiceYaml::open("app", "app.test").backend(backend));
-    let proxy = Proxy::start(&config).await;
+    let (proxy, stats) = early_proxy().await;
     let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let body = vec![b'x'; 64 * 1024];
     for _ in 0..3 {
-        post_answered_early(&mut stream, &body).await;
+        answered_early(&mut stream, &body).await;
+        stream.write_all(&body[1024..]).await.unwrap();
         // The rest reaches the backend before the connection is parked for the next request.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    stream
-        .write_all(b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n")
-        .await
-        .unwrap();
-    let (status, text) = read_response(&mut stream).await;
-    assert!(status.starts_with("http/1.1 200"), "{status}");
-    assert_eq!(text, "early");
+    next_get(&mut stream).await;
     assert_eq!(stats.answered.load(Ordering::SeqCst), 4);
     assert_eq!(stats.body_bytes.load(Ordering::SeqCst), 3 * body.len());
     assert_eq!(
@@ -283,22 +275,10 @@ async fn a_backend_answering_before_the_body_keeps_its_connection() {
 /// more than the proxy reads and drops).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_rest_after_an_early_answer_is_not_sent() {
-    let (backend, stats) = early_answering_backend().await;
-    let config = ConfigYaml::new()
-        .workers(1)
-        .service(ServiceYaml::open("app", "app.test").backend(backend));
-    let proxy = Proxy::start(&config).await;
+    let (proxy, stats) = early_proxy().await;
     let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let body = vec![b'x'; 2 * 1024 * 1024];
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&body[..1024]).await.unwrap();
-    let (status, text) = read_response(&mut stream).await;
-    assert!(status.starts_with("http/1.1 200"), "{status}");
-    assert_eq!(text, "early");
+    answered_early(&mut stream, &body).await;
     // The proxy stops reading somewhere in the rest; the write may fail then.
     let _ = stream.write_all(&body[1024..]).await;
     drop(stream);

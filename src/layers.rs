@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// Bottom layer first. A module may use modules of a lower layer, never of its own or a higher
 /// one (two modules of one layer know nothing of each other).
 const LAYERS: &[&[&str]] = &[
-    &["allocator", "clock", "request", "file_watch"],
+    &["allocator", "clock", "request", "file_watch", "http1"],
     &["store"],
     &["config"],
     &["metrics"],

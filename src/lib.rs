@@ -39,6 +39,7 @@ mod error;
 mod file_watch;
 pub mod forwarder;
 mod handler;
+pub mod http1;
 #[cfg(test)]
 mod layers;
 pub mod metrics;

@@ -73,7 +73,7 @@ impl RequestHead {
             .headers
             .get_all(header::CONNECTION)
             .iter()
-            .any(|line| parse::has_token(line, "close"));
+            .any(|line| crate::http1::has_token(line, "close"));
         RequestHead {
             bytes,
             framing,

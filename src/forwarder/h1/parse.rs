@@ -9,6 +9,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 
+use crate::http1::{has_token, last_coding_is_chunked};
+
 /// The most bytes a response head may take (hyper allowed about 408 KiB).
 pub const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields a response head may have (hyper's default too).
@@ -243,9 +245,7 @@ fn chunked_last(headers: &HeaderMap) -> bool {
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+        .is_some_and(last_coding_is_chunked)
 }
 
 /// The `Content-Length`: every value of every line (comma-separated) the same valid number.
@@ -273,10 +273,4 @@ fn line_length(line: &HeaderValue, so_far: Option<u64>) -> Option<u64> {
         length = Some(n);
     }
     length
-}
-
-/// Whether the comma-separated `line` has `token` (ASCII case-insensitive).
-pub(crate) fn has_token(line: &HeaderValue, token: &str) -> bool {
-    line.to_str()
-        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }

@@ -10,7 +10,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Uri};
 use http_body::Body as _;
@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 
 use super::super::body::{ClientBodyError, UpstreamBody};
 use super::parse::content_length;
+use crate::http1::Piece;
 
 /// Body bytes taken from the client ahead of what the socket has accepted.
 const QUEUE_LIMIT: usize = 64 * 1024;
@@ -93,61 +94,6 @@ pub(super) enum WriteError {
     Body(ClientBodyError),
     /// The socket failed, or the body did not match its `Content-Length`.
     Io(io::Error),
-}
-
-/// A piece of what goes out.
-#[derive(Debug)]
-enum Piece {
-    Bytes(Bytes),
-    /// A chunk-size line: up to 16 hex digits and CRLF.
-    Size([u8; 18], u8),
-    Static(&'static [u8]),
-}
-
-impl Piece {
-    fn chunk_size(len: usize) -> Piece {
-        let mut line = [0u8; 18];
-        let digits = format_hex(len as u64, &mut line);
-        line[digits] = b'\r';
-        line[digits + 1] = b'\n';
-        Piece::Size(line, (digits + 2) as u8)
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Piece::Bytes(bytes) => bytes,
-            Piece::Size(line, len) => &line[..usize::from(*len)],
-            Piece::Static(bytes) => bytes,
-        }
-    }
-
-    fn advance(&mut self, n: usize) {
-        match self {
-            Piece::Bytes(bytes) => bytes.advance(n),
-            Piece::Size(line, len) => {
-                line.copy_within(n..usize::from(*len), 0);
-                *len -= n as u8;
-            }
-            Piece::Static(bytes) => *bytes = &bytes[n..],
-        }
-    }
-}
-
-fn format_hex(mut n: u64, out: &mut [u8; 18]) -> usize {
-    let mut digits = [0u8; 16];
-    let mut count = 0;
-    loop {
-        digits[count] = b"0123456789ABCDEF"[(n & 0xf) as usize];
-        count += 1;
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    for i in 0..count {
-        out[i] = digits[count - 1 - i];
-    }
-    count
 }
 
 /// Writes the head, then streams the body, from the request's own task.

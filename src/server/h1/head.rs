@@ -13,6 +13,7 @@ use http::{HeaderMap, Method, Request, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::forwarder::ADDED_REQUEST_HEADERS;
+use crate::http1::has_token;
 
 /// What the bytes at the start of the buffer are.
 // The head is the common case and moves once or twice; boxed, it would cost an allocation
@@ -168,16 +169,6 @@ fn content_length(value: &[u8]) -> Option<usize> {
 
 /// The most fields a head may have here; hyper's own default limit is the same.
 const MAX_FIELDS: usize = 100;
-
-/// Whether the comma-separated `value` has `token` (any case), as hyper reads `Connection` and
-/// `TE`; a value that is not visible ASCII has none.
-pub(super) fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value.to_str().is_ok_and(|value| {
-        value
-            .split(',')
-            .any(|element| element.trim().eq_ignore_ascii_case(token))
-    })
-}
 
 #[cfg(test)]
 mod tests {

@@ -16,15 +16,15 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body::Body;
 use tokio::io::AsyncWrite;
 
 use super::date;
-use super::head::has_token;
 use crate::error::ProxyBody;
+use crate::http1::{has_token, last_coding_is_chunked, Piece};
 
 /// What the request asked of its response.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +83,7 @@ pub(super) async fn write<W: AsyncWrite + Unpin>(
         parts.status = StatusCode::INTERNAL_SERVER_ERROR;
         let mut head = Vec::new();
         encode(&mut parts, None, asked, &mut head).map_err(unsendable)?;
-        write_all(out, &mut VecDeque::from([Bytes::from(head)])).await?;
+        write_all(out, &mut VecDeque::from([Piece::Bytes(Bytes::from(head))])).await?;
         return Ok(false);
     }
     if !asked.keep_alive {
@@ -93,7 +93,7 @@ pub(super) async fn write<W: AsyncWrite + Unpin>(
     let (mut framing, is_last) =
         encode(&mut parts, length, asked, &mut head).map_err(unsendable)?;
     let mut queue = VecDeque::with_capacity(4);
-    queue.push_back(Bytes::from(head));
+    queue.push_back(Piece::Bytes(Bytes::from(head)));
     if framing == Framing::Length(0) {
         // hyper does not poll a body it cannot send (HEAD, 204, 304, or an empty one).
         drop(body);
@@ -136,7 +136,7 @@ pub(super) async fn write<W: AsyncWrite + Unpin>(
         if let Ok(trailers) = frame.into_trailers() {
             break match (&framing, asked.trailers) {
                 (Framing::Chunked(Some(allowed)), true) => {
-                    queue.push_back(encode_trailers(allowed, &trailers));
+                    queue.push_back(Piece::Bytes(encode_trailers(allowed, &trailers)));
                     Ok(())
                 }
                 _ => end(&framing, &mut queue),
@@ -170,7 +170,7 @@ fn close_connection(headers: &mut HeaderMap) {
 
 /// Queues `data` as `framing` sends it; true once a stated length is complete (what follows is
 /// not sent, and the body is not read further).
-fn encode_data(framing: &mut Framing, mut data: Bytes, queue: &mut VecDeque<Bytes>) -> bool {
+fn encode_data(framing: &mut Framing, mut data: Bytes, queue: &mut VecDeque<Piece>) -> bool {
     if data.is_empty() {
         return false;
     }
@@ -180,31 +180,31 @@ fn encode_data(framing: &mut Framing, mut data: Bytes, queue: &mut VecDeque<Byte
                 data.truncate(limit);
             }
             *remaining -= data.len() as u64;
-            queue.push_back(data);
+            queue.push_back(Piece::Bytes(data));
             *remaining == 0
         }
         Framing::Chunked(_) => {
-            queue.push_back(Bytes::from(format!("{:X}\r\n", data.len())));
-            queue.push_back(data);
-            queue.push_back(Bytes::from_static(b"\r\n"));
+            queue.push_back(Piece::chunk_size(data.len()));
+            queue.push_back(Piece::Bytes(data));
+            queue.push_back(Piece::Static(b"\r\n"));
             false
         }
         Framing::CloseDelimited => {
-            queue.push_back(data);
+            queue.push_back(Piece::Bytes(data));
             false
         }
     }
 }
 
 /// The end of the body: the last chunk, or an error if a stated length was not reached.
-fn end(framing: &Framing, queue: &mut VecDeque<Bytes>) -> io::Result<()> {
+fn end(framing: &Framing, queue: &mut VecDeque<Piece>) -> io::Result<()> {
     match framing {
         Framing::Length(0) | Framing::CloseDelimited => Ok(()),
         Framing::Length(missing) => Err(io::Error::other(format!(
             "the response body ended {missing} bytes short of its length"
         ))),
         Framing::Chunked(_) => {
-            queue.push_back(Bytes::from_static(b"0\r\n\r\n"));
+            queue.push_back(Piece::Static(b"0\r\n\r\n"));
             Ok(())
         }
     }
@@ -346,7 +346,7 @@ fn encode(
                 }
                 wrote_len = true;
                 // `chunked` must be the last coding, else it is added.
-                must_write_chunked = !is_chunked(&value);
+                must_write_chunked = !last_coding_is_chunked(&value);
                 if is_name_written {
                     line_more(dst, &value);
                 } else {
@@ -443,16 +443,6 @@ fn line_more(dst: &mut Vec<u8>, value: &HeaderValue) {
     dst.extend_from_slice(value.as_bytes());
 }
 
-/// Whether the last coding is `chunked` (hyper's `is_chunked_`).
-fn is_chunked(value: &HeaderValue) -> bool {
-    value.to_str().is_ok_and(|value| {
-        value
-            .rsplit(',')
-            .next()
-            .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
-    })
-}
-
 /// A `Content-Length` value: digits only, no overflow (hyper's `content_length_parse`).
 fn content_length(value: &HeaderValue) -> Option<u64> {
     let digits = value.as_bytes();
@@ -470,14 +460,14 @@ fn content_length(value: &HeaderValue) -> Option<u64> {
 /// Writes everything queued, in as few vectored writes as the socket takes.
 async fn write_all<W: AsyncWrite + Unpin>(
     out: &mut W,
-    queue: &mut VecDeque<Bytes>,
+    queue: &mut VecDeque<Piece>,
 ) -> io::Result<()> {
     poll_fn(|cx| {
         while !queue.is_empty() {
             let mut slices = [IoSlice::new(&[]); 16];
             let count = queue.len().min(slices.len());
-            for (slice, bytes) in slices.iter_mut().zip(queue.iter()) {
-                *slice = IoSlice::new(bytes);
+            for (slice, piece) in slices.iter_mut().zip(queue.iter()) {
+                *slice = IoSlice::new(piece.bytes());
             }
             let mut written =
                 ready!(Pin::new(&mut *out).poll_write_vectored(cx, &slices[..count]))?;
@@ -486,8 +476,9 @@ async fn write_all<W: AsyncWrite + Unpin>(
             }
             while written > 0 {
                 let front = queue.front_mut().expect("written no more than queued");
-                if written >= front.len() {
-                    written -= front.len();
+                let len = front.bytes().len();
+                if written >= len {
+                    written -= len;
                     queue.pop_front();
                 } else {
                     front.advance(written);
